@@ -1,0 +1,47 @@
+"""gradkit: neural-network building blocks whose derivatives are exact and composable.
+
+Every activation exposes ``forward``, ``vjp``, ``jvp`` and a batched ``jacobian``;
+every loss its value and gradient; :func:`compose` chains any activation into
+any loss; :func:`gradcheck` tells where a derivative is wrong.
+"""
+
+from . import activations, losses
+from .activations import *  # noqa: F401,F403
+from .base import Activation, AxisActivation, ElementwiseActivation
+from .compose import Composed, compose
+from .gradcheck import GradcheckReport, gradcheck
+from .losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    Loss,
+    MAELoss,
+    MSELoss,
+    NLLLoss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    *activations.__all__,
+    "Activation",
+    "AxisActivation",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "Composed",
+    "CrossEntropyLoss",
+    "ElementwiseActivation",
+    "GradcheckReport",
+    "HuberLoss",
+    "KLDivLoss",
+    "Loss",
+    "MAELoss",
+    "MSELoss",
+    "NLLLoss",
+    "activations",
+    "compose",
+    "gradcheck",
+    "losses",
+]

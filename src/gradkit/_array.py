@@ -1,0 +1,151 @@
+"""Array-namespace helpers and input validation shared by every public function.
+
+Everything here is written against the Array API standard: the namespace ``xp``
+comes from the input (``array_api_compat.array_namespace``), nothing is
+mutated in place, and NumPy is only used to turn lists and scalars into arrays.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple
+
+import numpy as np
+from array_api_compat import array_namespace, device, is_array_api_obj
+
+__all__ = [
+    "Prepared",
+    "as_float",
+    "cast",
+    "check_choice",
+    "check_int",
+    "check_positive",
+    "like",
+    "mask_like",
+    "normalize_axis",
+    "to_array",
+]
+
+
+def to_array(x: Any, name: str) -> Any:
+    """Return ``x`` if it is an Array API array, else ``np.asarray(x)``."""
+    if is_array_api_obj(x):
+        return x
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array or a number, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array or a number, got {type(x).__name__}: {exc}") from exc
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got a ragged or object array")
+    return arr
+
+
+class Prepared(NamedTuple):
+    """An input converted for computation: namespace, array, and the dtype to return."""
+
+    xp: Any
+    x: Any
+    out_dtype: Any
+
+
+def as_float(x: Any, name: str = "x") -> Prepared:
+    """Convert ``x`` for computation.
+
+    Real floating input is kept; float16/bfloat16 is computed in float32 and the
+    result returned in the input dtype; integer input is cast to float64 (the
+    rule ``np.exp`` follows). Boolean and complex input raise ``TypeError``.
+    """
+    x = to_array(x, name)
+    xp = array_namespace(x)
+    dt = x.dtype
+    if xp.isdtype(dt, "bool"):
+        raise TypeError(f"{name} must have a real floating or integer dtype, got bool")
+    if xp.isdtype(dt, "complex floating"):
+        raise TypeError(f"{name} must have a real dtype, got {dt}")
+    if xp.isdtype(dt, "integral"):
+        return Prepared(xp, xp.astype(x, xp.float64), xp.float64)
+    if not xp.isdtype(dt, "real floating"):
+        raise TypeError(f"{name} must have a real floating or integer dtype, got {dt}")
+    if xp.finfo(dt).bits < 32:
+        return Prepared(xp, xp.astype(x, xp.float32), dt)
+    return Prepared(xp, x, dt)
+
+
+def cast(xp: Any, a: Any, dtype: Any) -> Any:
+    """Return ``a`` in ``dtype`` (no copy when it already is)."""
+    return a if a.dtype == dtype else xp.astype(a, dtype)
+
+
+def like(a: Any, ref: Any, xp: Any, name: str, ref_name: str = "x") -> Any:
+    """Convert ``a`` to ``ref``'s namespace, device and floating dtype; shapes must match."""
+    if not is_array_api_obj(a) or array_namespace(a) is not xp:
+        a = xp.asarray(to_array(a, name), device=device(ref))
+    if tuple(a.shape) != tuple(ref.shape):
+        raise ValueError(
+            f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}; got {tuple(a.shape)}"
+        )
+    if xp.isdtype(a.dtype, "bool") or xp.isdtype(a.dtype, "complex floating"):
+        raise TypeError(f"{name} must have a real dtype, got {a.dtype}")
+    return cast(xp, a, ref.dtype)
+
+
+def mask_like(where: Any, ref: Any, xp: Any) -> Any:
+    """Validate a boolean mask and broadcast it to ``ref``'s shape."""
+    if not is_array_api_obj(where) or array_namespace(where) is not xp:
+        where = xp.asarray(to_array(where, "where"), device=device(ref))
+    if not xp.isdtype(where.dtype, "bool"):
+        raise TypeError(f"where must be a boolean mask, got dtype {where.dtype}")
+    try:
+        return xp.broadcast_to(where, tuple(ref.shape))
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(
+            f"where must broadcast to the shape of x, {tuple(ref.shape)}; got {tuple(where.shape)}"
+        ) from exc
+
+
+def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
+    """Return ``axis`` as a non-negative index into an array of ``ndim`` dimensions."""
+    if ndim == 0:
+        raise ValueError(f"x must have at least one dimension to apply {name}={axis}; got a 0-d array")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name} must be in [{-ndim}, {ndim - 1}] for an array of {ndim} dimensions; got {axis}")
+    return axis % ndim
+
+
+def check_int(value: Any, name: str) -> int:
+    """Return ``value`` as an ``int``; bools and non-integers raise ``TypeError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a finite ``float`` that is > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    ok = v >= 0 if allow_zero else v > 0
+    if not (ok and np.isfinite(v)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}; got {value!r}")
+    return v
+
+
+def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``options``, else raise ``ValueError`` listing them."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+def moveaxis(xp: Any, a: Any, source: int, destination: int) -> Any:
+    """``moveaxis`` through ``permute_dims`` (part of every Array API version)."""
+    nd = a.ndim
+    source, destination = source % nd, destination % nd
+    if source == destination:
+        return a
+    order = [i for i in range(nd) if i != source]
+    order.insert(destination, source)
+    return xp.permute_dims(a, tuple(order))

@@ -1,0 +1,44 @@
+"""Activations by family, and the registry by name.
+
+>>> import gradkit as gk
+>>> gk.activations.get("softmax", axis=0)
+Softmax(axis=0, temperature=1.0)
+>>> "relu" in gk.activations.names()
+True
+"""
+
+from __future__ import annotations
+
+from ..base import Activation
+from ..registry import Registry
+from .elementwise import ELU, GELU, SELU, HardSigmoid, Identity, LeakyReLU, Mish, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .softmax import LogSoftmax, Softmax
+
+__all__ = [
+    "ELU",
+    "GELU",
+    "SELU",
+    "Activation",
+    "HardSigmoid",
+    "Identity",
+    "LeakyReLU",
+    "LogSoftmax",
+    "Mish",
+    "ReLU",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "get",
+    "names",
+    "register",
+]
+
+_registry: Registry[Activation] = Registry("activation", Activation)
+for _cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU, Softplus, SiLU, Mish, HardSigmoid, Softmax, LogSoftmax):
+    _registry.register(_cls)
+
+get = _registry.get
+names = _registry.names
+register = _registry.register

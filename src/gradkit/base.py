@@ -1,0 +1,175 @@
+"""The contract every activation and loss follows.
+
+An activation is a map ``y = f(x)`` applied along ``axis``. It exposes
+
+* ``forward(x)``            the value ``y`` (``act(x)`` is the same),
+* ``vjp(x, g, y=None)``     the vector-Jacobian product ``gᵀ J`` (backpropagation),
+* ``jvp(x, v, y=None)``     the Jacobian-vector product ``J v`` (forward mode),
+* ``jacobian(x, y=None)``   the batched Jacobian, shape ``x.shape + (n,)``:
+  ``J[..., i, ..., j] = ∂y_i/∂x_j`` with ``i`` at ``axis`` and ``j`` last,
+  so for ``axis=-1`` it is the familiar ``(..., n, n)``.
+
+``y`` lets a caller pass the forward output it already has, so backward does not
+recompute it. Subclasses implement the private ``_forward``, ``_vjp``, ``_jvp``
+and ``_jacobian_last`` on validated arrays in the computation dtype; the public
+methods here validate, convert dtypes and move axes once for all of them.
+
+Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.compose`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from array_api_compat import device
+
+from ._array import as_float, cast, check_int, like, mask_like, moveaxis, normalize_axis
+
+__all__ = ["Activation", "ElementwiseActivation", "AxisActivation"]
+
+Interval = tuple[float, float]
+
+
+class Activation:
+    """Base class: an activation with exact VJP, JVP and Jacobian along ``axis``."""
+
+    #: registry name
+    name: ClassVar[str] = ""
+    #: closed hull of the output values, used by :func:`gradkit.compose` to refuse
+    #: pairs whose loss is undefined on this range (e.g. tanh into bce)
+    output_range: ClassVar[Interval] = (-math.inf, math.inf)
+    #: whether ``where=`` masks are accepted
+    supports_mask: ClassVar[bool] = False
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = check_int(axis, "axis")
+
+    # -- public contract -------------------------------------------------
+    def __call__(self, x: Any, *, where: Any = None) -> Any:
+        return self.forward(x, where=where)
+
+    def forward(self, x: Any, *, where: Any = None) -> Any:
+        """Return ``y = f(x)``."""
+        xp, xc, out_dtype, axis, mask = self._prepare(x, where)
+        return cast(xp, self._forward(xp, xc, axis, mask), out_dtype)
+
+    def vjp(self, x: Any, g: Any, y: Any = None, *, where: Any = None) -> Any:
+        """Return ``gᵀ J``: the gradient w.r.t. ``x`` given the upstream gradient ``g`` w.r.t. ``y``."""
+        xp, xc, out_dtype, axis, mask = self._prepare(x, where)
+        gc = like(g, xc, xp, "g")
+        yc = self._output(xp, xc, y, axis, mask)
+        return cast(xp, self._vjp(xp, xc, yc, gc, axis, mask), out_dtype)
+
+    def jvp(self, x: Any, v: Any, y: Any = None, *, where: Any = None) -> Any:
+        """Return ``J v``: the change of ``y`` along the direction ``v`` in ``x``."""
+        xp, xc, out_dtype, axis, mask = self._prepare(x, where)
+        vc = like(v, xc, xp, "v")
+        yc = self._output(xp, xc, y, axis, mask)
+        return cast(xp, self._jvp(xp, xc, yc, vc, axis, mask), out_dtype)
+
+    def jacobian(self, x: Any, y: Any = None, *, where: Any = None) -> Any:
+        """Return the batched Jacobian, shape ``x.shape + (n,)`` with ``n = x.shape[axis]``."""
+        xp, xc, out_dtype, axis, mask = self._prepare(x, where)
+        if xc.ndim == 0:
+            raise ValueError("x must have at least one dimension for jacobian(); got a 0-d array")
+        yc = self._output(xp, xc, y, axis, mask)
+        last = lambda a: None if a is None else moveaxis(xp, a, axis, -1)  # noqa: E731
+        jac = self._jacobian_last(xp, last(xc), last(yc), last(mask))
+        return cast(xp, moveaxis(xp, jac, -2, axis), out_dtype)
+
+    # -- helpers ---------------------------------------------------------
+    def _prepare(self, x: Any, where: Any) -> tuple[Any, Any, Any, int, Any]:
+        xp, xc, out_dtype = as_float(x, "x")
+        axis = normalize_axis(self.axis, xc.ndim)
+        if xc.shape[axis] == 0:
+            raise ValueError(f"x must have at least one entry along axis={self.axis}; got shape {tuple(xc.shape)}")
+        mask = None
+        if where is not None:
+            if not self.supports_mask:
+                raise TypeError(f"{type(self).__name__} does not take where=: it is elementwise")
+            mask = mask_like(where, xc, xp)
+        return xp, xc, out_dtype, axis, mask
+
+    def _output(self, xp: Any, xc: Any, y: Any, axis: int, mask: Any) -> Any:
+        if y is None:
+            return self._forward(xp, xc, axis, mask)
+        return like(y, xc, xp, "y")
+
+    def _params(self) -> dict[str, Any]:
+        return {"axis": self.axis}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._params() == other._params()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(self._params().items())))
+
+    # -- to implement ----------------------------------------------------
+    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        raise NotImplementedError
+
+    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        raise NotImplementedError
+
+    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        raise NotImplementedError
+
+    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+        """Jacobian with ``axis`` moved last: shape ``(..., n, n)``."""
+        raise NotImplementedError
+
+
+class ElementwiseActivation(Activation):
+    """``y_i = f(x_i)``: the Jacobian is diagonal, ``J = diag(f'(x))``.
+
+    VJP: ``g ⊙ f'(x)``; JVP: ``v ⊙ f'(x)``. Subclasses give ``_f(xp, x)`` and
+    ``_df(xp, x, y)``; :meth:`derivative` exposes the diagonal ``f'(x)``.
+    ``axis`` only decides where the row index of :meth:`jacobian` sits.
+    """
+
+    def derivative(self, x: Any, y: Any = None) -> Any:
+        """Return the diagonal of the Jacobian, ``f'(x)``, with the shape of ``x``."""
+        xp, xc, out_dtype = as_float(x, "x")
+        yc = self._f(xp, xc) if y is None else like(y, xc, xp, "y")
+        return cast(xp, self._df(xp, xc, yc), out_dtype)
+
+    def _prepare(self, x: Any, where: Any) -> tuple[Any, Any, Any, int, Any]:
+        if where is not None:
+            raise TypeError(f"{type(self).__name__} does not take where=: it is elementwise")
+        xp, xc, out_dtype = as_float(x, "x")
+        axis = normalize_axis(self.axis, xc.ndim) if xc.ndim else 0
+        return xp, xc, out_dtype, axis, None
+
+    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        return self._f(xp, x)
+
+    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        return g * self._df(xp, x, y)
+
+    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        return v * self._df(xp, x, y)
+
+    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+        d = self._df(xp, x, y)
+        eye = xp.eye(x.shape[-1], dtype=x.dtype, device=device(x))
+        return d[..., None] * eye
+
+    def _f(self, xp: Any, x: Any) -> Any:
+        raise NotImplementedError
+
+    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+        raise NotImplementedError
+
+
+class AxisActivation(Activation):
+    """An activation whose every output along ``axis`` depends on every input there
+    (softmax and its relatives). Accepts a boolean ``where=`` mask: masked entries
+    take no part in the normalization, give output 0 (``-inf`` for log versions)
+    and receive zero gradient."""
+
+    supports_mask = True

@@ -1,0 +1,110 @@
+"""Binary cross-entropy on probabilities and on logits (elementwise, targets in [0, 1])."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device
+
+from .._array import to_array
+from ..activations.elementwise import sigmoid, softplus
+from .base import ElementwiseLoss
+
+__all__ = ["BCELoss", "BCEWithLogitsLoss"]
+
+
+def _broadcast(xp: Any, a: Any, ref: Any, name: str) -> Any:
+    """Bring an optional weight to ``ref``'s namespace/dtype and check it broadcasts."""
+    if a is None:
+        return None
+    a = xp.asarray(to_array(a, name), device=device(ref))
+    try:
+        xp.broadcast_shapes(tuple(a.shape), tuple(ref.shape))
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must broadcast to pred's shape {tuple(ref.shape)}; got {tuple(a.shape)}") from exc
+    return xp.astype(a, ref.dtype)
+
+
+class _Binary(ElementwiseLoss):
+    def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.weight = weight
+
+    def _params(self) -> dict[str, Any]:
+        return {"weight": self.weight, **super()._params()}
+
+    def _check_target(self, xp: Any, t: Any) -> None:
+        if xp.any((t < 0) | (t > 1)):
+            raise ValueError(f"target must be in [0, 1] for {self.name}; got values in [{float(xp.min(t))}, {float(xp.max(t))}]")
+
+    def _weighted(self, xp: Any, p: Any, value: Any, grad: Any) -> tuple[Any, Any]:
+        w = _broadcast(xp, self.weight, p, "weight")
+        return (value, grad) if w is None else (w * value, w * grad)
+
+
+class BCELoss(_Binary):
+    r"""Binary cross-entropy on probabilities :math:`p \in [0, 1]`:
+    :math:`l = -[t\log p + (1-t)\log(1-p)]`, :math:`\partial l/\partial p = (p - t)/(p(1-p))`.
+
+    As in PyTorch, each log is clamped at :math:`-100` and :math:`p(1-p)` at
+    :math:`10^{-12}`, so ``p`` of exactly 0 or 1 gives a finite loss. Prefer
+    :class:`BCEWithLogitsLoss` (or ``compose(Sigmoid(), BCELoss())``, which uses
+    it) for exact values at saturated logits. ``weight`` rescales elements.
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> round(float(gk.BCELoss()(np.array([0.8]), np.array([1.0]))), 6)
+    0.223144
+    """
+
+    name = "bce"
+    input_domain = (0.0, 1.0)
+
+    def _check(self, xp: Any, p: Any, t: Any) -> None:
+        if xp.any((p < 0) | (p > 1)):
+            raise ValueError(f"pred must be probabilities in [0, 1] for bce; got values in [{float(xp.min(p))}, {float(xp.max(p))}]")
+        self._check_target(xp, t)
+
+    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        log_p = xp.clip(xp.where(p > 0, xp.log(xp.where(p > 0, p, 1.0)), -100.0), -100.0, None)
+        log_q = xp.clip(xp.where(p < 1, xp.log1p(-xp.where(p < 1, p, 0.0)), -100.0), -100.0, None)
+        value = -(t * log_p + (1.0 - t) * log_q)
+        grad = (p - t) / xp.clip(p * (1.0 - p), 1e-12, None)
+        return self._weighted(xp, p, value, grad)
+
+
+class BCEWithLogitsLoss(_Binary):
+    r"""Binary cross-entropy on logits :math:`z`, with ``pos_weight`` :math:`w`:
+
+    :math:`l = (1-t)z + (1 + (w-1)t)\,\mathrm{softplus}(-z)`,
+    :math:`\partial l/\partial z = (1-t) - (1 + (w-1)t)\,\sigma(-z)` (:math:`= \sigma(z) - t` for :math:`w = 1`).
+
+    Exact and overflow-free for any :math:`z`. ``weight`` rescales elements;
+    ``pos_weight`` broadcasts against ``pred`` (per class on the last axis).
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> gk.BCEWithLogitsLoss(reduction="none")(np.array([-1000.0, 0.0]), np.array([1.0, 1.0])).round(6)
+    array([1000.      ,    0.693147])
+    """
+
+    name = "bce_with_logits"
+
+    def __init__(self, weight: Any = None, pos_weight: Any = None, reduction: str = "mean") -> None:
+        super().__init__(weight, reduction)
+        self.pos_weight = pos_weight
+
+    def _params(self) -> dict[str, Any]:
+        return {"pos_weight": self.pos_weight, **super()._params()}
+
+    def _check(self, xp: Any, p: Any, t: Any) -> None:
+        self._check_target(xp, t)
+
+    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        w = _broadcast(xp, self.pos_weight, p, "pos_weight")
+        coef = 1.0 if w is None else 1.0 + (w - 1.0) * t
+        value = (1.0 - t) * p + coef * softplus(xp, -p)
+        grad = (1.0 - t) - coef * sigmoid(xp, -p)
+        return self._weighted(xp, p, value, grad)

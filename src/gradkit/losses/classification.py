@@ -1,0 +1,262 @@
+"""Losses over a class axis: cross-entropy, negative log-likelihood, KL divergence.
+
+``target`` is either integer labels, with ``pred``'s shape less the class axis,
+or per-class targets (one-hot or soft, not necessarily summing to 1) with
+``pred``'s shape. Options shared by all three (PyTorch's conventions):
+
+* ``weight`` (shape ``(n,)``): class :math:`c` counts :math:`w_c` times,
+  :math:`l_i = \\sum_c w_c\\,\\ell(p_{ic}, t_{ic})`. With labels, ``"mean"`` divides
+  by the sum of the items' weights :math:`\\sum_i w_{y_i}`; with per-class targets,
+  by the number of items.
+* ``ignore_index`` (labels only): those items contribute 0 and leave the mean's
+  denominator; an all-ignored batch gives loss 0 and gradient 0.
+* ``label_smoothing`` :math:`\\varepsilon`: :math:`t \\leftarrow (1-\\varepsilon)t + \\varepsilon/n`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import device
+
+from .._array import check_int, cast, moveaxis, normalize_axis, to_array
+from .base import Loss
+
+__all__ = ["CrossEntropyLoss", "KLDivLoss", "NLLLoss", "PreparedTarget"]
+
+
+class PreparedTarget:
+    """Per-class targets ``t`` (shape of pred), class weights broadcast along the
+    class axis (or None), and the mean's denominator."""
+
+    __slots__ = ("t", "w", "denom")
+
+    def __init__(self, t: Any, w: Any, denom: Any) -> None:
+        self.t, self.w, self.denom = t, w, denom
+
+    def weighted(self) -> Any:
+        return self.t if self.w is None else self.w * self.t
+
+
+class ClassLoss(Loss):
+    """Base for losses summed over a class axis; subclasses give ``_terms(xp, p, t)``."""
+
+    def __init__(
+        self,
+        axis: int = -1,
+        weight: Any = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(reduction)
+        self.axis = check_int(axis, "axis")
+        self.ignore_index = check_int(ignore_index, "ignore_index")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
+            raise TypeError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+        if not 0.0 <= float(label_smoothing) <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+        self.weight = None if weight is None else to_array(weight, "weight")
+        if self.weight is not None:
+            from array_api_compat import array_namespace
+
+            wxp = array_namespace(self.weight)
+            if self.weight.ndim != 1:
+                raise ValueError(f"weight must be a 1-d array of per-class weights; got shape {tuple(self.weight.shape)}")
+            if not bool(wxp.all(wxp.isfinite(wxp.astype(self.weight, wxp.float64)) & (self.weight >= 0))):
+                raise ValueError("weight must be finite and >= 0")
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "axis": self.axis,
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "label_smoothing": self.label_smoothing,
+            **super()._params(),
+        }
+
+    def _item_axis(self, ndim: int) -> int:
+        return normalize_axis(self.axis, ndim)
+
+    def prepare_target(self, xp: Any, p: Any, target: Any) -> PreparedTarget:
+        """Validate ``target`` against ``p`` and return per-class targets and weights."""
+        axis = normalize_axis(self.axis, p.ndim)
+        n = p.shape[axis]
+        if n == 0:
+            raise ValueError(f"pred must have at least one class along axis={self.axis}; got shape {tuple(p.shape)}")
+        if math.prod(p.shape) == 0:
+            raise ValueError(f"pred must not be empty; got shape {tuple(p.shape)}")
+        target = xp.asarray(to_array(target, "target"), device=device(p))
+        item_shape = tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :])
+        w = None
+        if self.weight is not None:
+            if tuple(self.weight.shape) != (n,):
+                raise ValueError(f"weight must have shape ({n},), one per class; got {tuple(self.weight.shape)}")
+            w = xp.astype(xp.asarray(self.weight, device=device(p)), p.dtype)
+        eps = self.label_smoothing
+        if tuple(target.shape) == item_shape and target.ndim == p.ndim - 1:
+            if not xp.isdtype(target.dtype, "integral"):
+                raise TypeError(f"target labels must be integers; got dtype {target.dtype} (for probabilities pass shape {tuple(p.shape)})")
+            valid = target != self.ignore_index
+            bad = valid & ((target < 0) | (target >= n))
+            if bool(xp.any(bad)):
+                raise ValueError(f"target labels must be in [0, {n - 1}] or ignore_index={self.ignore_index}; got {int(xp.min(target))}..{int(xp.max(target))}")
+            labels = xp.where(valid, target, 0)
+            onehot = cast(xp, labels[..., None] == xp.arange(n, device=device(p)), p.dtype)
+            t = moveaxis(xp, onehot, -1, axis)
+            if eps:
+                t = (1.0 - eps) * t + eps / n
+            validf = xp.expand_dims(cast(xp, valid, p.dtype), axis=axis)
+            t = t * validf
+            item_w = validf if w is None else validf * xp.expand_dims(xp.take(w, labels), axis=axis)
+            denom = xp.sum(item_w)
+        elif tuple(target.shape) == tuple(p.shape):
+            if xp.isdtype(target.dtype, "bool") or xp.isdtype(target.dtype, "complex floating"):
+                raise TypeError(f"target must be real probabilities or integer labels; got dtype {target.dtype}")
+            t = cast(xp, target, p.dtype)
+            if bool(xp.any(xp.isnan(t))):
+                raise ValueError("target contains NaN")
+            if bool(xp.any(t < 0)):
+                raise ValueError(f"target probabilities must be >= 0; got a minimum of {float(xp.min(t))}")
+            if eps:
+                t = (1.0 - eps) * t + eps / n
+            denom = math.prod(item_shape)
+        else:
+            raise ValueError(
+                f"target must be integer labels of shape {item_shape} or per-class targets of shape "
+                f"{tuple(p.shape)} (class axis {self.axis}); got shape {tuple(target.shape)}"
+            )
+        if w is not None:
+            shape = [1] * p.ndim
+            shape[axis] = n
+            w = xp.reshape(w, tuple(shape))
+        return PreparedTarget(t, w, denom)
+
+    def _items(self, xp: Any, p: Any, target: Any) -> tuple[Any, Any, Any]:
+        tgt = self.prepare_target(xp, p, target)
+        self._check(xp, p)
+        value, grad = self._terms(xp, p, tgt.t)
+        if tgt.w is not None:
+            value, grad = tgt.w * value, tgt.w * grad
+        return xp.sum(value, axis=normalize_axis(self.axis, p.ndim)), grad, tgt.denom
+
+    def _check(self, xp: Any, p: Any) -> None:
+        pass
+
+    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+
+def _xlogy(xp: Any, t: Any, a: Any) -> Any:
+    """``t * a`` with 0 wherever ``t == 0`` (so 0 · log 0 = 0 and 0 · -inf = 0)."""
+    return xp.where(t != 0, t * xp.where(t != 0, a, 0.0), 0.0)
+
+
+def _clamped_log(xp: Any, p: Any) -> tuple[Any, Any]:
+    """``log(max(p, tiny))`` and ``max(p, tiny)``: finite even at p = 0."""
+    safe = xp.clip(p, xp.finfo(p.dtype).tiny, None)
+    return xp.log(safe), safe
+
+
+class _ProbabilityInput(ClassLoss):
+    input_domain = (0.0, math.inf)
+
+    def _check(self, xp: Any, p: Any) -> None:
+        if bool(xp.any(p < 0)):
+            raise ValueError(f"pred must be probabilities (>= 0) for {self.name}; got a minimum of {float(xp.min(p))}")
+
+
+class CrossEntropyLoss(_ProbabilityInput):
+    r"""Cross-entropy on probabilities :math:`p` (e.g. a softmax output):
+    :math:`l = -\sum_c w_c t_c \log p_c`, :math:`\partial l/\partial p_c = -w_c t_c / p_c`.
+
+    :math:`\log p` is clamped at the smallest normal number, so :math:`p = 0`
+    gives a finite loss. Composed with :class:`~gradkit.Softmax`, the gradient
+    w.r.t. the logits is :math:`p\sum_c t_c - t` (:math:`= p - t` only when
+    :math:`\sum_c t_c = 1`); ``compose`` computes it from the logits, exactly.
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> p = np.array([[0.25, 0.75], [0.5, 0.5]])
+    >>> L, dp = gk.CrossEntropyLoss().value_and_grad(p, np.array([1, 0]))
+    >>> round(float(L), 6), dp
+    (0.490415, array([[ 0.        , -0.66666667],
+           [-1.        ,  0.        ]]))
+    """
+
+    name = "cross_entropy"
+
+    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        log_p, safe = _clamped_log(xp, p)
+        return -_xlogy(xp, t, log_p), -t / safe
+
+
+class NLLLoss(ClassLoss):
+    r"""Negative log-likelihood on log-probabilities :math:`q` (e.g. a log-softmax output):
+    :math:`l = -\sum_c w_c t_c q_c`, :math:`\partial l/\partial q_c = -w_c t_c`.
+
+    Entries with :math:`t_c = 0` contribute 0 even where :math:`q_c = -\infty` (masked classes).
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> gk.NLLLoss(reduction="sum").grad(np.log([[0.25, 0.75]]), np.array([1]))
+    array([[-0., -1.]])
+    """
+
+    name = "nll"
+
+    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        return -_xlogy(xp, t, p), -t
+
+
+class KLDivLoss(_ProbabilityInput):
+    r"""Kullback–Leibler divergence :math:`\mathrm{KL}(t\,\|\,p) = \sum_c w_c t_c(\log t_c - \log p_c)`.
+
+    Convention (stated because libraries differ): ``pred`` is the model's
+    distribution :math:`p` — probabilities, or log-probabilities with
+    ``log_input=True`` — and ``target`` is the reference distribution :math:`t`
+    (PyTorch's ``KLDivLoss(reduction="batchmean")`` with ``log_input=True``).
+    ``"mean"`` averages over items, not elements.
+    :math:`\partial l/\partial p_c = -w_c t_c/p_c` (log input: :math:`-w_c t_c`).
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> round(float(gk.KLDivLoss()(np.array([0.5, 0.5]), np.array([0.9, 0.1]))), 6)
+    0.368064
+    """
+
+    name = "kl_div"
+
+    def __init__(
+        self,
+        axis: int = -1,
+        weight: Any = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        log_input: bool = False,
+    ) -> None:
+        super().__init__(axis, weight, ignore_index, label_smoothing, reduction)
+        if not isinstance(log_input, bool):
+            raise TypeError(f"log_input must be a bool; got {log_input!r}")
+        self.log_input = log_input
+        self.input_domain = (-math.inf, math.inf) if log_input else (0.0, math.inf)
+
+    def _params(self) -> dict[str, Any]:
+        return {**super()._params(), "log_input": self.log_input}
+
+    def _check(self, xp: Any, p: Any) -> None:
+        if not self.log_input:
+            super()._check(xp, p)
+
+    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        log_t = xp.log(xp.where(t > 0, t, 1.0))
+        if self.log_input:
+            return _xlogy(xp, t, log_t - p), -t
+        log_p, safe = _clamped_log(xp, p)
+        return _xlogy(xp, t, log_t - log_p), -t / safe
