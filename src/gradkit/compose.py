@@ -141,8 +141,8 @@ def compose(activation: Activation, loss: Loss, *, fused: bool | None = None) ->
     >>> import numpy as np, gradkit as gk
     >>> head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss(reduction="sum"))
     >>> L, dz = head.value_and_grad(np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.2, 0.0]))
-    >>> dz.round(5)
-    array([-0.43699, -0.02872,  0.46571])
+    >>> dz.round(5)  # p·Σt − t: the targets sum to 0.7, so not p − t
+    array([-0.43698, -0.02869,  0.46567])
     >>> gk.compose(gk.Softmax(), gk.MSELoss()).fused
     False
     """

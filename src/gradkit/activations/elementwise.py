@@ -9,7 +9,7 @@ follows PyTorch: ``relu'(0) = 0``, ``leaky_relu'(0) = negative_slope``,
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
@@ -43,30 +43,45 @@ def softplus(xp: Any, x: Any) -> Any:
     return xp.where(x > 0, x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-def erf(xp: Any, x: Any) -> Any:
-    """The error function from the array library that owns ``x`` (the standard has none)."""
+def with_limits(xp: Any, f: Callable[[Any], Any], x: Any, at_pos_inf: float, at_neg_inf: float) -> Any:
+    """``f(x)`` on finite entries, the given limits at ``±inf``, NaN where ``x`` is NaN.
+
+    For products such as ``x * sigmoid(x)`` that are ``inf * 0`` at infinity.
+    """
+    finite = xp.isfinite(x)
+    value = f(xp.where(finite, x, 0.0))
+    limits = xp.where(x > 0, at_pos_inf, xp.where(x < 0, at_neg_inf, x))
+    return xp.where(finite, value, limits)
+
+
+def normal_cdf(xp: Any, x: Any) -> Any:
+    """Standard normal CDF Φ(x) from the library that owns ``x`` (the Array API has none).
+
+    ``ndtr`` keeps full relative precision in the lower tail, where
+    ``(1 + erf(x/√2))/2`` cancels to 0 below x ≈ -8.
+    """
     if is_numpy_namespace(xp):
         try:
-            from scipy.special import erf as _erf
-        except ImportError:  # pragma: no cover - scipy is a test extra, numpy alone works
+            from scipy.special import ndtr
+        except ImportError:  # scipy is optional: exact but slower
             import numpy as np
 
-            return np.vectorize(math.erf, otypes=[x.dtype])(x)
-        return _erf(x)
+            return np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)), otypes=[x.dtype])(x)
+        return ndtr(x)
     if is_torch_namespace(xp):
         import torch
 
-        return torch.special.erf(x)
+        return torch.special.ndtr(x)
     if is_jax_namespace(xp):
         import jax.scipy.special
 
-        return jax.scipy.special.erf(x)
+        return jax.scipy.special.ndtr(x)
     if is_cupy_namespace(xp):
         import cupyx.scipy.special
 
-        return cupyx.scipy.special.erf(x)
+        return cupyx.scipy.special.ndtr(x)
     raise TypeError(
-        f"GELU(approximate='none') needs erf, which {xp.__name__} does not provide; "
+        f"GELU(approximate='none') needs the normal CDF, which {xp.__name__} does not provide; "
         "use GELU(approximate='tanh')"
     )
 
@@ -93,7 +108,9 @@ class Identity(ElementwiseActivation):
 class Sigmoid(ElementwiseActivation):
     r"""Logistic sigmoid: :math:`y = 1/(1+e^{-x})`, :math:`f'(x) = y(1-y)`.
 
-    VJP :math:`= g \odot y(1-y)`. Evaluated without overflow for any ``x``.
+    VJP :math:`= g \odot y(1-y)`. Evaluated without overflow for any ``x``, and
+    :math:`f'` as :math:`e^{-|x|}/(1+e^{-|x|})^2`, which keeps full precision where
+    :math:`y \approx 1`.
 
     Examples
     --------
@@ -111,11 +128,14 @@ class Sigmoid(ElementwiseActivation):
         return sigmoid(xp, x)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        return y * (1.0 - y)
+        # y(1 - y) cancels where y ≈ 1; e/(1+e)² with e = exp(-|x|) keeps full precision
+        e = xp.exp(-xp.abs(x))
+        return e / ((1.0 + e) * (1.0 + e))
 
 
 class Tanh(ElementwiseActivation):
-    r"""Hyperbolic tangent: :math:`y = \tanh x`, :math:`f'(x) = 1 - y^2`.
+    r"""Hyperbolic tangent: :math:`y = \tanh x`, :math:`f'(x) = 1 - y^2 = \mathrm{sech}^2 x`
+    (evaluated as :math:`4e/(1+e)^2`, :math:`e = e^{-2|x|}`, precise where :math:`|y| \approx 1`).
 
     Examples
     --------
@@ -131,7 +151,9 @@ class Tanh(ElementwiseActivation):
         return xp.tanh(x)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        return 1.0 - y * y
+        # 1 - y² cancels where |y| ≈ 1; sech²x = 4e/(1+e)² with e = exp(-2|x|) does not
+        e = xp.exp(-2.0 * xp.abs(x))
+        return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
 class ReLU(ElementwiseActivation):
@@ -271,15 +293,20 @@ class GELU(ElementwiseActivation):
 
     def _f(self, xp: Any, x: Any) -> Any:
         if self.approximate == "tanh":
-            return 0.5 * x * (1.0 + xp.tanh(self._C * (x + 0.044715 * x**3)))
-        return 0.5 * x * (1.0 + erf(xp, x / math.sqrt(2.0)))
+            return with_limits(xp, lambda x: 0.5 * x * (1.0 + self._tanh(xp, x)), x, math.inf, 0.0)
+        return with_limits(xp, lambda x: x * normal_cdf(xp, x), x, math.inf, 0.0)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
+        return with_limits(xp, lambda x: self._df_finite(xp, x), x, 1.0, 0.0)
+
+    def _tanh(self, xp: Any, x: Any) -> Any:
+        return xp.tanh(self._C * (x + 0.044715 * x**3))
+
+    def _df_finite(self, xp: Any, x: Any) -> Any:
         if self.approximate == "tanh":
-            t = xp.tanh(self._C * (x + 0.044715 * x**3))
+            t = self._tanh(xp, x)
             return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * self._C * (1.0 + 3 * 0.044715 * x * x)
-        cdf = 0.5 * (1.0 + erf(xp, x / math.sqrt(2.0)))
-        return cdf + x * xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return normal_cdf(xp, x) + x * xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
 class Softplus(ElementwiseActivation):
@@ -291,8 +318,8 @@ class Softplus(ElementwiseActivation):
     Examples
     --------
     >>> import numpy as np, gradkit as gk
-    >>> gk.Softplus()(np.array([0.0, 1000.0])).round(6)
-    array([   0.693147, 1000.      ])
+    >>> gk.Softplus()(np.array([0.0, 1000.0])).round(6).tolist()
+    [0.693147, 1000.0]
     """
 
     name = "softplus"
@@ -326,11 +353,14 @@ class SiLU(ElementwiseActivation):
     output_range = (-0.2785, math.inf)
 
     def _f(self, xp: Any, x: Any) -> Any:
-        return x * sigmoid(xp, x)
+        return with_limits(xp, lambda x: x * sigmoid(xp, x), x, math.inf, 0.0)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        s = sigmoid(xp, x)
-        return s * (1.0 + x * (1.0 - s))
+        def finite(x: Any) -> Any:
+            s = sigmoid(xp, x)
+            return s * (1.0 + x * (1.0 - s))
+
+        return with_limits(xp, finite, x, 1.0, 0.0)
 
 
 class Mish(ElementwiseActivation):
@@ -348,11 +378,14 @@ class Mish(ElementwiseActivation):
     output_range = (-0.3089, math.inf)
 
     def _f(self, xp: Any, x: Any) -> Any:
-        return x * xp.tanh(softplus(xp, x))
+        return with_limits(xp, lambda x: x * xp.tanh(softplus(xp, x)), x, math.inf, 0.0)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        t = xp.tanh(softplus(xp, x))
-        return t + x * sigmoid(xp, x) * (1.0 - t * t)
+        def finite(x: Any) -> Any:
+            t = xp.tanh(softplus(xp, x))
+            return t + x * sigmoid(xp, x) * (1.0 - t * t)
+
+        return with_limits(xp, finite, x, 1.0, 0.0)
 
 
 class HardSigmoid(ElementwiseActivation):

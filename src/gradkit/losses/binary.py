@@ -86,8 +86,8 @@ class BCEWithLogitsLoss(_Binary):
     Examples
     --------
     >>> import numpy as np, gradkit as gk
-    >>> gk.BCEWithLogitsLoss(reduction="none")(np.array([-1000.0, 0.0]), np.array([1.0, 1.0])).round(6)
-    array([1000.      ,    0.693147])
+    >>> gk.BCEWithLogitsLoss(reduction="none")(np.array([-1000.0, 0.0]), np.array([1.0, 1.0])).round(6).tolist()
+    [1000.0, 0.693147]
     """
 
     name = "bce_with_logits"

@@ -191,7 +191,7 @@ class CrossEntropyLoss(_ProbabilityInput):
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_p, safe = _clamped_log(xp, p)
-        return -_xlogy(xp, t, log_p), -t / safe
+        return -_xlogy(xp, t, log_p), (0.0 - t) / safe
 
 
 class NLLLoss(ClassLoss):
@@ -204,13 +204,13 @@ class NLLLoss(ClassLoss):
     --------
     >>> import numpy as np, gradkit as gk
     >>> gk.NLLLoss(reduction="sum").grad(np.log([[0.25, 0.75]]), np.array([1]))
-    array([[-0., -1.]])
+    array([[ 0., -1.]])
     """
 
     name = "nll"
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
-        return -_xlogy(xp, t, p), -t
+        return -_xlogy(xp, t, p), 0.0 - t
 
 
 class KLDivLoss(_ProbabilityInput):
@@ -257,6 +257,6 @@ class KLDivLoss(_ProbabilityInput):
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_t = xp.log(xp.where(t > 0, t, 1.0))
         if self.log_input:
-            return _xlogy(xp, t, log_t - p), -t
+            return _xlogy(xp, t, log_t - p), 0.0 - t
         log_p, safe = _clamped_log(xp, p)
-        return _xlogy(xp, t, log_t - log_p), -t / safe
+        return _xlogy(xp, t, log_t - log_p), (0.0 - t) / safe

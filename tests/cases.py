@@ -1,0 +1,95 @@
+"""One table of functions drives the generic tests (in the spirit of PyTorch's OpInfo).
+
+Each activation case names the registry entry, its constructor arguments, an
+independent PyTorch reference, and its kinks (where finite differences are
+meaningless, so samples keep away from them). Adding a function = adding a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import gradkit as gk
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - torch is a test extra
+    torch = None
+    F = None
+
+
+@dataclass(frozen=True)
+class ActCase:
+    name: str
+    kwargs: dict = field(default_factory=dict)
+    #: reference forward in torch: f(x_tensor, dim) -> tensor
+    torch_ref: Callable[[Any, int], Any] | None = None
+    kinks: tuple[float, ...] = ()
+    along_axis: bool = False
+    #: rtol of the VJP against torch (torch's hardsigmoid backward uses a float32 1/6)
+    torch_rtol: float = 1e-10
+
+    @property
+    def id(self) -> str:
+        extra = ",".join(f"{k}={v}" for k, v in self.kwargs.items())
+        return f"{self.name}({extra})" if extra else self.name
+
+    def make(self, axis: int = -1) -> gk.Activation:
+        return gk.activations.get(self.name, axis=axis, **self.kwargs)
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...], scale: float = 2.0) -> np.ndarray:
+        """Random points at least 1e-3 away from every kink."""
+        x = rng.uniform(-scale, scale, shape)
+        for k in self.kinks:
+            close = np.abs(x - k) < 1e-3
+            x = np.where(close, k + np.sign(x - k + 0.5) * 0.1, x)
+        return x
+
+
+def _t(fn: Callable[..., Any]) -> Callable[[Any, int], Any]:
+    return lambda x, dim: fn(x)
+
+
+ACTIVATIONS: list[ActCase] = [
+    ActCase("identity", torch_ref=_t(lambda x: x * 1.0)),
+    ActCase("sigmoid", torch_ref=_t(lambda x: torch.sigmoid(x))),
+    ActCase("tanh", torch_ref=_t(lambda x: torch.tanh(x))),
+    ActCase("relu", torch_ref=_t(lambda x: F.relu(x)), kinks=(0.0,)),
+    ActCase("leaky_relu", {"negative_slope": 0.1}, _t(lambda x: F.leaky_relu(x, 0.1)), kinks=(0.0,)),
+    ActCase("elu", {"alpha": 1.3}, _t(lambda x: F.elu(x, 1.3)), kinks=(0.0,)),
+    ActCase("selu", torch_ref=_t(lambda x: F.selu(x)), kinks=(0.0,)),
+    ActCase("gelu", torch_ref=_t(lambda x: F.gelu(x))),
+    ActCase("gelu", {"approximate": "tanh"}, _t(lambda x: F.gelu(x, approximate="tanh"))),
+    ActCase("softplus", {"beta": 2.0}, _t(lambda x: F.softplus(x, beta=2.0))),
+    ActCase("silu", torch_ref=_t(lambda x: F.silu(x))),
+    ActCase("mish", torch_ref=_t(lambda x: F.mish(x))),
+    ActCase("hard_sigmoid", torch_ref=_t(lambda x: F.hardsigmoid(x)), kinks=(-3.0, 3.0), torch_rtol=5e-8),
+    ActCase("softmax", torch_ref=lambda x, d: torch.softmax(x, dim=d), along_axis=True),
+    ActCase("softmax", {"temperature": 0.7}, lambda x, d: torch.softmax(x / 0.7, dim=d), along_axis=True),
+    ActCase("log_softmax", torch_ref=lambda x, d: torch.log_softmax(x, dim=d), along_axis=True),
+    ActCase("log_softmax", {"temperature": 2.5}, lambda x, d: torch.log_softmax(x / 2.5, dim=d), along_axis=True),
+]
+
+SHAPES = [(5,), (3, 5), (2, 3, 4)]
+AXES = [0, -1]
+
+#: per-dtype tolerances (rtol, atol) for comparing computations, not finite differences
+TOL = {np.float64: (1e-12, 1e-13), np.float32: (2e-5, 1e-6), np.float16: (2e-3, 1e-3)}
+
+
+def sample_target(loss: gk.Loss, pred_shape: tuple[int, ...], axis: int, rng: np.random.Generator, labels: bool):
+    """A valid random target for ``loss``: integer labels or per-class soft targets
+    (not summing to 1) for class losses, (0, 1) values for binary ones."""
+    if isinstance(loss, gk.losses.ClassLoss):
+        if labels:
+            n = pred_shape[axis]
+            item_shape = pred_shape[:axis % len(pred_shape)] + pred_shape[axis % len(pred_shape) + 1 :]
+            return rng.integers(0, n, item_shape)
+        return rng.uniform(0.0, 1.0, pred_shape)
+    if isinstance(loss, (gk.BCELoss, gk.BCEWithLogitsLoss)):
+        return rng.uniform(0.05, 0.95, pred_shape)
+    return rng.standard_normal(pred_shape)
