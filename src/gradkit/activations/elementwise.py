@@ -300,13 +300,16 @@ class GELU(ElementwiseActivation):
         return with_limits(xp, lambda x: self._df_finite(xp, x), x, 1.0, 0.0)
 
     def _tanh(self, xp: Any, x: Any) -> Any:
+        x = xp.clip(x, -50.0, 50.0)  # tanh is exactly ±1 beyond; avoids x³ overflowing
         return xp.tanh(self._C * (x + 0.044715 * x**3))
 
     def _df_finite(self, xp: Any, x: Any) -> Any:
+        # beyond |x| = 50 the second terms are exactly 0 (and would be 0 · inf unclipped)
+        xc = xp.clip(x, -50.0, 50.0)
         if self.approximate == "tanh":
             t = self._tanh(xp, x)
-            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * self._C * (1.0 + 3 * 0.044715 * x * x)
-        return normal_cdf(xp, x) + x * xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+            return 0.5 * (1.0 + t) + 0.5 * xc * (1.0 - t * t) * self._C * (1.0 + 3 * 0.044715 * xc * xc)
+        return normal_cdf(xp, x) + xc * xp.exp(-0.5 * xc * xc) / math.sqrt(2.0 * math.pi)
 
 
 class Softplus(ElementwiseActivation):
