@@ -33,7 +33,7 @@ def shifted_logits(xp: Any, z: Any, axis: int, mask: Any, temperature: float) ->
         z = xp.where(mask, z, -xp.inf)
     m = xp.max(z, axis=axis, keepdims=True)
     s = (z - xp.where(xp.isfinite(m), m, 0.0)) / temperature
-    return xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, -xp.inf), s)
+    return xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), s)
 
 
 def exp_and_sum(xp: Any, s: Any, axis: int) -> tuple[Any, Any]:

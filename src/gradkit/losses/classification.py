@@ -156,7 +156,7 @@ def _xlogy(xp: Any, t: Any, a: Any) -> Any:
 
 def _clamped_log(xp: Any, p: Any) -> tuple[Any, Any]:
     """``log(max(p, tiny))`` and ``max(p, tiny)``: finite even at p = 0."""
-    safe = xp.clip(p, xp.finfo(p.dtype).tiny, None)
+    safe = xp.clip(p, xp.finfo(p.dtype).smallest_normal, None)
     return xp.log(safe), safe
 
 
