@@ -79,17 +79,3 @@ AXES = [0, -1]
 
 #: per-dtype tolerances (rtol, atol) for comparing computations, not finite differences
 TOL = {np.float64: (1e-12, 1e-13), np.float32: (2e-5, 1e-6), np.float16: (2e-3, 1e-3)}
-
-
-def sample_target(loss: gk.Loss, pred_shape: tuple[int, ...], axis: int, rng: np.random.Generator, labels: bool):
-    """A valid random target for ``loss``: integer labels or per-class soft targets
-    (not summing to 1) for class losses, (0, 1) values for binary ones."""
-    if isinstance(loss, gk.losses.ClassLoss):
-        if labels:
-            n = pred_shape[axis]
-            item_shape = pred_shape[:axis % len(pred_shape)] + pred_shape[axis % len(pred_shape) + 1 :]
-            return rng.integers(0, n, item_shape)
-        return rng.uniform(0.0, 1.0, pred_shape)
-    if isinstance(loss, (gk.BCELoss, gk.BCEWithLogitsLoss)):
-        return rng.uniform(0.05, 0.95, pred_shape)
-    return rng.standard_normal(pred_shape)

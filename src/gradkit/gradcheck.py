@@ -24,7 +24,7 @@ from .base import Activation
 from .compose import Composed
 from .losses.base import Loss
 
-__all__ = ["CheckResult", "GradcheckReport", "gradcheck"]
+__all__ = ["CheckResult", "GradcheckReport", "gradcheck", "random_target"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,28 @@ class GradcheckReport:
                 + (f"  ({r.note})" if r.note else "")
             )
         return "\n".join(lines)
+
+
+def random_target(
+    loss: Loss, shape: tuple[int, ...], rng: np.random.Generator, *, labels: bool = False
+) -> np.ndarray:
+    """A random target valid for ``loss`` and predictions of ``shape``, for checks.
+
+    Class losses get integer labels (``labels=True``) or per-class soft targets
+    that do not sum to 1 (the case the ``p - t`` shortcut gets wrong); binary
+    losses values in (0.05, 0.95); regression losses standard normal values.
+    """
+    from .losses.binary import BCELoss, BCEWithLogitsLoss
+    from .losses.classification import ClassLoss
+
+    if isinstance(loss, ClassLoss):
+        if labels:
+            axis = normalize_axis(loss.axis, len(shape))
+            return rng.integers(0, shape[axis], shape[:axis] + shape[axis + 1 :])
+        return rng.uniform(0.0, 1.0, shape)
+    if isinstance(loss, (BCELoss, BCEWithLogitsLoss)):
+        return rng.uniform(0.05, 0.95, shape)
+    return rng.standard_normal(shape)
 
 
 def _numpy(a: Any) -> np.ndarray:
