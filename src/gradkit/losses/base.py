@@ -105,7 +105,7 @@ class Loss:
             else:  # an array: the sum of item weights, which may be 0 (all ignored)
                 ok = denom > 0
                 safe = xp.where(ok, denom, 1.0)
-                value, grad = xp.where(ok, value / safe, 0.0), grad / safe
+                value, grad = xp.where(ok, value / safe, 0.0), xp.where(ok, grad / safe, 0.0)
         if g is not None:
             grad = grad * g
         return value, grad
