@@ -190,3 +190,24 @@ def test_compose_rejects_non_functions():
         gk.compose(3, gk.MSELoss())
     with pytest.raises(ValueError, match="unknown loss 'mse2'; valid names: .*mse"):
         gk.compose(gk.Softmax(), "mse2")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("loss_name", gk.losses.names())
+def test_losses_and_heads_keep_low_precision_dtypes(dtype, loss_name):
+    """float16 is computed in float32 and returned in float16; float32 stays float32."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((3, 4))
+    loss = gk.losses.get(loss_name)
+    act = gk.Softmax() if loss.input_domain[0] >= 0 else gk.Tanh()
+    target = random_target(loss, z.shape, rng, labels=loss_name in ("cross_entropy", "nll"))
+    head = gk.compose(act, loss)
+    pred = act(z)
+    for obj, x in ((loss, pred), (head, z)):
+        L, g = obj.value_and_grad(x.astype(dtype), target)
+        assert L.dtype == dtype and g.dtype == dtype, type(obj).__name__
+        L32, g32 = obj.value_and_grad(x.astype(dtype).astype(np.float32), target)
+        if dtype == np.float16:
+            np.testing.assert_array_equal(g, g32.astype(np.float16))
+        L64, g64 = obj.value_and_grad(x.astype(dtype).astype(np.float64), target)
+        np.testing.assert_allclose(g.astype(np.float64), g64, rtol=2e-3 if dtype == np.float16 else 1e-5, atol=1e-3 if dtype == np.float16 else 1e-7)

@@ -219,14 +219,12 @@ class ELU(ElementwiseActivation):
     """
 
     name = "elu"
-    output_range = (-math.inf, math.inf)  # refined per instance: (-alpha, inf)
+    _scale = 1.0  # SELU's λ
 
     def __init__(self, alpha: float = 1.0, axis: int = -1) -> None:
         super().__init__(axis)
         self.alpha = check_positive(alpha, "alpha")
         self.output_range = (-self.alpha * self._scale, math.inf)
-
-    _scale = 1.0
 
     def _params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, **super()._params()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device
+from array_api_compat import array_namespace, device
 
 from .._array import check_int, cast, moveaxis, normalize_axis, to_array
 from .base import Loss
@@ -60,8 +60,6 @@ class ClassLoss(Loss):
         self.label_smoothing = float(label_smoothing)
         self.weight = None if weight is None else to_array(weight, "weight")
         if self.weight is not None:
-            from array_api_compat import array_namespace
-
             wxp = array_namespace(self.weight)
             if self.weight.ndim != 1:
                 raise ValueError(f"weight must be a 1-d array of per-class weights; got shape {tuple(self.weight.shape)}")
