@@ -32,8 +32,12 @@ def shifted_logits(xp: Any, z: Any, axis: int, mask: Any, temperature: float) ->
     if mask is not None:
         z = xp.where(mask, z, -xp.inf)
     m = xp.max(z, axis=axis, keepdims=True)
-    s = (z - xp.where(xp.isfinite(m), m, 0.0)) / temperature
-    return xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), s)
+    if bool(xp.all(xp.isfinite(m))):  # the common case, decided on the row maxima only
+        s = z - m
+    else:
+        s = z - xp.where(xp.isfinite(m), m, 0.0)
+        s = xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), s)
+    return s if temperature == 1.0 else s / temperature
 
 
 def exp_and_sum(xp: Any, s: Any, axis: int) -> tuple[Any, Any]:
@@ -93,8 +97,10 @@ class Softmax(_Tempered):
         return e / total
 
     def _project(self, xp: Any, y: Any, g: Any, axis: int) -> Any:
-        g = xp.where(y > 0, g, 0.0)  # entries with y == 0 contribute nothing, even if g is inf
-        return y * (g - xp.sum(g * y, axis=axis, keepdims=True)) / self.temperature
+        if not bool(xp.all(xp.isfinite(g))):
+            g = xp.where(y > 0, g, 0.0)  # entries with y == 0 contribute nothing, even if g is inf
+        out = y * (g - xp.sum(g * y, axis=axis, keepdims=True))
+        return out if self.temperature == 1.0 else out / self.temperature
 
     def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         return self._project(xp, y, g, axis)
@@ -138,13 +144,17 @@ class LogSoftmax(_Tempered):
 
     def _project(self, xp: Any, y: Any, g: Any, axis: int, reduce_with_p: bool) -> Any:
         live = y > -xp.inf
-        g = xp.where(live, g, 0.0)
+        all_live = bool(xp.all(live))
+        if not all_live:
+            g = xp.where(live, g, 0.0)
         p = xp.exp(y)
         if reduce_with_p:  # JVP: <v, p>
             out = g - xp.sum(g * p, axis=axis, keepdims=True)
         else:  # VJP: p * sum(g)
             out = g - p * xp.sum(g, axis=axis, keepdims=True)
-        return xp.where(live, out, 0.0) / self.temperature
+        if not all_live:
+            out = xp.where(live, out, 0.0)
+        return out if self.temperature == 1.0 else out / self.temperature
 
     def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         return self._project(xp, y, g, axis, reduce_with_p=False)
