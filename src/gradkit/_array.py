@@ -20,8 +20,10 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_positive",
+    "check_weight",
     "like",
     "mask_like",
+    "moveaxis",
     "normalize_axis",
     "to_array",
 ]
@@ -105,10 +107,10 @@ def mask_like(where: Any, ref: Any, xp: Any) -> Any:
         ) from exc
 
 
-def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
+def normalize_axis(axis: int, ndim: int, name: str = "axis", array: str = "x") -> int:
     """Return ``axis`` as a non-negative index into an array of ``ndim`` dimensions."""
     if ndim == 0:
-        raise ValueError(f"x must have at least one dimension to apply {name}={axis}; got a 0-d array")
+        raise ValueError(f"{array} must have at least one dimension to apply {name}={axis}; got a 0-d array")
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name} must be in [{-ndim}, {ndim - 1}] for an array of {ndim} dimensions; got {axis}")
     return axis % ndim
@@ -131,6 +133,18 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}; got {value!r}")
     return v
+
+
+def check_weight(w: Any, name: str) -> Any:
+    """Validate a weight array: real, finite and >= 0 (checked in its own namespace)."""
+    w = to_array(w, name)
+    wxp = array_namespace(w)
+    if not (wxp.isdtype(w.dtype, "real floating") or wxp.isdtype(w.dtype, "integral")):
+        raise TypeError(f"{name} must be a real array of non-negative weights; got dtype {w.dtype}")
+    wf = wxp.astype(w, wxp.float64)
+    if not bool(wxp.all(wxp.isfinite(wf) & (wf >= 0))):
+        raise ValueError(f"{name} must be finite and >= 0")
+    return w
 
 
 def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:

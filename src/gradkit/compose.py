@@ -17,15 +17,15 @@ Tests prove fused == generic (float64, rtol 1e-10), soft targets included.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-from ._array import cast, normalize_axis
+from ._array import cast, like, normalize_axis
 from .activations.elementwise import Sigmoid
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .base import Activation
-from .losses.base import Loss
+from .losses.base import ElementwiseLoss, Loss
 from .losses.binary import BCELoss, BCEWithLogitsLoss
-from .losses.classification import ClassLoss, CrossEntropyLoss, NLLLoss
+from .losses.classification import ClassLoss, CrossEntropyLoss, NLLLoss, xlogy
 
 __all__ = ["Composed", "compose"]
 
@@ -34,14 +34,16 @@ Fused = Callable[["Composed", Any, Any, Any, int, Any], tuple[Any, Any, Any]]
 
 def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
     act, loss = head.activation, head.loss
-    tgt = loss.prepare_target(xp, z, target)
+    tgt = loss.prepare_target(xp, z, target, live=mask)
     s = shifted_logits(xp, z, axis, mask, act.temperature)
     e, total = exp_and_sum(xp, s, axis)
     log_p = s - xp.log(total)
     wt = tgt.weighted()
-    items = -xp.sum(xp.where(wt != 0, wt * xp.where(wt != 0, log_p, 0.0), 0.0), axis=axis)
+    items = -xp.sum(xlogy(xp, wt, log_p), axis=axis)
+    # a class at -inf cannot move: its target mass adds to the loss (inf), not to the gradient
+    wt = xp.where(log_p == -xp.inf, 0.0, wt)
     grad = (e / total) * xp.sum(wt, axis=axis, keepdims=True) - wt
-    return items, xp.where(log_p > -xp.inf, grad, 0.0) / act.temperature, tgt.denom
+    return items, grad if act.temperature == 1.0 else grad / act.temperature, tgt.denom
 
 
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
@@ -76,6 +78,7 @@ class Composed:
         return f"compose({self.activation!r}, {self.loss!r}, fused={self.fused})"
 
     def __call__(self, z: Any, target: Any, *, where: Any = None) -> Any:
+        """The loss ``L(z)``."""
         return self.value_and_grad(z, target, where=where)[0]
 
     def forward(self, z: Any, *, where: Any = None) -> Any:
@@ -83,23 +86,32 @@ class Composed:
         return self.activation(z, where=where)
 
     def grad(self, z: Any, target: Any, *, where: Any = None) -> Any:
+        """:math:`\\partial L/\\partial z`, the shape of ``z``."""
         return self.value_and_grad(z, target, where=where)[1]
 
     def value_and_grad(self, z: Any, target: Any, *, where: Any = None) -> tuple[Any, Any]:
         """Return the loss and :math:`\\partial L/\\partial z`."""
-        return self._run(z, target, where, None)
+        run = self._run(z, target, where)
+        return run.out(run.value), run.out(run.grad)
 
     def vjp(self, z: Any, target: Any, g: Any, *, where: Any = None) -> Any:
         """Return :math:`g^\\top \\partial L/\\partial z` for ``g`` shaped like the loss."""
-        return self._run(z, target, where, g)[1]
+        run = self._run(z, target, where, g)
+        return run.out(run.grad)
 
     def jvp(self, z: Any, target: Any, v: Any, *, where: Any = None) -> Any:
-        """Return the directional derivative of the loss along ``v``."""
-        act = self.activation
-        p = act(z, where=where)
-        return self.loss.jvp(p, target, act.jvp(z, v, y=p, where=where))
+        """Return the directional derivative of the loss along ``v`` (the shape of the loss)."""
+        act, loss = self.activation, self.loss
+        if loss.reduction == "none" and isinstance(loss, ElementwiseLoss) and act.supports_mask:
+            # each element's loss depends on its whole row: chain the JVPs
+            p = act(z, where=where)
+            return loss.jvp(p, target, act.jvp(z, v, y=p, where=where))
+        # otherwise each item depends only on its own slice of z: contract the gradient
+        run = self._run(z, target, where)
+        vc = like(v, run.z, run.xp, "v", "z")
+        return run.out(self.loss._contract(run.xp, run.grad * vc, vc.ndim))
 
-    def _run(self, z: Any, target: Any, where: Any, g: Any) -> tuple[Any, Any]:
+    def _run(self, z: Any, target: Any, where: Any, g: Any = None) -> _Run:
         act, loss = self.activation, self.loss
         xp, zc, out_dtype, axis, mask = act._prepare(z, where)
         if isinstance(loss, ClassLoss) and act.supports_mask:
@@ -112,11 +124,22 @@ class Composed:
             value, gz = loss._reduce(xp, items, grad, denom, upstream)
         else:
             p = act._forward(xp, zc, axis, mask)
-            items, grad, denom = loss._items(xp, p, target)
+            items, grad, denom = loss._items(xp, p, target, live=mask)
             upstream = None if g is None else loss._upstream(xp, g, items)
             value, gp = loss._reduce(xp, items, grad, denom, upstream)
             gz = act._vjp(xp, zc, p, gp, axis, mask)
-        return cast(xp, value, out_dtype), cast(xp, gz, out_dtype)
+        return _Run(xp, zc, value, gz, out_dtype)
+
+
+class _Run(NamedTuple):
+    xp: Any
+    z: Any
+    value: Any
+    grad: Any
+    out_dtype: Any
+
+    def out(self, a: Any) -> Any:
+        return cast(self.xp, a, self.out_dtype)
 
 
 def compose(activation: Activation, loss: Loss, *, fused: bool | None = None) -> Composed:

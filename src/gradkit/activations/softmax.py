@@ -6,7 +6,7 @@ Semantics shared by both (tested, and stated in the README):
 * an entry that is masked out (``where=False``) or equal to ``-inf`` takes no
   part: probability 0 (log-probability ``-inf``) and zero gradient;
 * a row with no live entry gives all zeros (log: all ``-inf``) and a zero
-  gradient, never NaN;
+  gradient, never NaN; a NaN logit makes its whole row NaN (as in PyTorch);
 * a row containing ``+inf`` splits its mass equally among the ``+inf`` entries
   (the limit of growing logits).
 """
@@ -44,7 +44,7 @@ def exp_and_sum(xp: Any, s: Any, axis: int) -> tuple[Any, Any]:
     """``exp(s)`` and its sum along ``axis``, the sum replaced by 1 in empty rows."""
     e = xp.exp(s)
     total = xp.sum(e, axis=axis, keepdims=True)
-    return e, xp.where(total > 0, total, 1.0)
+    return e, xp.where(total == 0, 1.0, total)  # empty rows; NaN stays NaN
 
 
 class _Tempered(AxisActivation):
@@ -143,7 +143,7 @@ class LogSoftmax(_Tempered):
         return s - xp.log(total)
 
     def _project(self, xp: Any, y: Any, g: Any, axis: int, reduce_with_p: bool) -> Any:
-        live = y > -xp.inf
+        live = ~(y == -xp.inf)  # NaN counts as live, so it propagates
         all_live = bool(xp.all(live))
         if not all_live:
             g = xp.where(live, g, 0.0)
@@ -165,4 +165,4 @@ class LogSoftmax(_Tempered):
     def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
         eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))
         jac = eye - xp.exp(y)[..., None, :]
-        return xp.where((y > -xp.inf)[..., :, None], jac, 0.0) / self.temperature
+        return xp.where((y == -xp.inf)[..., :, None], 0.0, jac) / self.temperature

@@ -70,8 +70,12 @@ class Loss:
         return cast(xp, self._contract(xp, grad * vc, p.ndim), out_dtype)
 
     # -- shared machinery ------------------------------------------------
-    def _items(self, xp: Any, p: Any, target: Any) -> tuple[Any, Any, Any]:
-        """Return per-item losses, the gradient of their sum w.r.t. ``p``, and the mean's denominator."""
+    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+        """Return per-item losses, the gradient of their sum w.r.t. ``p``, and the mean's denominator.
+
+        ``live`` is the mask of a masked activation upstream (class losses drop the
+        target mass on masked classes; elementwise losses ignore it).
+        """
         raise NotImplementedError
 
     def _item_axis(self, ndim: int) -> int | None:
@@ -125,7 +129,7 @@ class ElementwiseLoss(Loss):
     their derivatives w.r.t. ``p``; ``_check(xp, p, t)`` may validate ranges.
     """
 
-    def _items(self, xp: Any, p: Any, target: Any) -> tuple[Any, Any, Any]:
+    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
         t = like(target, p, xp, "target", "pred")
         if xp.any(xp.isnan(t)):
             raise ValueError("target contains NaN")

@@ -6,7 +6,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import to_array
+from .._array import check_weight
 from ..activations.elementwise import sigmoid, softplus
 from .base import ElementwiseLoss
 
@@ -14,21 +14,23 @@ __all__ = ["BCELoss", "BCEWithLogitsLoss"]
 
 
 def _broadcast(xp: Any, a: Any, ref: Any, name: str) -> Any:
-    """Bring an optional weight to ``ref``'s namespace/dtype and check it broadcasts."""
+    """Bring an optional weight to ``ref``'s namespace/dtype; it must broadcast to ``ref``'s shape."""
     if a is None:
         return None
-    a = xp.asarray(to_array(a, name), device=device(ref))
+    a = xp.asarray(a, device=device(ref))
     try:
-        xp.broadcast_shapes(tuple(a.shape), tuple(ref.shape))
-    except (ValueError, RuntimeError) as exc:
-        raise ValueError(f"{name} must broadcast to pred's shape {tuple(ref.shape)}; got {tuple(a.shape)}") from exc
+        ok = tuple(xp.broadcast_shapes(tuple(a.shape), tuple(ref.shape))) == tuple(ref.shape)
+    except (ValueError, RuntimeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must broadcast to pred's shape {tuple(ref.shape)}; got {tuple(a.shape)}")
     return xp.astype(a, ref.dtype)
 
 
 class _Binary(ElementwiseLoss):
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.weight = weight
+        self.weight = None if weight is None else check_weight(weight, "weight")
 
     def _params(self) -> dict[str, Any]:
         return {"weight": self.weight, **super()._params()}
@@ -67,8 +69,9 @@ class BCELoss(_Binary):
         self._check_target(xp, t)
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
-        log_p = xp.clip(xp.where(p > 0, xp.log(xp.where(p > 0, p, 1.0)), -100.0), -100.0, None)
-        log_q = xp.clip(xp.where(p < 1, xp.log1p(-xp.where(p < 1, p, 0.0)), -100.0), -100.0, None)
+        # log 0 -> -100 as in PyTorch, without a divide-by-zero warning; NaN stays NaN
+        log_p = xp.clip(xp.where(p == 0, -100.0, xp.log(xp.where(p == 0, 1.0, p))), -100.0, None)
+        log_q = xp.clip(xp.where(p == 1, -100.0, xp.log1p(-xp.where(p == 1, 0.0, p))), -100.0, None)
         value = -(t * log_p + (1.0 - t) * log_q)
         grad = (p - t) / xp.clip(p * (1.0 - p), 1e-12, None)
         return self._weighted(xp, p, value, grad)
@@ -94,7 +97,7 @@ class BCEWithLogitsLoss(_Binary):
 
     def __init__(self, weight: Any = None, pos_weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(weight, reduction)
-        self.pos_weight = pos_weight
+        self.pos_weight = None if pos_weight is None else check_weight(pos_weight, "pos_weight")
 
     def _params(self) -> dict[str, Any]:
         return {"pos_weight": self.pos_weight, **super()._params()}

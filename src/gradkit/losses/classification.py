@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
-from .._array import check_int, cast, moveaxis, normalize_axis, to_array
+from .._array import cast, check_int, check_positive, check_weight, moveaxis, normalize_axis, to_array
 from .base import Loss
 
-__all__ = ["CrossEntropyLoss", "KLDivLoss", "NLLLoss", "PreparedTarget"]
+__all__ = ["ClassLoss", "CrossEntropyLoss", "KLDivLoss", "NLLLoss"]
 
 
 class PreparedTarget:
@@ -36,6 +36,7 @@ class PreparedTarget:
         self.t, self.w, self.denom = t, w, denom
 
     def weighted(self) -> Any:
+        """``w ⊙ t`` (or ``t`` without class weights)."""
         return self.t if self.w is None else self.w * self.t
 
 
@@ -53,18 +54,12 @@ class ClassLoss(Loss):
         super().__init__(reduction)
         self.axis = check_int(axis, "axis")
         self.ignore_index = check_int(ignore_index, "ignore_index")
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
-            raise TypeError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
-        if not 0.0 <= float(label_smoothing) <= 1.0:
+        self.label_smoothing = check_positive(label_smoothing, "label_smoothing", allow_zero=True)
+        if self.label_smoothing > 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
-        self.weight = None if weight is None else to_array(weight, "weight")
-        if self.weight is not None:
-            wxp = array_namespace(self.weight)
-            if self.weight.ndim != 1:
-                raise ValueError(f"weight must be a 1-d array of per-class weights; got shape {tuple(self.weight.shape)}")
-            if not bool(wxp.all(wxp.isfinite(wxp.astype(self.weight, wxp.float64)) & (self.weight >= 0))):
-                raise ValueError("weight must be finite and >= 0")
+        self.weight = None if weight is None else check_weight(weight, "weight")
+        if self.weight is not None and self.weight.ndim != 1:
+            raise ValueError(f"weight must be a 1-d array of per-class weights; got shape {tuple(self.weight.shape)}")
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -78,9 +73,13 @@ class ClassLoss(Loss):
     def _item_axis(self, ndim: int) -> int:
         return normalize_axis(self.axis, ndim)
 
-    def prepare_target(self, xp: Any, p: Any, target: Any) -> PreparedTarget:
-        """Validate ``target`` against ``p`` and return per-class targets and weights."""
-        axis = normalize_axis(self.axis, p.ndim)
+    def prepare_target(self, xp: Any, p: Any, target: Any, live: Any = None) -> PreparedTarget:
+        """Validate ``target`` against ``p`` and return per-class targets and weights.
+
+        ``live`` (a boolean mask of ``p``'s shape, from a masked activation) drops the
+        target mass on masked classes and spreads label smoothing over live ones only.
+        """
+        axis = normalize_axis(self.axis, p.ndim, array="pred")
         n = p.shape[axis]
         if n == 0:
             raise ValueError(f"pred must have at least one class along axis={self.axis}; got shape {tuple(p.shape)}")
@@ -93,7 +92,6 @@ class ClassLoss(Loss):
             if tuple(self.weight.shape) != (n,):
                 raise ValueError(f"weight must have shape ({n},), one per class; got {tuple(self.weight.shape)}")
             w = xp.astype(xp.asarray(self.weight, device=device(p)), p.dtype)
-        eps = self.label_smoothing
         if tuple(target.shape) == item_shape and target.ndim == p.ndim - 1:
             if not xp.isdtype(target.dtype, "integral"):
                 raise TypeError(f"target labels must be integers; got dtype {target.dtype} (for probabilities pass shape {tuple(p.shape)})")
@@ -101,14 +99,14 @@ class ClassLoss(Loss):
             bad = valid & ((target < 0) | (target >= n))
             if bool(xp.any(bad)):
                 raise ValueError(f"target labels must be in [0, {n - 1}] or ignore_index={self.ignore_index}; got {int(xp.min(target))}..{int(xp.max(target))}")
-            labels = xp.where(valid, target, 0)
+            labels = xp.astype(xp.where(valid, target, 0), xp.int64)
             onehot = cast(xp, labels[..., None] == xp.arange(n, device=device(p)), p.dtype)
-            t = moveaxis(xp, onehot, -1, axis)
-            if eps:
-                t = (1.0 - eps) * t + eps / n
             validf = xp.expand_dims(cast(xp, valid, p.dtype), axis=axis)
-            t = t * validf
-            item_w = validf if w is None else validf * xp.expand_dims(xp.take(w, labels), axis=axis)
+            t = self._smooth(xp, moveaxis(xp, onehot, -1, axis), axis, live) * validf
+            item_w = validf
+            if w is not None:  # each item counts with its label's weight
+                label_w = xp.reshape(xp.take(w, xp.reshape(labels, (-1,))), tuple(labels.shape))
+                item_w = validf * xp.expand_dims(label_w, axis=axis)
             denom = xp.sum(item_w)
         elif tuple(target.shape) == tuple(p.shape):
             if xp.isdtype(target.dtype, "bool") or xp.isdtype(target.dtype, "complex floating"):
@@ -118,8 +116,7 @@ class ClassLoss(Loss):
                 raise ValueError("target contains NaN")
             if bool(xp.any(t < 0)):
                 raise ValueError(f"target probabilities must be >= 0; got a minimum of {float(xp.min(t))}")
-            if eps:
-                t = (1.0 - eps) * t + eps / n
+            t = self._smooth(xp, t, axis, live)
             denom = math.prod(item_shape)
         else:
             raise ValueError(
@@ -132,8 +129,20 @@ class ClassLoss(Loss):
             w = xp.reshape(w, tuple(shape))
         return PreparedTarget(t, w, denom)
 
-    def _items(self, xp: Any, p: Any, target: Any) -> tuple[Any, Any, Any]:
-        tgt = self.prepare_target(xp, p, target)
+    def _smooth(self, xp: Any, t: Any, axis: int, live: Any) -> Any:
+        """``(1 - ε) t + ε / n``; with a mask, over the ``n`` live classes only."""
+        eps = self.label_smoothing
+        if live is None:
+            return (1.0 - eps) * t + eps / t.shape[axis] if eps else t
+        livef = cast(xp, live, t.dtype)
+        t = t * livef
+        if eps:
+            n_live = xp.sum(livef, axis=axis, keepdims=True)
+            t = (1.0 - eps) * t + eps * livef / xp.where(n_live > 0, n_live, 1.0)
+        return t
+
+    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+        tgt = self.prepare_target(xp, p, target, live)
         self._check(xp, p)
         value, grad = self._terms(xp, p, tgt.t)
         if tgt.w is not None:
@@ -147,7 +156,7 @@ class ClassLoss(Loss):
         raise NotImplementedError
 
 
-def _xlogy(xp: Any, t: Any, a: Any) -> Any:
+def xlogy(xp: Any, t: Any, a: Any) -> Any:
     """``t * a`` with 0 wherever ``t == 0`` (so 0 · log 0 = 0 and 0 · -inf = 0)."""
     return xp.where(t != 0, t * xp.where(t != 0, a, 0.0), 0.0)
 
@@ -189,7 +198,7 @@ class CrossEntropyLoss(_ProbabilityInput):
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_p, safe = _clamped_log(xp, p)
-        return -_xlogy(xp, t, log_p), (0.0 - t) / safe
+        return -xlogy(xp, t, log_p), (0.0 - t) / safe
 
 
 class NLLLoss(ClassLoss):
@@ -208,7 +217,7 @@ class NLLLoss(ClassLoss):
     name = "nll"
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
-        return -_xlogy(xp, t, p), 0.0 - t
+        return -xlogy(xp, t, p), 0.0 - t
 
 
 class KLDivLoss(_ProbabilityInput):
@@ -255,6 +264,6 @@ class KLDivLoss(_ProbabilityInput):
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_t = xp.log(xp.where(t > 0, t, 1.0))
         if self.log_input:
-            return _xlogy(xp, t, log_t - p), 0.0 - t
+            return xlogy(xp, t, log_t - p), 0.0 - t
         log_p, safe = _clamped_log(xp, p)
-        return _xlogy(xp, t, log_t - log_p), (0.0 - t) / safe
+        return xlogy(xp, t, log_t - log_p), (0.0 - t) / safe

@@ -1,0 +1,112 @@
+"""Defects found in review, each pinned by a test (the issue text says what was wrong)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("cls", [gk.Softmax, gk.LogSoftmax])
+def test_nan_logit_makes_its_row_nan_like_pytorch(cls):
+    """Was: softmax([nan, 2]) = [nan, 7.39] and a negative cross-entropy."""
+    z = np.array([[np.nan, 2.0, 1.0], [0.5, 0.2, 0.1]])
+    y = cls()(z)
+    assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+    ref = (torch.softmax if cls is gk.Softmax else torch.log_softmax)(torch.tensor(z), dim=-1).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-12)
+    assert np.isnan(cls().vjp(z, np.ones_like(z) * 0.3)[0]).all()
+    for fused in (None, False):
+        L, dz = gk.compose(gk.Softmax(), gk.CrossEntropyLoss(), fused=fused).value_and_grad(z, np.array([1, 0]))
+        assert np.isnan(L) and np.isnan(dz[0]).all()
+
+
+@pytest.mark.parametrize(
+    "target,label_smoothing",
+    [
+        (np.array([1, 0]), 0.1),  # smoothing with a mask: was inf, and fused != generic
+        (np.array([2, 0]), 0.0),  # a label on a masked class
+        (np.array([[0.2, 0.5, 0.3, 0.1], [0.5, 0.5, 0.0, 0.4]]), 0.2),  # soft mass on masked classes
+    ],
+)
+def test_target_mass_on_masked_classes_is_dropped_and_fused_equals_generic(target, label_smoothing):
+    z = np.array([[1.0, 2.0, 0.5, -1.0], [0.3, -0.2, 0.9, 0.1]])
+    mask = np.array([[True, True, False, True], [True, True, False, True]])
+    results = []
+    for act, loss_cls in ((gk.Softmax(), gk.CrossEntropyLoss), (gk.LogSoftmax(), gk.NLLLoss)):
+        for fused in (None, False):
+            head = gk.compose(act, loss_cls(label_smoothing=label_smoothing), fused=fused)
+            L, dz = head.value_and_grad(z, target, where=mask)
+            assert np.isfinite(L) and np.isfinite(dz).all()
+            assert np.all(dz[mask == False] == 0)  # noqa: E712
+            np.testing.assert_allclose(dz.sum(axis=-1), 0.0, atol=1e-15)  # shift invariance on live classes
+            results.append((L, dz))
+    for L, dz in results[1:]:
+        np.testing.assert_allclose(L, results[0][0], rtol=1e-12)
+        np.testing.assert_allclose(dz, results[0][1], rtol=1e-12, atol=1e-15)
+    # smoothing spreads over the live classes only: same as the unmasked problem on them
+    keep = [0, 1, 3]
+    if target.ndim == 1 and 2 not in target:
+        ref = gk.compose(gk.Softmax(), gk.CrossEntropyLoss(label_smoothing=label_smoothing))
+        L_ref, dz_ref = ref.value_and_grad(z[:, keep], np.array([{0: 0, 1: 1, 3: 2}[int(c)] for c in target]))
+        np.testing.assert_allclose(results[0][0], L_ref, rtol=1e-12)
+        np.testing.assert_allclose(results[0][1][:, keep], dz_ref, rtol=1e-12)
+
+
+def test_head_jvp_uses_the_exact_path_and_checks_axes():
+    """Was: jvp went through the clamped generic path (1030.58 instead of 0.5)."""
+    h = gk.compose(gk.Sigmoid(), gk.BCELoss(reduction="sum"))
+    np.testing.assert_allclose(h.jvp(np.float32([20.0]), np.float32([0.5]), np.float32([1.0])), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(h.jvp(np.array([40.0]), np.array([0.5]), np.array([1.0])), 0.5, rtol=1e-12)
+    ce = gk.compose(gk.Softmax(), gk.CrossEntropyLoss(reduction="sum"))
+    np.testing.assert_allclose(ce.jvp(np.float32([0, -110]), 1, np.float32([0, 1])), -1.0, rtol=1e-6)
+    assert gk.gradcheck(h, np.array([40.0, -40.0, 0.3]), target=np.array([0.5, 0.5, 0.5])).ok
+    with pytest.raises(ValueError, match="axis"):
+        gk.compose(gk.Softmax(axis=0), gk.CrossEntropyLoss()).jvp(np.zeros((3, 3)), np.zeros(3, int), np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("label_dtype", [torch.int64, torch.int32, torch.uint8])
+def test_class_weights_with_multidimensional_and_small_int_labels_on_torch(label_dtype):
+    """Was: IndexError in xp.take for 2-d labels, RuntimeError for uint8 labels."""
+    gen = torch.Generator().manual_seed(0)
+    p = gk.Softmax()(torch.randn(2, 3, 4, dtype=torch.float64, generator=gen))
+    labels = torch.randint(0, 4, (2, 3), generator=gen).to(label_dtype)
+    loss = gk.CrossEntropyLoss(weight=[1.0, 2.0, 3.0, 4.0])
+    L, dp = loss.value_and_grad(p, labels)
+    L0, dp0 = loss.value_and_grad(p.numpy(), labels.numpy())
+    assert isinstance(dp, torch.Tensor)
+    np.testing.assert_allclose(dp.numpy(), dp0, rtol=1e-12)
+    np.testing.assert_allclose(float(L), L0, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make,exc,pattern",
+    [
+        (lambda: gk.BCELoss(weight=-1.0), ValueError, "weight must be finite and >= 0"),
+        (lambda: gk.BCELoss(weight=np.nan), ValueError, "weight must be finite and >= 0"),
+        (lambda: gk.BCEWithLogitsLoss(pos_weight=-2.0), ValueError, "pos_weight must be finite and >= 0"),
+        (lambda: gk.CrossEntropyLoss(weight=[1j, 1, 1]), TypeError, "weight must be a real array"),
+        (lambda: gk.CrossEntropyLoss(weight=[True, False]), TypeError, "weight must be a real array"),
+    ],
+)
+def test_weights_are_validated_at_construction(make, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        make()
+
+
+def test_bce_weight_must_broadcast_to_pred_not_beyond():
+    """Was: a (2, 3) weight on pred (3,) returned (2, 3) results."""
+    with pytest.raises(ValueError, match=r"weight must broadcast to pred's shape \(3,\); got \(2, 3\)"):
+        gk.BCELoss(weight=np.ones((2, 3)), reduction="none")(np.array([0.2, 0.7, 0.9]), np.array([0.0, 1, 1]))
+
+
+def test_bce_nan_prediction_propagates():
+    """Was: 50.35 for pred [nan, .5]."""
+    assert np.isnan(gk.BCELoss()(np.array([np.nan, 0.5]), np.array([0.0, 1.0])))
+
+
+def test_label_smoothing_accepts_numpy_scalars():
+    assert gk.CrossEntropyLoss(label_smoothing=np.float32(0.25)).label_smoothing == 0.25
