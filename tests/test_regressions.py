@@ -110,3 +110,55 @@ def test_bce_nan_prediction_propagates():
 
 def test_label_smoothing_accepts_numpy_scalars():
     assert gk.CrossEntropyLoss(label_smoothing=np.float32(0.25)).label_smoothing == 0.25
+
+
+def test_gelu_tanh_keeps_precision_in_the_lower_tail():
+    """Was: 1 + tanh(u) cancelled (float32 at x=-5.4: 12x too large; float64 0 below -6)."""
+    x = np.linspace(-9.0, -3.0, 61)
+    xl = x.astype(np.longdouble)  # 64-bit mantissa
+    c = np.sqrt(np.longdouble(2) / np.pi)
+    u = c * (xl + np.longdouble(0.044715) * xl**3)
+    e = np.exp(-2 * u)  # ½(1 + tanh u) = 1 / (1 + e^{-2u}), no cancellation
+    ref = xl / (1 + e)
+    dref = 1 / (1 + e) + xl * 2 * e / (1 + e) ** 2 * c * (1 + 3 * np.longdouble(0.044715) * xl**2)
+    # where it does not cancel yet, the textbook formula agrees
+    head = x > -4
+    np.testing.assert_allclose(ref[head], (0.5 * xl * (1 + np.tanh(u)))[head], rtol=1e-6)
+    act = gk.GELU(approximate="tanh")
+    np.testing.assert_allclose(act(x), ref.astype(np.float64), rtol=1e-9)
+    np.testing.assert_allclose(act.derivative(x), dref.astype(np.float64), rtol=1e-8)
+    np.testing.assert_allclose(act(x.astype(np.float32)), ref.astype(np.float64), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "hard_sigmoid"])
+def test_nan_reaches_the_derivative_of_piecewise_activations(name):
+    assert np.isnan(gk.activations.get(name).derivative(np.array([np.nan, 1.0])))[0]
+
+
+def test_gradcheck_on_0d_input_skips_the_jacobian():
+    rep = gk.gradcheck(gk.ReLU(), 1.0)
+    assert rep.ok and "jacobian" not in {r.check for r in rep.results}
+
+
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [({"eps": 0}, "eps must be finite and > 0"), ({"rtol": -1.0}, "rtol must be finite and >= 0"),
+     ({"rtol": 0, "atol": 0}, "must not both be 0"), ({"max_points": 0}, "max_points must be >= 1")],
+)
+def test_gradcheck_validates_its_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        gk.gradcheck(gk.Softmax(), np.ones(3), **kwargs)
+
+
+def test_registry_names_unknown_constructor_arguments():
+    with pytest.raises(TypeError, match="softmax got unexpected argument.* foo; it accepts: axis, temperature"):
+        gk.activations.get("softmax", foo=1)
+
+
+def test_cli_reports_call_time_errors_and_empty_checks(capsys):
+    from gradkit.cli import main
+
+    assert main(["jacobian", "softmax", "1", "2", "--set", "axis=3"]) == 2
+    assert "axis must be in" in capsys.readouterr().err
+    assert main(["check", "log_softmax", "kl_div"]) == 2
+    assert "no composable pair" in capsys.readouterr().out

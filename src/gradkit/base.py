@@ -47,6 +47,7 @@ class Activation:
 
     # -- public contract -------------------------------------------------
     def __call__(self, x: Any, *, where: Any = None) -> Any:
+        """Same as :meth:`forward`."""
         return self.forward(x, where=where)
 
     def forward(self, x: Any, *, where: Any = None) -> Any:

@@ -56,6 +56,9 @@ def _check_pairs(act_names: list[str], loss_names: list[str], seed: int) -> int:
             result = "ok" if rep.ok else f"WRONG at {rep.worst_index}"
             print(f"{a:<14} {name:<16} {path:<8} {rep.max_abs_err:>12.2e} {rep.max_rel_err:>12.2e}  {result}")
     checked = len(act_names) * len(loss_names) - len(skipped)
+    if checked == 0:
+        print(f"no composable pair among {', '.join(skipped)}: the activation's range lies outside the loss's domain")
+        return 2
     verdict = "all passed" if failures == 0 else f"{failures} FAILED"
     print(f"\n{checked} pairs checked, {verdict} (float64 central differences, random upstream vectors).")
     if skipped:
@@ -80,12 +83,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_jacobian(args: argparse.Namespace) -> int:
     try:
         act = activations.get(args.name, **_kwargs(args.set))
+        jac = act.jacobian(np.asarray(args.values, dtype=np.float64))
     except (TypeError, ValueError) as exc:
         print(f"gradkit: {exc}", file=sys.stderr)
         return 2
-    x = np.asarray(args.values, dtype=np.float64)
-    np.set_printoptions(precision=8, suppress=True)
-    print(np.array2string(act.jacobian(x), precision=8, separator=", "))
+    print(np.array2string(jac, precision=8, separator=", ", suppress_small=True))
     return 0
 
 

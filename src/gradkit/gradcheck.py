@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._array import normalize_axis, to_array
+from ._array import check_int, check_positive, normalize_axis, to_array
 from .base import Activation
 from .compose import Composed
 from .losses.base import Loss
@@ -53,14 +53,17 @@ class GradcheckReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every check passed."""
         return bool(self.results) and all(r.ok for r in self.results)
 
     @property
     def max_abs_err(self) -> float:
+        """The largest absolute error over all checks."""
         return max((r.max_abs_err for r in self.results), default=0.0)
 
     @property
     def max_rel_err(self) -> float:
+        """The largest relative error ``|a - n| / max(|n|, atol)`` over all checks."""
         return max((r.max_rel_err for r in self.results), default=0.0)
 
     @property
@@ -71,6 +74,7 @@ class GradcheckReport:
 
     @property
     def worst_index(self) -> tuple[int, ...] | None:
+        """Index of the worst entry of the worst check (into ``x`` for vjp, the output for jvp)."""
         worst = self.worst
         return None if worst is None else worst.worst_index
 
@@ -217,6 +221,13 @@ def gradcheck(
     >>> gk.gradcheck(sm, x).ok
     True
     """
+    eps = check_positive(eps, "eps")
+    rtol = check_positive(rtol, "rtol", allow_zero=True)
+    atol = check_positive(atol, "atol", allow_zero=True)
+    if rtol == 0 and atol == 0:
+        raise ValueError("rtol and atol must not both be 0")
+    if check_int(max_points, "max_points") < 1:
+        raise ValueError(f"max_points must be >= 1; got {max_points}")
     fn, vjp_fn, jvp_fn, jac_fn, axis, name = _resolve(f, vjp, jvp, target)
     x = _numpy(to_array(x, "x"))
     if not np.all(np.isfinite(x)):
@@ -258,7 +269,7 @@ def gradcheck(
         rhs = float(np.sum(v * vjp_val))
         report.results.append(_compare("adjoint", np.array(rhs), np.array(lhs), rtol, atol))
 
-    if jac_fn is not None and jvp_val is not None:
+    if jac_fn is not None and jvp_val is not None and x.ndim > 0:
         jac = _numpy(jac_fn(x))
         ax = normalize_axis(axis, x.ndim)
         if jac.shape == x.shape + (x.shape[ax],):

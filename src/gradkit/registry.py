@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -33,15 +34,24 @@ class Registry(Generic[T]):
         """Return an instance: ``get("softmax", axis=0)``; an instance passes through."""
         if isinstance(name, self._base):
             if kwargs:
-                raise TypeError(f"keyword arguments go with a {self._kind} name, not an instance; got {kwargs}")
+                raise TypeError(f"keyword arguments go with a {self._kind} name, not with an instance; got {kwargs}")
             return name
         if not isinstance(name, str):
-            raise TypeError(f"{self._kind} must be a name or a {self._base.__name__}; got {type(name).__name__}")
+            raise TypeError(f"{self._kind} must be a name or an instance of {self._base.__name__}; got {type(name).__name__}")
         try:
             cls = self._classes[name]
         except KeyError:
             raise ValueError(f"unknown {self._kind} {name!r}; valid names: {', '.join(self.names())}") from None
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+            unknown = sorted(set(kwargs) - set(accepted))
+            if not unknown:
+                raise
+            raise TypeError(
+                f"{name} got unexpected argument(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._classes

@@ -159,7 +159,7 @@ class Tanh(ElementwiseActivation):
 class ReLU(ElementwiseActivation):
     r"""Rectified linear unit: :math:`y = \max(x, 0)`, :math:`f'(x) = [x > 0]`.
 
-    At the kink :math:`f'(0) = 0` (as in PyTorch). NaN propagates.
+    At the kink :math:`f'(0) = 0` (as in PyTorch). NaN propagates, derivative included.
 
     Examples
     --------
@@ -175,7 +175,7 @@ class ReLU(ElementwiseActivation):
         return xp.where(x <= 0, 0.0, x)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        return xp.astype(x > 0, x.dtype)
+        return xp.where(xp.isnan(x), x, xp.astype(x > 0, x.dtype))
 
 
 class LeakyReLU(ElementwiseActivation):
@@ -203,7 +203,8 @@ class LeakyReLU(ElementwiseActivation):
         return xp.where(x > 0, x, self.negative_slope * x)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        return xp.where(x > 0, xp.ones_like(x), xp.full_like(x, self.negative_slope))
+        d = xp.where(x > 0, xp.ones_like(x), xp.full_like(x, self.negative_slope))
+        return xp.where(xp.isnan(x), x, d)
 
 
 class ELU(ElementwiseActivation):
@@ -290,23 +291,24 @@ class GELU(ElementwiseActivation):
         return {"approximate": self.approximate, **super()._params()}
 
     def _f(self, xp: Any, x: Any) -> Any:
-        if self.approximate == "tanh":
-            return with_limits(xp, lambda x: 0.5 * x * (1.0 + self._tanh(xp, x)), x, math.inf, 0.0)
+        if self.approximate == "tanh":  # ½(1 + tanh u) = σ(2u): no cancellation in the lower tail
+            return with_limits(xp, lambda x: x * sigmoid(xp, 2.0 * self._u(xp, x)), x, math.inf, 0.0)
         return with_limits(xp, lambda x: x * normal_cdf(xp, x), x, math.inf, 0.0)
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
         return with_limits(xp, lambda x: self._df_finite(xp, x), x, 1.0, 0.0)
 
-    def _tanh(self, xp: Any, x: Any) -> Any:
-        x = xp.clip(x, -50.0, 50.0)  # tanh is exactly ±1 beyond; avoids x³ overflowing
-        return xp.tanh(self._C * (x + 0.044715 * x**3))
+    def _u(self, xp: Any, x: Any) -> Any:
+        x = xp.clip(x, -50.0, 50.0)  # σ(2u) is exactly 0 or 1 beyond; avoids x³ overflowing
+        return self._C * (x + 0.044715 * x**3)
 
     def _df_finite(self, xp: Any, x: Any) -> Any:
         # beyond |x| = 50 the second terms are exactly 0 (and would be 0 · inf unclipped)
         xc = xp.clip(x, -50.0, 50.0)
         if self.approximate == "tanh":
-            t = self._tanh(xp, x)
-            return 0.5 * (1.0 + t) + 0.5 * xc * (1.0 - t * t) * self._C * (1.0 + 3 * 0.044715 * xc * xc)
+            u2 = 2.0 * self._u(xp, x)
+            s, sm = sigmoid(xp, u2), sigmoid(xp, -u2)  # ½(1 - tanh²u) = 2 σ(2u) σ(-2u)
+            return s + 2.0 * xc * s * sm * self._C * (1.0 + 3 * 0.044715 * xc * xc)
         return normal_cdf(xp, x) + xc * xp.exp(-0.5 * xc * xc) / math.sqrt(2.0 * math.pi)
 
 
@@ -408,4 +410,5 @@ class HardSigmoid(ElementwiseActivation):
         return xp.where(x <= -3.0, 0.0, xp.where(x >= 3.0, 1.0, x / 6.0 + 0.5))
 
     def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        return xp.where((x > -3.0) & (x < 3.0), xp.full_like(x, 1.0 / 6.0), 0.0)
+        d = xp.where((x > -3.0) & (x < 3.0), xp.full_like(x, 1.0 / 6.0), 0.0)
+        return xp.where(xp.isnan(x), x, d)

@@ -43,6 +43,7 @@ class Loss:
 
     # -- public contract -------------------------------------------------
     def __call__(self, pred: Any, target: Any) -> Any:
+        """Return the loss (a scalar for ``"mean"``/``"sum"``, per item for ``"none"``)."""
         return self.value_and_grad(pred, target)[0]
 
     def grad(self, pred: Any, target: Any) -> Any:
@@ -112,7 +113,7 @@ class Loss:
                 value, grad = xp.where(ok, value / safe, 0.0), xp.where(ok, grad / safe, 0.0)
         if g is not None:
             grad = grad * g
-        return value, grad
+        return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
 
     def _params(self) -> dict[str, Any]:
         return {"reduction": self.reduction}

@@ -226,8 +226,9 @@ class KLDivLoss(_ProbabilityInput):
     Convention (stated because libraries differ): ``pred`` is the model's
     distribution :math:`p` — probabilities, or log-probabilities with
     ``log_input=True`` — and ``target`` is the reference distribution :math:`t`
-    (PyTorch's ``KLDivLoss(reduction="batchmean")`` with ``log_input=True``).
-    ``"mean"`` averages over items, not elements.
+    ``"mean"`` averages over items (every position but the class axis), not
+    elements: for 2-d input it is PyTorch's ``F.kl_div(log p, t, reduction="batchmean")``;
+    for ``(b, t, n)`` input it divides by ``b·t`` where ``batchmean`` divides by ``b``.
     :math:`\partial l/\partial p_c = -w_c t_c/p_c` (log input: :math:`-w_c t_c`).
 
     Examples
