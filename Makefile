@@ -9,9 +9,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# the package with its optional scipy (exact GELU)
+# the package with scipy (exact GELU) and the training front-ends (scikit-learn, tqdm, matplotlib)
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[scipy]"
+	$(BIN)/python -m pip install --quiet -e ".[scipy,train]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

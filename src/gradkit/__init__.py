@@ -5,7 +5,7 @@ every loss its value and gradient; :func:`compose` chains any activation into
 any loss; :func:`gradcheck` tells where a derivative is wrong.
 """
 
-from . import activations, losses
+from . import activations, losses, nn
 from .activations import *  # noqa: F401,F403
 from .base import Activation, AxisActivation, ElementwiseActivation
 from .compose import Composed, compose
@@ -44,4 +44,5 @@ __all__ = [
     "compose",
     "gradcheck",
     "losses",
+    "nn",
 ]

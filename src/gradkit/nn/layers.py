@@ -1,0 +1,197 @@
+"""Layers: ``forward`` caches what ``backward`` needs; ``backward`` is a VJP.
+
+``backward(g)`` takes the gradient w.r.t. the layer's output, stores the
+gradients of the parameters in ``grads`` (same names as ``params``) and
+returns the gradient w.r.t. the input. Parameters are plain NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import activations
+from .._array import check_choice, check_int, check_positive
+from ..base import Activation
+
+__all__ = ["ActivationLayer", "Dense", "Dropout", "Layer", "as_layer"]
+
+
+class Layer:
+    """Base class. ``params``/``grads`` map names to arrays (empty when parameterless)."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """A JSON-serializable description that :func:`from_config` rebuilds the layer from."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+class Dense(Layer):
+    r"""Affine layer :math:`y = xW + b` on inputs of shape ``(batch, in_features)``.
+
+    Backward: :math:`\partial W = x^\top g`, :math:`\partial b = \sum_{\text{batch}} g`,
+    :math:`\partial x = g W^\top`.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    init : {"he", "glorot"}
+        He normal (:math:`\mathcal N(0, 2/\text{fan\_in})`, for ReLU-like activations) or
+        Glorot uniform (:math:`U(\pm\sqrt{6/(\text{fan\_in}+\text{fan\_out})})`); biases start at 0.
+    seed : int, Generator or None
+        Seeds the initialization.
+    dtype : numpy dtype
+        ``float32`` (default, fast) or ``float64`` (for gradient checks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradkit.nn import Dense
+    >>> layer = Dense(3, 2, seed=0)
+    >>> layer.forward(np.ones((4, 3), dtype=np.float32)).shape
+    (4, 2)
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, *, init: str = "he", seed: Any = None, dtype: Any = np.float32
+    ) -> None:
+        super().__init__()
+        self.in_features = check_int(in_features, "in_features")
+        self.out_features = check_int(out_features, "out_features")
+        if self.in_features < 1 or self.out_features < 1:
+            raise ValueError(f"in_features and out_features must be >= 1; got {in_features}, {out_features}")
+        self.init = check_choice(init, "init", ("he", "glorot"))
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating dtype; got {self.dtype}")
+        rng = _rng(seed)
+        fan_in, fan_out = self.in_features, self.out_features
+        if init == "he":
+            w = rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
+        else:
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            w = rng.uniform(-limit, limit, (fan_in, fan_out))
+        self.params = {"W": w.astype(self.dtype), "b": np.zeros(fan_out, dtype=self.dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._x: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"Dense expects input of shape (batch, {self.in_features}); got {x.shape}")
+        self._x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError("backward() called before forward()")
+        np.matmul(self._x.T, g, out=self.grads["W"])
+        np.sum(g, axis=0, out=self.grads["b"])
+        return g @ self.params["W"].T
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Dense", "in_features": self.in_features, "out_features": self.out_features,
+                "init": self.init, "dtype": self.dtype.name}
+
+
+class ActivationLayer(Layer):
+    """Any :class:`gradkit.Activation` as a layer: backward is its exact VJP.
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> layer = gk.nn.ActivationLayer(gk.Softmax())
+    >>> y = layer.forward(np.array([[1.0, 2.0]]))
+    >>> layer.backward(np.array([[1.0, 0.0]])).round(6)
+    array([[ 0.196612, -0.196612]])
+    """
+
+    def __init__(self, activation: Activation | str, **kwargs: Any) -> None:
+        super().__init__()
+        self.activation = activations.get(activation, **kwargs)
+        self._x: np.ndarray | None = None
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        self._x, self._y = x, self.activation(x)
+        return self._y
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError("backward() called before forward()")
+        return self.activation.vjp(self._x, g, y=self._y)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Activation", "name": self.activation.name, "params": self.activation._params()}
+
+    def __repr__(self) -> str:
+        return f"ActivationLayer({self.activation!r})"
+
+
+class Dropout(Layer):
+    r"""Inverted dropout: in training, :math:`y = x \odot m / (1 - r)` with :math:`m \sim \mathrm{Bernoulli}(1 - r)`;
+    the identity at evaluation. Backward: :math:`g \odot m / (1 - r)`.
+
+    ``seed`` makes the masks reproducible.
+    """
+
+    def __init__(self, rate: float = 0.5, *, seed: Any = None) -> None:
+        super().__init__()
+        self.rate = check_positive(rate, "rate", allow_zero=True)
+        if self.rate >= 1.0:
+            raise ValueError(f"rate must be in [0, 1); got {rate}")
+        self._rng = _rng(seed)
+        self._scale: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        if not training or self.rate == 0.0:
+            self._scale = None
+            return x
+        keep = self._rng.random(x.shape) >= self.rate
+        self._scale = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
+        return x * self._scale
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g if self._scale is None else g * self._scale
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Dropout", "rate": self.rate}
+
+
+def as_layer(item: Any) -> Layer:
+    """A layer from a layer, an activation instance, or an activation name."""
+    if isinstance(item, Layer):
+        return item
+    if isinstance(item, (Activation, str)):
+        return ActivationLayer(item)
+    raise TypeError(f"expected a Layer, an Activation or an activation name; got {type(item).__name__}")
+
+
+def from_config(config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from :meth:`Layer.config` (used by :func:`gradkit.nn.load`)."""
+    kind = config.get("type")
+    if kind == "Dense":
+        return Dense(config["in_features"], config["out_features"], init=config["init"], dtype=np.dtype(config["dtype"]))
+    if kind == "Activation":
+        return ActivationLayer(config["name"], **config.get("params", {}))
+    if kind == "Dropout":
+        return Dropout(config["rate"])
+    raise ValueError(f"unknown layer type {kind!r}; known: Dense, Activation, Dropout")

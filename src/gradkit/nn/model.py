@@ -1,0 +1,73 @@
+"""``Sequential``: layers applied in order; backward runs them in reverse."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .layers import Layer, as_layer
+
+__all__ = ["Sequential"]
+
+
+class Sequential:
+    """A chain of layers. Parameters are reachable by name, ``"<index>.<name>"``.
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> from gradkit.nn import Dense, Sequential
+    >>> model = Sequential([Dense(4, 8, seed=0), "relu", Dense(8, 3, seed=1)])
+    >>> sorted(model.params)
+    ['0.W', '0.b', '2.W', '2.b']
+    >>> model.forward(np.zeros((5, 4), dtype=np.float32)).shape
+    (5, 3)
+    """
+
+    def __init__(self, layers: Iterable[Any]) -> None:
+        self.layers: list[Layer] = [as_layer(layer) for layer in layers]
+        if not self.layers:
+            raise ValueError("Sequential needs at least one layer")
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        """Backpropagate ``g`` (gradient w.r.t. the output); fills every layer's ``grads``."""
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+        return g
+
+    def _named(self, attr: str) -> Iterator[tuple[str, np.ndarray]]:
+        for i, layer in enumerate(self.layers):
+            for name, value in getattr(layer, attr).items():
+                yield f"{i}.{name}", value
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Parameter arrays by name (the layers' own arrays: updating them updates the model)."""
+        return dict(self._named("params"))
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Gradients from the last :meth:`backward`, by the same names as :attr:`params`."""
+        return dict(self._named("grads"))
+
+    @property
+    def dtype(self) -> np.dtype:
+        for layer in self.layers:
+            if layer.params:
+                return next(iter(layer.params.values())).dtype
+        return np.dtype(np.float64)
+
+    def config(self) -> list[dict[str, Any]]:
+        return [layer.config() for layer in self.layers]
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n])"

@@ -1,0 +1,204 @@
+"""``fit``: mini-batch training of a :class:`Sequential` with any activation × loss head."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import losses
+from .._array import check_int, check_positive
+from ..activations import Identity
+from ..compose import Composed, compose
+from ..losses.classification import ClassLoss
+from .model import Sequential
+from .optim import Adam, Optimizer
+
+__all__ = ["DivergenceError", "History", "as_head", "fit", "evaluate"]
+
+
+class DivergenceError(FloatingPointError):
+    """The loss became NaN or infinite; the weights are left as they were before that step."""
+
+
+@dataclass
+class History:
+    """Per-epoch records: ``history["loss"]``, ``"val_loss"``, ``"accuracy"``, ``"val_accuracy"``, ``"lr"``, ``"time"``."""
+
+    records: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def append(self, **values: float) -> None:
+        for key, value in values.items():
+            self.records.setdefault(key, []).append(float(value))
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.records[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.records
+
+    @property
+    def epochs(self) -> int:
+        return len(self.records.get("loss", []))
+
+
+def as_head(loss: Any) -> Composed:
+    """A ``compose(...)`` head from a head, a loss, or a loss name (identity output activation)."""
+    if isinstance(loss, Composed):
+        return loss
+    return compose(Identity(), losses.get(loss))
+
+
+def _is_classification(head: Composed, y: np.ndarray) -> bool:
+    return isinstance(head.loss, ClassLoss) and np.issubdtype(y.dtype, np.integer)
+
+
+def evaluate(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
+    """Mean loss (and accuracy for integer labels) of ``model`` on ``(X, y)``, without training mode."""
+    total, correct, n = 0.0, 0, X.shape[0]
+    for start in range(0, n, batch_size):
+        xb, yb = X[start : start + batch_size], y[start : start + batch_size]
+        logits = model.forward(xb)
+        total += float(head(logits, yb)) * xb.shape[0]
+        if _is_classification(head, y):
+            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+    out = {"loss": total / n}
+    if _is_classification(head, y):
+        out["accuracy"] = correct / n
+    return out
+
+
+def fit(
+    model: Sequential,
+    X: Any,
+    y: Any,
+    *,
+    loss: Any,
+    optimizer: Optimizer | None = None,
+    epochs: int = 10,
+    batch_size: int = 32,
+    validation_split: float = 0.0,
+    validation_data: tuple[Any, Any] | None = None,
+    early_stopping: bool | int = False,
+    seed: int | None = 0,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> History:
+    """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
+
+    Parameters
+    ----------
+    model
+        A :class:`Sequential` that outputs the pre-activation of the head (logits).
+    X, y
+        Features ``(n, d)``; targets as the loss expects them (integer labels,
+        one-hot/soft targets, or regression values).
+    loss
+        A ``compose(activation, loss)`` head — e.g. ``compose(Softmax(), MSELoss())`` —
+        or a loss / loss name applied to the raw output.
+    optimizer
+        Default ``Adam(lr=1e-3)``.
+    epochs, batch_size
+        ``batch_size`` is clipped to the number of samples.
+    validation_split, validation_data
+        Hold out the last fraction of the (shuffled) data, or give ``(X_val, y_val)``.
+    early_stopping
+        ``True`` (patience 5) or a patience: stop when the validation loss has not
+        improved for that many epochs and restore the best weights.
+    seed
+        Seeds shuffling and the split: a fixed seed gives identical histories.
+    callback
+        Called as ``callback(epoch, logs)`` after every epoch (progress bars).
+
+    Raises
+    ------
+    DivergenceError
+        When the loss becomes NaN or infinite; the message names the epoch and
+        batch and suggests a lower learning rate. The weights are not updated with it.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"X must be a non-empty 2-d array (samples, features); got shape {X.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X and y must have the same number of samples; got {X.shape[0]} and {y.shape[0]}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinity")
+    epochs = check_int(epochs, "epochs")
+    batch_size = check_int(batch_size, "batch_size")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1; got {epochs}, {batch_size}")
+    head = as_head(loss)
+    optimizer = optimizer if optimizer is not None else Adam()
+    X = X.astype(model.dtype, copy=False)
+    if np.issubdtype(y.dtype, np.floating):
+        y = y.astype(model.dtype, copy=False)
+    rng = np.random.default_rng(seed)
+
+    if validation_data is not None:
+        X_val, y_val = (np.asarray(a) for a in validation_data)
+        X_val = X_val.astype(model.dtype, copy=False)
+    elif validation_split:
+        frac = check_positive(validation_split, "validation_split")
+        if frac >= 1:
+            raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
+        order = rng.permutation(X.shape[0])
+        n_val = max(1, int(round(frac * X.shape[0])))
+        X, y, X_val, y_val = X[order[n_val:]], y[order[n_val:]], X[order[:n_val]], y[order[:n_val]]
+    else:
+        X_val = y_val = None
+    patience = 5 if early_stopping is True else int(early_stopping)
+    if patience and X_val is None:
+        raise ValueError("early_stopping needs validation_split or validation_data")
+
+    history = History()
+    best, best_params, waiting = math.inf, None, 0
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    for epoch in range(epochs):
+        start_time = time.perf_counter()
+        optimizer.set_epoch(epoch)
+        order = rng.permutation(n)
+        total, correct = 0.0, 0
+        for b, start in enumerate(range(0, n, batch_size)):
+            idx = order[start : start + batch_size]
+            xb, yb = X[idx], y[idx]
+            logits = model.forward(xb, training=True)
+            value, grad = head.value_and_grad(logits, yb)
+            if not np.isfinite(value):
+                raise DivergenceError(
+                    f"the loss became {float(value)} at epoch {epoch + 1}, batch {b + 1}; training stopped "
+                    f"before updating the weights with it. Try a lower learning rate (now {optimizer.lr:g})."
+                )
+            model.backward(grad)
+            optimizer.step(model.params, model.grads)
+            total += float(value) * len(idx)
+            if _is_classification(head, y):
+                correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+        logs = {"loss": total / n}
+        if _is_classification(head, y):
+            logs["accuracy"] = correct / n
+        if X_val is not None:
+            logs.update({f"val_{k}": v for k, v in evaluate(model, head, X_val, y_val).items()})
+        logs["lr"] = optimizer.lr
+        logs["time"] = time.perf_counter() - start_time
+        history.append(**logs)
+        if callback is not None:
+            callback(epoch, logs)
+        if patience:
+            if logs["val_loss"] < best:
+                best, waiting, history.best_epoch = logs["val_loss"], 0, epoch
+                best_params = {k: v.copy() for k, v in model.params.items()}
+            else:
+                waiting += 1
+                if waiting >= patience:
+                    history.stopped_early = True
+                    break
+    if best_params is not None:
+        for name, value in model.params.items():
+            value[...] = best_params[name]
+    return history
