@@ -11,6 +11,7 @@
 3
 """
 
+from .gradcheck import gradcheck_model
 from .layers import ActivationLayer, Dense, Dropout, Layer
 from .model import Sequential
 from .optim import SGD, Adam, AdamW, CosineLR, Optimizer, StepLR
@@ -32,4 +33,5 @@ __all__ = [
     "StepLR",
     "evaluate",
     "fit",
+    "gradcheck_model",
 ]

@@ -96,7 +96,8 @@ def fit(
         A :class:`Sequential` that outputs the pre-activation of the head (logits).
     X, y
         Features ``(n, d)``; targets as the loss expects them (integer labels,
-        one-hot/soft targets, or regression values).
+        one-hot/soft targets, or regression values; 1-d targets of an
+        elementwise loss are one output column).
     loss
         A ``compose(activation, loss)`` head — e.g. ``compose(Softmax(), MSELoss())`` —
         or a loss / loss name applied to the raw output.
@@ -133,6 +134,8 @@ def fit(
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1; got {epochs}, {batch_size}")
     head = as_head(loss)
+    if y.ndim == 1 and not isinstance(head.loss, ClassLoss):
+        y = y[:, None]  # one output column (regression, binary bce)
     optimizer = optimizer if optimizer is not None else Adam()
     X = X.astype(model.dtype, copy=False)
     if np.issubdtype(y.dtype, np.floating):
@@ -167,14 +170,19 @@ def fit(
         for b, start in enumerate(range(0, n, batch_size)):
             idx = order[start : start + batch_size]
             xb, yb = X[idx], y[idx]
-            logits = model.forward(xb, training=True)
-            value, grad = head.value_and_grad(logits, yb)
-            if not np.isfinite(value):
+            with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the epoch
+                logits = model.forward(xb, training=True)
+                value, grad = head.value_and_grad(logits, yb)
+                finite = bool(np.isfinite(value))
+                if finite:
+                    model.backward(grad)
+                    finite = all(np.isfinite(g).all() for g in model.grads.values())
+            if not finite:
+                what = f"the loss became {float(value)}" if not np.isfinite(value) else "the gradients overflowed"
                 raise DivergenceError(
-                    f"the loss became {float(value)} at epoch {epoch + 1}, batch {b + 1}; training stopped "
-                    f"before updating the weights with it. Try a lower learning rate (now {optimizer.lr:g})."
+                    f"{what} at epoch {epoch + 1}, batch {b + 1}; training stopped before updating the "
+                    f"weights with it. Try a lower learning rate (now {optimizer.lr:g})."
                 )
-            model.backward(grad)
             optimizer.step(model.params, model.grads)
             total += float(value) * len(idx)
             if _is_classification(head, y):

@@ -1,0 +1,205 @@
+"""gradkit.nn: backprop through whole networks, optimizers vs torch.optim, fit's contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit import nn
+from gradkit.gradcheck import random_target
+
+torch = pytest.importorskip("torch")
+
+F64 = np.float64
+
+
+def _model(d_in=4, hidden=6, d_out=3, act="tanh", seed=0):
+    return nn.Sequential([nn.Dense(d_in, hidden, seed=seed, dtype=F64), act, nn.Dense(hidden, d_out, seed=seed + 1, dtype=F64)])
+
+
+def _heads():
+    """Every loss in the registry, each behind an output activation whose range it accepts."""
+    for loss_name in gk.losses.names():
+        for out in ("softmax", "sigmoid", "identity", "log_softmax"):
+            try:
+                yield pytest.param(gk.compose(gk.activations.get(out), gk.losses.get(loss_name)), id=f"{out}-{loss_name}")
+                break
+            except ValueError:
+                continue
+
+
+@pytest.mark.parametrize("head", list(_heads()))
+@pytest.mark.parametrize("hidden_act", ["tanh", "softplus", "gelu"])
+def test_whole_network_gradcheck_for_every_loss(head, hidden_act):
+    rng = np.random.default_rng(0)
+    model = _model(act=hidden_act)
+    X = rng.standard_normal((7, 4))
+    y = random_target(head.loss, (7, 3), rng, labels=isinstance(head.loss, gk.losses.ClassLoss))
+    rep = nn.gradcheck_model(model, X, y, head)
+    assert rep.ok, str(rep)
+
+
+def test_softmax_mse_network_gradcheck_and_the_elementwise_shortcut_fails():
+    rng = np.random.default_rng(1)
+    model = _model(act="relu")
+    X, Y = rng.standard_normal((6, 4)), np.eye(3)[rng.integers(0, 3, 6)]
+    head = gk.compose(gk.Softmax(), gk.MSELoss())
+    assert nn.gradcheck_model(model, X, Y, head).ok
+    def wrong_vjp(theta, g):  # delta = softmax'(z) * mse'(p) with the diagonal only
+        z = model.forward(X)
+        p = gk.Softmax()(z)
+        model.backward(g * p * (1 - p) * gk.MSELoss().grad(p, Y))
+        return np.concatenate([v.ravel() for v in model.grads.values()])
+
+    theta = np.concatenate([v.ravel() for v in model.params.values()])
+    rep = gk.gradcheck(lambda th: head(model.forward(X), Y), theta, vjp=wrong_vjp)
+    assert not rep.ok
+
+
+@pytest.mark.parametrize("layer", [nn.Dense(5, 3, seed=0, dtype=F64), nn.ActivationLayer("softmax"), nn.Dropout(0.0)])
+def test_layer_backward_is_the_vjp(layer):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 5))
+    rep = gk.gradcheck(lambda x: layer.forward(x), x, vjp=lambda x, g: (layer.forward(x), layer.backward(g))[1])
+    assert rep.ok, str(rep)
+
+
+def test_dense_parameter_gradients_match_torch():
+    rng = np.random.default_rng(3)
+    layer = nn.Dense(5, 3, seed=0, dtype=F64)
+    x, g = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
+    layer.forward(x)
+    dx = layer.backward(g)
+    W = torch.tensor(layer.params["W"], requires_grad=True)
+    b = torch.tensor(layer.params["b"], requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    gW, gb, gx = torch.autograd.grad(xt @ W + b, (W, b, xt), grad_outputs=torch.tensor(g))
+    np.testing.assert_allclose(layer.grads["W"], gW.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(layer.grads["b"], gb.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(dx, gx.numpy(), rtol=1e-12)
+
+
+def test_dense_init_statistics():
+    he = nn.Dense(400, 300, seed=0, init="he").params["W"]
+    glorot = nn.Dense(400, 300, seed=0, init="glorot").params["W"]
+    assert he.dtype == np.float32
+    assert abs(he.std() - np.sqrt(2 / 400)) < 0.01 * np.sqrt(2 / 400) * 5
+    limit = np.sqrt(6 / 700)
+    assert glorot.max() <= limit and glorot.min() >= -limit and abs(glorot.std() - limit / np.sqrt(3)) < 1e-3
+    np.testing.assert_array_equal(nn.Dense(4, 3, seed=7).params["W"], nn.Dense(4, 3, seed=7).params["W"])
+
+
+OPTIMIZERS = [
+    (lambda: nn.SGD(lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    (lambda: nn.SGD(lr=0.1, momentum=0.9, weight_decay=0.01), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01)),
+    (lambda: nn.SGD(lr=0.05, momentum=0.8, nesterov=True), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True)),
+    (lambda: nn.Adam(lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+    (lambda: nn.Adam(lr=0.01, weight_decay=0.1), lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1)),
+    (lambda: nn.AdamW(lr=0.01, weight_decay=0.1), lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("ours,theirs", OPTIMIZERS, ids=["sgd", "sgd-momentum-wd", "nesterov", "adam", "adam-l2", "adamw"])
+def test_optimizers_match_torch_optim(ours, theirs):
+    rng = np.random.default_rng(4)
+    p0 = rng.standard_normal((3, 4))
+    params = {"w": p0.copy()}
+    pt = torch.tensor(p0.copy(), requires_grad=True)
+    opt, topt = ours(), theirs([pt])
+    for _ in range(5):
+        g = rng.standard_normal((3, 4))
+        opt.step(params, {"w": g})
+        pt.grad = torch.tensor(g)
+        topt.step()
+    np.testing.assert_allclose(params["w"], pt.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_schedules():
+    assert [nn.StepLR(2, 0.5)(e) for e in range(5)] == [1, 1, 0.5, 0.5, 0.25]
+    cos = nn.CosineLR(10, min_factor=0.1)
+    assert cos(0) == 1.0 and abs(cos(10) - 0.1) < 1e-12 and abs(cos(5) - 0.55) < 1e-12
+    opt = nn.SGD(lr=0.2, schedule=nn.StepLR(1, 0.5))
+    opt.set_epoch(2)
+    assert opt.lr == pytest.approx(0.05)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def test_fit_is_deterministic_for_a_fixed_seed():
+    X, y = _digits()
+    runs = []
+    for _ in range(2):
+        model = nn.Sequential([nn.Dense(64, 32, seed=0), "relu", nn.Dropout(0.2, seed=1), nn.Dense(32, 10, seed=2)])
+        h = nn.fit(model, X[:500], y[:500], loss=gk.compose(gk.Softmax(), gk.CrossEntropyLoss()), epochs=3,
+                   batch_size=50, validation_split=0.2, seed=3)
+        runs.append((h["loss"], h["val_loss"], model.params["0.W"].copy()))
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
+
+
+@pytest.mark.parametrize("head", [gk.compose(gk.Softmax(), gk.CrossEntropyLoss()), gk.compose(gk.Softmax(), gk.MSELoss()),
+                                  gk.compose(gk.LogSoftmax(), gk.NLLLoss()), gk.compose(gk.Sigmoid(), gk.BCELoss())],
+                         ids=lambda h: f"{h.activation.name}+{h.loss.name}")
+def test_fit_learns_digits_with_any_valid_head(head):
+    X, y = _digits()
+    target = y if isinstance(head.loss, gk.losses.ClassLoss) else np.eye(10)[y]
+    model = nn.Sequential([nn.Dense(64, 64, seed=0), "relu", nn.Dense(64, 10, seed=1, init="glorot")])
+    h = nn.fit(model, X[:1400], target[:1400], loss=head, optimizer=nn.Adam(3e-3), epochs=25, batch_size=32, seed=0)
+    assert h["loss"][-1] < h["loss"][0]
+    acc = np.mean(model.forward(X[1400:].astype(np.float32)).argmax(1) == y[1400:])
+    assert acc > 0.9, acc
+
+
+def test_divergence_stops_with_the_epoch_and_keeps_finite_weights():
+    X, y = _digits()
+    model = nn.Sequential([nn.Dense(64, 32, seed=0), "relu", nn.Dense(32, 1, seed=1)])
+    with pytest.raises(nn.DivergenceError, match=r"epoch \d+, batch \d+.*lower learning rate"):
+        nn.fit(model, X * 1e3, y * 1e3, loss="mse", optimizer=nn.SGD(lr=10.0), epochs=20, batch_size=64)
+    assert all(np.isfinite(v).all() for v in model.params.values())
+
+
+def test_early_stopping_restores_the_best_weights():
+    X, y = _digits()
+    model = nn.Sequential([nn.Dense(64, 128, seed=0), "relu", nn.Dense(128, 10, seed=1)])
+    h = nn.fit(model, X[:300], y[:300], loss=gk.compose(gk.Softmax(), gk.CrossEntropyLoss()),
+               optimizer=nn.Adam(1e-2), epochs=200, batch_size=16, validation_split=0.3, early_stopping=3, seed=0)
+    assert h.stopped_early and h.epochs < 200
+    best = min(h["val_loss"])
+    assert h["val_loss"][h.best_epoch] == best
+
+
+def test_dropout_is_identity_at_evaluation_and_scaled_in_training():
+    x = np.ones((2000, 10), dtype=np.float32)
+    d = nn.Dropout(0.25, seed=0)
+    assert d.forward(x) is x
+    y = d.forward(x, training=True)
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs(y.mean() - 1.0) < 0.02
+
+
+@pytest.mark.parametrize(
+    "call,exc,pattern",
+    [
+        (lambda m: nn.fit(m, np.ones((0, 4)), np.ones(0), loss="mse"), ValueError, "X must be a non-empty 2-d array"),
+        (lambda m: nn.fit(m, np.ones((5, 4)), np.ones(4), loss="mse"), ValueError, "same number of samples"),
+        (lambda m: nn.fit(m, np.full((5, 4), np.nan), np.ones(5), loss="mse"), ValueError, "NaN or infinity"),
+        (lambda m: nn.fit(m, np.ones((5, 4)), np.ones((5, 3)), loss="mse", batch_size=0), ValueError, "batch_size must be >= 1"),
+        (lambda m: nn.fit(m, np.ones((5, 4)), np.ones((5, 3)), loss="mse", early_stopping=True), ValueError, "needs validation"),
+        (lambda m: m.forward(np.ones((5, 3))), ValueError, r"Dense expects input of shape \(batch, 4\)"),
+        (lambda m: nn.Dense(0, 3), ValueError, "in_features and out_features must be >= 1"),
+        (lambda m: nn.Dropout(1.0), ValueError, r"rate must be in \[0, 1\)"),
+        (lambda m: nn.SGD(lr=-1), ValueError, "lr must be finite and > 0"),
+        (lambda m: nn.SGD(nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
+        (lambda m: nn.Sequential([]), ValueError, "at least one layer"),
+        (lambda m: nn.Sequential([3]), TypeError, "expected a Layer"),
+    ],
+)
+def test_bad_input(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call(_model())
