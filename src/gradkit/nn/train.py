@@ -17,7 +17,7 @@ from ..losses.classification import ClassLoss
 from .model import Sequential
 from .optim import Adam, Optimizer
 
-__all__ = ["DivergenceError", "History", "as_head", "fit", "evaluate"]
+__all__ = ["DivergenceError", "History", "as_head", "class_labels", "evaluate", "fit"]
 
 
 class DivergenceError(FloatingPointError):
@@ -54,21 +54,28 @@ def as_head(loss: Any) -> Composed:
     return compose(Identity(), losses.get(loss))
 
 
-def _is_classification(head: Composed, y: np.ndarray) -> bool:
-    return isinstance(head.loss, ClassLoss) and np.issubdtype(y.dtype, np.integer)
+def class_labels(head: Composed, y: np.ndarray) -> np.ndarray | None:
+    """The class of each sample when ``y`` names one — integer labels of a class loss, or
+    one-hot rows — so that accuracy is defined; else None."""
+    if isinstance(head.loss, ClassLoss) and np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
+        return y
+    if y.ndim == 2 and y.shape[1] > 1 and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        return np.argmax(y, axis=1)
+    return None
 
 
 def evaluate(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
-    """Mean loss (and accuracy for integer labels) of ``model`` on ``(X, y)``, without training mode."""
+    """Mean loss (and accuracy when ``y`` names classes) of ``model`` on ``(X, y)``, in evaluation mode."""
+    labels = class_labels(head, y)
     total, correct, n = 0.0, 0, X.shape[0]
     for start in range(0, n, batch_size):
         xb, yb = X[start : start + batch_size], y[start : start + batch_size]
         logits = model.forward(xb)
         total += float(head(logits, yb)) * xb.shape[0]
-        if _is_classification(head, y):
-            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+        if labels is not None:
+            correct += int(np.sum(np.argmax(logits, axis=1) == labels[start : start + batch_size]))
     out = {"loss": total / n}
-    if _is_classification(head, y):
+    if labels is not None:
         out["accuracy"] = correct / n
     return out
 
@@ -158,6 +165,7 @@ def fit(
     if patience and X_val is None:
         raise ValueError("early_stopping needs validation_split or validation_data")
 
+    labels = class_labels(head, y)
     history = History()
     best, best_params, waiting = math.inf, None, 0
     n = X.shape[0]
@@ -185,10 +193,10 @@ def fit(
                 )
             optimizer.step(model.params, model.grads)
             total += float(value) * len(idx)
-            if _is_classification(head, y):
-                correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+            if labels is not None:
+                correct += int(np.sum(np.argmax(logits, axis=1) == labels[idx]))
         logs = {"loss": total / n}
-        if _is_classification(head, y):
+        if labels is not None:
             logs["accuracy"] = correct / n
         if X_val is not None:
             logs.update({f"val_{k}": v for k, v in evaluate(model, head, X_val, y_val).items()})
