@@ -18,11 +18,9 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-# the main job; issue 4 replaces this with `gradkit train` on the digits data
+# the main job: train an MLP on scikit-learn's digits data, write out/training.png and a checkpoint
 demo: $(VENV)/.installed
-	$(BIN)/gradkit jacobian softmax 1 2
-	$(BIN)/python examples/softmax_bug.py
-	$(BIN)/gradkit check all
+	$(BIN)/gradkit train --out out
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -80,6 +80,11 @@ def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+    target.chmod(0o640)
     with atomic_open(target, "w") as handle:
         handle.write("new")
     assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o640  # the old file's mode is kept
+    with atomic_open(tmp_path / "fresh.txt", "w") as handle:
+        handle.write("x")
+    assert (tmp_path / "fresh.txt").stat().st_mode & 0o077 != 0  # not the 0600 of mkstemp

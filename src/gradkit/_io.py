@@ -11,6 +11,16 @@ from typing import IO, Iterator
 __all__ = ["atomic_open"]
 
 
+def _mode_for(target: Path) -> int:
+    """The existing file's permissions, else the default for a new file (0666 less the umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Open a temp file in ``path``'s directory; on success it replaces ``path`` atomically.
@@ -20,6 +30,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, _mode_for(target))  # mkstemp makes 0600; give the file its usual mode
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
