@@ -23,6 +23,12 @@ def test_default_job_reaches_the_target_accuracy_and_writes_its_files(tmp_path, 
     assert (tmp_path / "training.png").read_bytes().startswith(PNG)
     assert len(summary["history"]["val_accuracy"]) == summary["epochs"] == 40
     assert not list(tmp_path.glob(".*.tmp"))
+    # the checkpoint reloads and reproduces the reported accuracy on the same split
+    from gradkit import nn
+
+    model = nn.load(tmp_path / "model.npz")
+    assert model.metadata["test_accuracy"] == summary["test_accuracy"]
+    assert len(model.metadata["scaler_mean"]) == 64
 
 
 def test_softmax_with_mse_trains_from_the_command_line(tmp_path):

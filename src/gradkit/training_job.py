@@ -19,7 +19,7 @@ from . import activations, losses
 from ._io import atomic_open
 from .compose import Composed, compose
 from .losses.classification import ClassLoss
-from .nn import Adam, Dense, Sequential, fit
+from .nn import Adam, Dense, Sequential, fit, save
 
 __all__ = ["TrainConfig", "load_data", "run"]
 
@@ -163,9 +163,10 @@ def run(config: TrainConfig) -> dict[str, Any]:
     }
     with atomic_open(out / "history.json", "w") as handle:
         json.dump(summary, handle, indent=2)
-    from . import nn
-
-    if hasattr(nn, "save"):
-        nn.save(model, out / "model.npz", metadata={"output": config.output, "loss": config.loss,
-                                                     "n_classes": n_classes, "data": name})
+    save(model, out / "model.npz", metadata={
+        "output": config.output, "loss": config.loss, "n_classes": n_classes, "data": name,
+        "test_accuracy": accuracy,
+        # inputs are standardized: x' = (x - mean) / scale before model.forward
+        "scaler_mean": scaler.mean_, "scaler_scale": scaler.scale_,
+    })
     return summary

@@ -11,6 +11,7 @@
 3
 """
 
+from .checkpoint import load, save
 from .gradcheck import gradcheck_model
 from .layers import ActivationLayer, Dense, Dropout, Layer
 from .model import Sequential
@@ -34,4 +35,6 @@ __all__ = [
     "evaluate",
     "fit",
     "gradcheck_model",
+    "load",
+    "save",
 ]

@@ -16,7 +16,7 @@ from .. import activations
 from .._array import check_choice, check_int, check_positive
 from ..base import Activation
 
-__all__ = ["ActivationLayer", "Dense", "Dropout", "Layer", "as_layer"]
+__all__ = ["ActivationLayer", "Dense", "Dropout", "Layer", "as_layer", "from_config"]
 
 
 class Layer:

@@ -29,6 +29,8 @@ class Sequential:
         self.layers: list[Layer] = [as_layer(layer) for layer in layers]
         if not self.layers:
             raise ValueError("Sequential needs at least one layer")
+        #: what :func:`gradkit.nn.load` read beside the weights (None for a new model)
+        self.metadata: dict[str, Any] | None = None
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         for layer in self.layers:
