@@ -203,3 +203,14 @@ def test_dropout_is_identity_at_evaluation_and_scaled_in_training():
 def test_bad_input(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call(_model())
+
+
+def test_clear_cache_drops_the_forward_data():
+    import pickle
+
+    model = nn.Sequential([nn.Dense(4, 8, seed=0), "relu", nn.Dropout(0.5, seed=0), nn.Dense(8, 2, seed=1)])
+    small = len(pickle.dumps(model))
+    model.forward(np.zeros((20_000, 4), np.float32), training=True)
+    assert len(pickle.dumps(model)) > small + 100_000
+    model.clear_cache()
+    assert len(pickle.dumps(model)) <= small + 1_000

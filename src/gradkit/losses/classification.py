@@ -168,7 +168,7 @@ def _clamped_log(xp: Any, p: Any) -> tuple[Any, Any]:
 
 
 class _ProbabilityInput(ClassLoss):
-    input_domain = (0.0, math.inf)
+    input_domain = (0.0, 1.0)  # probabilities: an unnormalized p >= 0 makes -log p unbounded below
 
     def _check(self, xp: Any, p: Any) -> None:
         if bool(xp.any(p < 0)):
@@ -215,6 +215,7 @@ class NLLLoss(ClassLoss):
     """
 
     name = "nll"
+    input_domain = (-math.inf, 0.0)  # log-probabilities: on any real q, -t·q is unbounded below
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         return -xlogy(xp, t, p), 0.0 - t
@@ -253,7 +254,7 @@ class KLDivLoss(_ProbabilityInput):
         if not isinstance(log_input, bool):
             raise TypeError(f"log_input must be a bool; got {log_input!r}")
         self.log_input = log_input
-        self.input_domain = (-math.inf, math.inf) if log_input else (0.0, math.inf)
+        self.input_domain = (-math.inf, 0.0) if log_input else (0.0, 1.0)
 
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "log_input": self.log_input}

@@ -36,6 +36,14 @@ class Layer:
         """A JSON-serializable description that :func:`from_config` rebuilds the layer from."""
         raise NotImplementedError
 
+    #: attributes holding what ``forward`` kept for ``backward``
+    _cache_attrs: tuple[str, ...] = ()
+
+    def clear_cache(self) -> None:
+        """Drop what the last ``forward`` kept for ``backward`` (so it is neither held nor pickled)."""
+        for attr in self._cache_attrs:
+            setattr(self, attr, None)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
         return f"{type(self).__name__}({args})"
@@ -46,6 +54,8 @@ def _rng(seed: Any) -> np.random.Generator:
 
 
 class Dense(Layer):
+    _cache_attrs = ("_x",)
+
     r"""Affine layer :math:`y = xW + b` on inputs of shape ``(batch, in_features)``.
 
     Backward: :math:`\partial W = x^\top g`, :math:`\partial b = \sum_{\text{batch}} g`,
@@ -113,6 +123,8 @@ class Dense(Layer):
 
 
 class ActivationLayer(Layer):
+    _cache_attrs = ("_x", "_y")
+
     """Any :class:`gradkit.Activation` as a layer: backward is its exact VJP.
 
     Examples
@@ -147,6 +159,8 @@ class ActivationLayer(Layer):
 
 
 class Dropout(Layer):
+    _cache_attrs = ("_scale",)
+
     r"""Inverted dropout: in training, :math:`y = x \odot m / (1 - r)` with :math:`m \sim \mathrm{Bernoulli}(1 - r)`;
     the identity at evaluation. Backward: :math:`g \odot m / (1 - r)`.
 

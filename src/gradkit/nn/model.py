@@ -45,6 +45,11 @@ class Sequential:
             g = layer.backward(g)
         return g
 
+    def clear_cache(self) -> None:
+        """Drop every layer's cached forward data (done by the estimators after fit/predict)."""
+        for layer in self.layers:
+            layer.clear_cache()
+
     def _named(self, attr: str) -> Iterator[tuple[str, np.ndarray]]:
         for i, layer in enumerate(self.layers):
             for name, value in getattr(layer, attr).items():
