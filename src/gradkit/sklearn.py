@@ -38,9 +38,8 @@ Design decisions
      divided by its row sum;
   4. a nonnegative output activation (``sigmoid``, ``relu``, ``softplus``,
      ``hard_sigmoid``): ``o`` divided by its row sum;
-  5. any other output (``identity``, ``tanh``, ...): with loss ``nll`` (``o`` read
-     as log-probabilities) ``softmax(o)``; otherwise ``max(o, 0)`` divided by its
-     row sum.
+  5. any other output (``identity``, ``tanh``, ... with a regression-style loss):
+     ``max(o, 0)`` divided by its row sum.
 
   A row whose sum in rule 4 or 5 is 0 falls back to ``softmax(o)``. Every rule is
   increasing within a row, and ``predict`` returns ``classes_[argmax(predict_proba)]``.
@@ -404,8 +403,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             p = expit(out)
         elif act.output_range[0] >= 0:
             p = out
-        elif loss.name == "nll":
-            p = softmax(out, axis=1)
         else:
             p = np.maximum(out, 0.0)
         total = p.sum(axis=1, keepdims=True)
