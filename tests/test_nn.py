@@ -198,6 +198,8 @@ def test_dropout_is_identity_at_evaluation_and_scaled_in_training():
         (lambda m: nn.SGD(nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
         (lambda m: nn.Sequential([]), ValueError, "at least one layer"),
         (lambda m: nn.Sequential([3]), TypeError, "expected a Layer"),
+        (lambda m: nn.fit(m, np.ones((5, 4)), np.zeros(5, int), loss="cross_entropy"), ValueError,
+         r"cannot take the model's raw output .* gk.compose\(gk.Softmax\(\), gk.losses.get\('cross_entropy'\)\)"),
     ],
 )
 def test_bad_input(call, exc, pattern):

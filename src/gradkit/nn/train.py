@@ -51,7 +51,14 @@ def as_head(loss: Any) -> Composed:
     """A ``compose(...)`` head from a head, a loss, or a loss name (identity output activation)."""
     if isinstance(loss, Composed):
         return loss
-    return compose(Identity(), losses.get(loss))
+    loss = losses.get(loss)
+    try:
+        return compose(Identity(), loss)
+    except ValueError as exc:
+        raise ValueError(
+            f"loss={loss.name!r} cannot take the model's raw output ({exc}); pass a head such as "
+            f"gk.compose(gk.Softmax(), gk.losses.get({loss.name!r}))"
+        ) from None
 
 
 def class_labels(head: Composed, y: np.ndarray) -> np.ndarray | None:
