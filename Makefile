@@ -3,15 +3,15 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# the package with scipy (exact GELU) and the training front-ends (scikit-learn, tqdm, matplotlib)
+# the package with scipy (exact GELU), numba kernels and the training front-ends (scikit-learn, tqdm, matplotlib)
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[scipy,train]"
+	$(BIN)/python -m pip install --quiet -e ".[scipy,fast,train]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -22,8 +22,14 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/gradkit train --out out
 
+# twice: with the numba kernels, then the portable path alone (as without numba)
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q tests
+
+# speed side by side with naive NumPy and PyTorch, measured in one run (not a test)
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_softmax.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

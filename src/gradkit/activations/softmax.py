@@ -56,6 +56,17 @@ class _Tempered(AxisActivation):
         return {"axis": self.axis, "temperature": self.temperature}
 
 
+def _kernel(xp: Any, *arrays: Any) -> Any:
+    """The numba kernels module when they can take these arrays, else None."""
+    from .. import kernels
+
+    if not kernels.usable(xp, *arrays):
+        return None
+    from ..kernels import softmax as fast
+
+    return fast
+
+
 class Softmax(_Tempered):
     r"""Softmax with temperature along ``axis``.
 
@@ -93,6 +104,8 @@ class Softmax(_Tempered):
     output_range = (0.0, 1.0)
 
     def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        if fast := _kernel(xp, x, mask):
+            return fast.forward(x, axis, mask, self.temperature, log=False)
         e, total = exp_and_sum(xp, shifted_logits(xp, x, axis, mask, self.temperature), axis)
         return e / total
 
@@ -103,10 +116,12 @@ class Softmax(_Tempered):
         return out if self.temperature == 1.0 else out / self.temperature
 
     def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        if fast := _kernel(xp, y, g):
+            return fast.vjp(y, g, axis, self.temperature, log=False)
         return self._project(xp, y, g, axis)
 
     def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
-        return self._project(xp, y, v, axis)  # J is symmetric
+        return self._vjp(xp, x, y, v, axis, mask)  # J is symmetric
 
     def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
         eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))
@@ -138,6 +153,8 @@ class LogSoftmax(_Tempered):
     output_range = (-float("inf"), 0.0)
 
     def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        if fast := _kernel(xp, x, mask):
+            return fast.forward(x, axis, mask, self.temperature, log=True)
         s = shifted_logits(xp, x, axis, mask, self.temperature)
         _, total = exp_and_sum(xp, s, axis)
         return s - xp.log(total)
@@ -157,9 +174,13 @@ class LogSoftmax(_Tempered):
         return out if self.temperature == 1.0 else out / self.temperature
 
     def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        if fast := _kernel(xp, y, g):
+            return fast.vjp(y, g, axis, self.temperature, log=True)
         return self._project(xp, y, g, axis, reduce_with_p=False)
 
     def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        if fast := _kernel(xp, y, v):
+            return fast.jvp(y, v, axis, self.temperature, log=True)
         return self._project(xp, y, v, axis, reduce_with_p=True)
 
     def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:

@@ -1,0 +1,58 @@
+"""Fast NumPy-only kernels (numba), used automatically for NumPy float32/float64 input.
+
+The portable Array API code is the reference; every kernel here is tested equal
+to it (float32 rtol 1e-5, float64 rtol 1e-12) including masks, ±inf and NaN.
+Set ``GRADKIT_DISABLE_NUMBA=1`` to use the portable path everywhere (the test
+suite runs once that way), or install without the ``fast`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from functools import lru_cache
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["available", "disabled", "enabled", "usable"]
+
+_off = 0  # nesting depth of disabled()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Use the portable path inside the block (the tests compare the two this way)."""
+    global _off
+    _off += 1
+    try:
+        yield
+    finally:
+        _off -= 1
+
+
+def enabled() -> bool:
+    """Whether the numba kernels are in use now."""
+    return _off == 0 and available()
+
+
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """numba is importable and ``GRADKIT_DISABLE_NUMBA`` is unset (or 0)."""
+    if os.environ.get("GRADKIT_DISABLE_NUMBA", "").strip() not in ("", "0"):
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def usable(xp: Any, *arrays: Any) -> bool:
+    """True when the kernels can take these arrays: NumPy, float32 or float64, same dtype, non-empty."""
+    if not enabled() or not xp.__name__.endswith("numpy"):
+        return False
+    first = arrays[0]
+    if not isinstance(first, np.ndarray) or first.dtype not in (np.float32, np.float64) or first.size == 0:
+        return False
+    return all(a is None or (isinstance(a, np.ndarray) and a.dtype in (first.dtype, np.bool_)) for a in arrays[1:])

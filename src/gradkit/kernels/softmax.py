@@ -1,0 +1,154 @@
+"""numba kernels for softmax / log-softmax along an axis: forward, VJP and JVP.
+
+Each row (the class axis, moved last and made contiguous) is processed by one
+thread, in a few passes that stay in cache. Semantics equal the portable path:
+masked entries arrive as ``-inf``; a row with no live entry gives 0 (``-inf``);
+``+inf`` entries share the mass; a NaN logit makes its row NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba as nb
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from ._exp import FASTMATH, exp32, exp64
+
+__all__ = ["forward", "vjp", "jvp"]
+
+
+def _exp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced inside numba
+    raise NotImplementedError
+
+
+@overload(_exp, fastmath=FASTMATH)
+def _exp_overload(x):  # type: ignore[no-untyped-def]
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: exp64(x)
+
+
+@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _forward_rows(x, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
+    n, m = x.shape
+    for i in nb.prange(n):
+        mx = neg_inf
+        for j in range(m):  # NaN is skipped here; it reaches the sum below and spreads over the row
+            v = x[i, j]
+            mx = v if v > mx else mx
+        if mx == neg_inf or mx == -neg_inf:  # rare rows: check for NaN explicitly
+            for j in range(m):
+                if x[i, j] != x[i, j]:
+                    mx = x[i, j]
+        if mx != mx:  # a NaN logit makes its row NaN
+            for j in range(m):
+                out[i, j] = mx
+        elif mx == neg_inf:  # no live entry
+            for j in range(m):
+                out[i, j] = neg_inf if log else 0.0
+        elif mx == -neg_inf:  # +inf entries share the mass
+            count = 0
+            for j in range(m):
+                count += x[i, j] == mx
+            share = 1.0 / count
+            for j in range(m):
+                if log:
+                    out[i, j] = math.log(share) if x[i, j] == mx else neg_inf
+                else:
+                    out[i, j] = share if x[i, j] == mx else 0.0
+        elif log:
+            total = mx - mx
+            for j in range(m):
+                total += _exp((x[i, j] - mx) * inv_t)
+            log_total = math.log(total)
+            for j in range(m):
+                out[i, j] = (x[i, j] - mx) * inv_t - log_total
+        else:
+            total = mx - mx
+            for j in range(m):
+                e = _exp((x[i, j] - mx) * inv_t)
+                out[i, j] = e
+                total += e
+            inv = 1.0 / total
+            for j in range(m):
+                out[i, j] = out[i, j] * inv
+
+
+@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _softmax_project(y, g, out, inv_t):  # type: ignore[no-untyped-def]
+    # y ⊙ (g - <g, y>) / T, entries with y == 0 contributing nothing even where g is inf
+    n, m = y.shape
+    zero = inv_t - inv_t
+    for i in nb.prange(n):
+        dot = zero
+        for j in range(m):
+            dot += y[i, j] * g[i, j] if y[i, j] != 0 else zero
+        for j in range(m):
+            out[i, j] = y[i, j] * (g[i, j] - dot) * inv_t if y[i, j] != 0 else zero
+
+
+@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _log_softmax_project(y, g, out, inv_t, neg_inf, jvp):  # type: ignore[no-untyped-def]
+    # VJP: (g - p Σg) / T;  JVP: (v - <v, p>) / T;  0 where y == -inf (a dead entry)
+    n, m = y.shape
+    zero = inv_t - inv_t
+    for i in nb.prange(n):
+        acc = zero
+        if jvp:
+            for j in range(m):
+                acc += g[i, j] * _exp(y[i, j]) if y[i, j] != neg_inf else zero
+            for j in range(m):
+                out[i, j] = (g[i, j] - acc) * inv_t if y[i, j] != neg_inf else zero
+        else:
+            for j in range(m):
+                acc += g[i, j] if y[i, j] != neg_inf else zero
+            for j in range(m):
+                out[i, j] = (g[i, j] - _exp(y[i, j]) * acc) * inv_t if y[i, j] != neg_inf else zero
+
+
+def _rows(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a`` with ``axis`` last, C-contiguous, as a 2-d (rows, n) array."""
+    moved = np.moveaxis(a, axis, -1)
+    return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+
+
+def _unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
+    return np.moveaxis(out.reshape(np.moveaxis(like, axis, -1).shape), -1, axis)
+
+
+def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) -> np.ndarray:
+    """Softmax (``log=False``) or log-softmax of ``x`` along ``axis``; masked entries excluded."""
+    if mask is not None:
+        x = np.where(mask, x, x.dtype.type(-np.inf))
+    rows = _rows(x, axis)
+    out = np.empty_like(rows)
+    t = rows.dtype.type
+    _forward_rows(rows, out, t(1.0 / temperature), t(-np.inf), log)
+    return _unrows(out, x, axis)
+
+
+def vjp(y: np.ndarray, g: np.ndarray, axis: int, temperature: float, log: bool) -> np.ndarray:
+    """The VJP given the forward output ``y`` (softmax is symmetric: also its JVP)."""
+    yr, gr = _rows(y, axis), _rows(g, axis)
+    out = np.empty_like(yr)
+    inv_t = yr.dtype.type(1.0 / temperature)
+    if log:
+        _log_softmax_project(yr, gr, out, inv_t, yr.dtype.type(-np.inf), False)
+    else:
+        _softmax_project(yr, gr, out, inv_t)
+    return _unrows(out, y, axis)
+
+
+def jvp(y: np.ndarray, v: np.ndarray, axis: int, temperature: float, log: bool) -> np.ndarray:
+    """The JVP given the forward output ``y``."""
+    if not log:
+        return vjp(y, v, axis, temperature, log)
+    yr, vr = _rows(y, axis), _rows(v, axis)
+    out = np.empty_like(yr)
+    t = yr.dtype.type
+    _log_softmax_project(yr, vr, out, t(1.0 / temperature), t(-np.inf), True)
+    return _unrows(out, y, axis)
