@@ -41,7 +41,9 @@ def test_kernels_equal_the_portable_path(cls, dtype, shape, axis, temperature, s
     x = _inputs(rng, shape, dtype, special)
     g = rng.standard_normal(shape).astype(dtype)
     where = rng.random(shape) < 0.7 if masked else None
-    for k, fn in enumerate((lambda: act(x, where=where), lambda: act.vjp(x, g, where=where), lambda: act.jvp(x, g, where=where))):
+    calls = (lambda: act(x, where=where), lambda: act.vjp(x, g, where=where), lambda: act.jvp(x, g, where=where),
+             lambda: act.jacobian(x, where=where))
+    for k, fn in enumerate(calls):
         fast, ref = _both(fn)
         assert fast.dtype == ref.dtype == dtype and fast.shape == ref.shape
         tol = dict(TOL[dtype])

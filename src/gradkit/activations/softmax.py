@@ -124,6 +124,8 @@ class Softmax(_Tempered):
         return self._vjp(xp, x, y, v, axis, mask)  # J is symmetric
 
     def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+        if fast := _kernel(xp, y):
+            return fast.jacobian(y, self.temperature, log=False)
         eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))
         return (y[..., :, None] * eye - y[..., :, None] * y[..., None, :]) / self.temperature
 
@@ -184,6 +186,8 @@ class LogSoftmax(_Tempered):
         return self._project(xp, y, v, axis, reduce_with_p=True)
 
     def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+        if fast := _kernel(xp, y):
+            return fast.jacobian(y, self.temperature, log=True)
         eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))
         jac = eye - xp.exp(y)[..., None, :]
         return xp.where((y == -xp.inf)[..., :, None], 0.0, jac) / self.temperature

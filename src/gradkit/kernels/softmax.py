@@ -18,7 +18,7 @@ from numba.extending import overload
 
 from ._exp import FASTMATH, exp32, exp64
 
-__all__ = ["forward", "vjp", "jvp"]
+__all__ = ["forward", "jacobian", "jvp", "vjp"]
 
 
 def _exp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced inside numba
@@ -152,3 +152,40 @@ def jvp(y: np.ndarray, v: np.ndarray, axis: int, temperature: float, log: bool) 
     t = yr.dtype.type
     _log_softmax_project(yr, vr, out, t(1.0 / temperature), t(-np.inf), True)
     return _unrows(out, y, axis)
+
+
+
+@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _jacobian_rows(y, p, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
+    # softmax: (δ_ab y_a - y_a y_b) / T;  log-softmax: (δ_ab - p_b) / T, rows with y_a = -inf zero
+    r, n = y.shape
+    zero = inv_t - inv_t
+    for i in nb.prange(r):
+        for a in range(n):
+            ya = y[i, a]
+            if log:
+                if ya == neg_inf:
+                    for b in range(n):
+                        out[i, a, b] = zero
+                else:
+                    for b in range(n):
+                        out[i, a, b] = -p[i, b] * inv_t
+                    out[i, a, a] += inv_t
+            else:
+                c = -ya * inv_t
+                for b in range(n):
+                    out[i, a, b] = c * y[i, b]
+                out[i, a, a] += ya * inv_t
+
+
+def jacobian(y: np.ndarray, temperature: float, log: bool) -> np.ndarray:
+    """The batched Jacobian ``(..., n, n)`` from ``y`` (class axis last), written once, in parallel.
+
+    softmax: ``(diag(y) - y yᵀ) / T``; log-softmax: ``(I - 1 pᵀ) / T`` with dead rows 0.
+    """
+    n = y.shape[-1]
+    rows = np.ascontiguousarray(y).reshape(-1, n)
+    out = np.empty((rows.shape[0], n, n), dtype=y.dtype)
+    t = y.dtype.type
+    _jacobian_rows(rows, np.exp(rows) if log else rows, out, t(1.0 / temperature), t(-np.inf), log)
+    return out.reshape(y.shape + (n,))
