@@ -29,7 +29,7 @@ test: $(VENV)/.installed-test
 
 # speed side by side with naive NumPy and PyTorch, measured in one run (not a test)
 bench: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/bench_softmax.py
+	$(BIN)/gradkit bench --out out/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -76,3 +76,15 @@ def test_softmax_bug_example_runs(capsys):
     runpy.run_path(str(ROOT / "examples" / "softmax_bug.py"))
     out = capsys.readouterr().out
     assert "WRONG" in out and out.count(": ok") == 1
+
+
+def test_bench_quick_runs_and_writes_json_and_png(tmp_path, capsys):
+    import json
+
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    ops = {c["op"] for c in doc["cases"]}
+    assert {"softmax fwd+VJP", "log_softmax+NLL value+grad", "batched Jacobian", "MLP epoch 784-256-10 SGD"} <= ops
+    assert all("gradkit" in c["ms"] for c in doc["cases"])
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+    assert "gradkit/torch" in capsys.readouterr().out

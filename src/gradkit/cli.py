@@ -1,6 +1,7 @@
 """The ``gradkit`` command line.
 
 ``gradkit train``                 trains an MLP on the digits data (progress, plot, checkpoint);
+``gradkit bench``                 times gradkit against its peers, side by side;
 ``gradkit jacobian softmax 1 2``  prints a Jacobian;
 ``gradkit check all``             gradchecks every activation × loss pair;
 ``gradkit list``                  lists the registered functions.
@@ -124,6 +125,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    run(args.out, quick=args.quick, threads=args.threads)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradkit", description="Exact, composable derivatives for neural-network building blocks.")
     parser.add_argument("--version", action="version", version=f"gradkit {__version__}")
@@ -143,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("bench", help="time gradkit against naive NumPy, scipy, PyTorch, JAX in one run")
+    p.add_argument("--out", default="out/bench", help="folder for bench.json and bench.png")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2, like this machine)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("jacobian", help="print the Jacobian of an activation at a point")
     p.add_argument("name", help="activation name (see 'gradkit list')")

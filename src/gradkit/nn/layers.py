@@ -29,7 +29,9 @@ class Layer:
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, g: np.ndarray) -> np.ndarray:
+    def backward(self, g: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """Fill ``grads`` and return the gradient w.r.t. the input (None if ``input_grad=False``
+        and the layer can skip it)."""
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
@@ -110,12 +112,12 @@ class Dense(Layer):
         self._x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, g: np.ndarray) -> np.ndarray:
+    def backward(self, g: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         if self._x is None:
             raise RuntimeError("backward() called before forward()")
         np.matmul(self._x.T, g, out=self.grads["W"])
         np.sum(g, axis=0, out=self.grads["b"])
-        return g @ self.params["W"].T
+        return g @ self.params["W"].T if input_grad else None
 
     def config(self) -> dict[str, Any]:
         return {"type": "Dense", "in_features": self.in_features, "out_features": self.out_features,
@@ -146,7 +148,7 @@ class ActivationLayer(Layer):
         self._x, self._y = x, self.activation(x)
         return self._y
 
-    def backward(self, g: np.ndarray) -> np.ndarray:
+    def backward(self, g: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         if self._x is None:
             raise RuntimeError("backward() called before forward()")
         return self.activation.vjp(self._x, g, y=self._y)
@@ -183,7 +185,7 @@ class Dropout(Layer):
         self._scale = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
         return x * self._scale
 
-    def backward(self, g: np.ndarray) -> np.ndarray:
+    def backward(self, g: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         return g if self._scale is None else g * self._scale
 
     def config(self) -> dict[str, Any]:

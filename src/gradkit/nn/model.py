@@ -39,10 +39,15 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, g: np.ndarray) -> np.ndarray:
-        """Backpropagate ``g`` (gradient w.r.t. the output); fills every layer's ``grads``."""
-        for layer in reversed(self.layers):
-            g = layer.backward(g)
+    def backward(self, g: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate ``g`` (gradient w.r.t. the output); fills every layer's ``grads``.
+
+        Returns the gradient w.r.t. the input; ``input_grad=False`` (training) lets the
+        first layer skip computing it.
+        """
+        last = len(self.layers) - 1
+        for k, layer in enumerate(reversed(self.layers)):
+            g = layer.backward(g, input_grad=input_grad or k != last)
         return g
 
     def clear_cache(self) -> None:

@@ -190,7 +190,7 @@ def fit(
                 value, grad = head.value_and_grad(logits, yb)
                 finite = bool(np.isfinite(value))
                 if finite:
-                    model.backward(grad)
+                    model.backward(grad, input_grad=False)
                     finite = all(np.isfinite(g).all() for g in model.grads.values())
             if not finite:
                 what = f"the loss became {float(value)}" if not np.isfinite(value) else "the gradients overflowed"
