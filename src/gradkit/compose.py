@@ -34,6 +34,9 @@ Fused = Callable[["Composed", Any, Any, Any, int, Any], tuple[Any, Any, Any]]
 
 def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
     act, loss = head.activation, head.loss
+    fast = _fused_kernel(xp, loss, z, target, axis, mask, act.temperature)
+    if fast is not None:
+        return fast
     tgt = loss.prepare_target(xp, z, target, live=mask)
     s = shifted_logits(xp, z, axis, mask, act.temperature)
     e, total = exp_and_sum(xp, s, axis)
@@ -44,6 +47,26 @@ def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask:
     wt = xp.where(log_p == -xp.inf, 0.0, wt)
     grad = (e / total) * xp.sum(wt, axis=axis, keepdims=True) - wt
     return items, grad if act.temperature == 1.0 else grad / act.temperature, tgt.denom
+
+
+def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any, temperature: float) -> Any:
+    """The numba kernel's ``(items, grad, denom)`` for integer labels without class weights
+    (and without label smoothing under a mask); None where the portable path is needed."""
+    from . import kernels
+
+    if loss.weight is not None or (mask is not None and loss.label_smoothing) or not kernels.usable(xp, z, mask):
+        return None
+    checked = loss.check_labels(xp, z, target)
+    if checked is None:
+        return None
+    labels, valid = checked
+    from .kernels.xent import xent
+
+    result = xent(z, axis, labels, valid, mask, temperature, loss.label_smoothing)
+    if result is None:
+        return None
+    items, grad = result
+    return items, grad, xp.sum(xp.astype(valid, z.dtype))
 
 
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:

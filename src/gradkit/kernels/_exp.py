@@ -9,12 +9,13 @@ Below the smallest normal result it returns exactly 0, as it does at ``-inf``; N
 from __future__ import annotations
 
 import math
+import types as pytypes
 
 import numba as nb
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 #: fastmath without ``nnan``/``ninf``: inf and NaN keep their IEEE meaning
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -81,3 +82,37 @@ def exp64(x):  # type: ignore[no-untyped-def]
     p = p * r + 1.0
     value = p * _i64_as_f64(np.int64(k + 1023) << 52)
     return 0.0 if x < lo else value
+
+
+def exp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced inside numba
+    """``exp32`` or ``exp64`` by the argument's type (inside numba-compiled code)."""
+    raise NotImplementedError
+
+
+@overload(exp, fastmath=FASTMATH)
+def _exp_overload(x):  # type: ignore[no-untyped-def]
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: exp64(x)
+
+
+#: below this many elements a kernel runs on one thread: thread start-up and contention
+#: with BLAS threads (training loops interleave both) cost more than they save
+PARALLEL_MIN = 1 << 16
+
+
+def row_kernel(fn):  # type: ignore[no-untyped-def]
+    """Compile ``fn`` twice, threaded (``prange``) and serial; call the one that fits the size."""
+    options = dict(fastmath=FASTMATH, error_model="numpy", cache=True)
+    threaded = nb.njit(parallel=True, **options)(fn)
+    # a separate function object with its own name: numba's on-disk cache is keyed by the
+    # function's qualified name, and the two variants must not load each other's code
+    twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    serial = nb.njit(parallel=False, **options)(twin)
+
+    def pick(size: int):  # type: ignore[no-untyped-def]
+        return threaded if size >= PARALLEL_MIN else serial
+
+    pick.threaded, pick.serial = threaded, serial  # type: ignore[attr-defined]
+    return pick

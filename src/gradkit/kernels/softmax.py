@@ -13,26 +13,13 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-from numba import types
-from numba.extending import overload
+from ._exp import row_kernel
+from ._exp import exp as _exp
 
-from ._exp import FASTMATH, exp32, exp64
-
-__all__ = ["forward", "jacobian", "jvp", "vjp"]
+__all__ = ["forward", "jacobian", "jvp", "rows", "unrows", "vjp"]
 
 
-def _exp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced inside numba
-    raise NotImplementedError
-
-
-@overload(_exp, fastmath=FASTMATH)
-def _exp_overload(x):  # type: ignore[no-untyped-def]
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: exp64(x)
-
-
-@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@row_kernel
 def _forward_rows(x, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
     n, m = x.shape
     for i in nb.prange(n):
@@ -78,7 +65,7 @@ def _forward_rows(x, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
                 out[i, j] = out[i, j] * inv
 
 
-@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@row_kernel
 def _softmax_project(y, g, out, inv_t):  # type: ignore[no-untyped-def]
     # y ⊙ (g - <g, y>) / T, entries with y == 0 contributing nothing even where g is inf
     n, m = y.shape
@@ -91,7 +78,7 @@ def _softmax_project(y, g, out, inv_t):  # type: ignore[no-untyped-def]
             out[i, j] = y[i, j] * (g[i, j] - dot) * inv_t if y[i, j] != 0 else zero
 
 
-@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@row_kernel
 def _log_softmax_project(y, g, out, inv_t, neg_inf, jvp):  # type: ignore[no-untyped-def]
     # VJP: (g - p Σg) / T;  JVP: (v - <v, p>) / T;  0 where y == -inf (a dead entry)
     n, m = y.shape
@@ -110,13 +97,13 @@ def _log_softmax_project(y, g, out, inv_t, neg_inf, jvp):  # type: ignore[no-unt
                 out[i, j] = (g[i, j] - _exp(y[i, j]) * acc) * inv_t if y[i, j] != neg_inf else zero
 
 
-def _rows(a: np.ndarray, axis: int) -> np.ndarray:
+def rows(a: np.ndarray, axis: int) -> np.ndarray:
     """``a`` with ``axis`` last, C-contiguous, as a 2-d (rows, n) array."""
     moved = np.moveaxis(a, axis, -1)
     return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
 
 
-def _unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
+def unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(out.reshape(np.moveaxis(like, axis, -1).shape), -1, axis)
 
 
@@ -124,38 +111,38 @@ def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) 
     """Softmax (``log=False``) or log-softmax of ``x`` along ``axis``; masked entries excluded."""
     if mask is not None:
         x = np.where(mask, x, x.dtype.type(-np.inf))
-    rows = _rows(x, axis)
-    out = np.empty_like(rows)
-    t = rows.dtype.type
-    _forward_rows(rows, out, t(1.0 / temperature), t(-np.inf), log)
-    return _unrows(out, x, axis)
+    xr = rows(x, axis)
+    out = np.empty_like(xr)
+    t = xr.dtype.type
+    _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log)
+    return unrows(out, x, axis)
 
 
 def vjp(y: np.ndarray, g: np.ndarray, axis: int, temperature: float, log: bool) -> np.ndarray:
     """The VJP given the forward output ``y`` (softmax is symmetric: also its JVP)."""
-    yr, gr = _rows(y, axis), _rows(g, axis)
+    yr, gr = rows(y, axis), rows(g, axis)
     out = np.empty_like(yr)
     inv_t = yr.dtype.type(1.0 / temperature)
     if log:
-        _log_softmax_project(yr, gr, out, inv_t, yr.dtype.type(-np.inf), False)
+        _log_softmax_project(yr.size)(yr, gr, out, inv_t, yr.dtype.type(-np.inf), False)
     else:
-        _softmax_project(yr, gr, out, inv_t)
-    return _unrows(out, y, axis)
+        _softmax_project(yr.size)(yr, gr, out, inv_t)
+    return unrows(out, y, axis)
 
 
 def jvp(y: np.ndarray, v: np.ndarray, axis: int, temperature: float, log: bool) -> np.ndarray:
     """The JVP given the forward output ``y``."""
     if not log:
         return vjp(y, v, axis, temperature, log)
-    yr, vr = _rows(y, axis), _rows(v, axis)
+    yr, vr = rows(y, axis), rows(v, axis)
     out = np.empty_like(yr)
     t = yr.dtype.type
-    _log_softmax_project(yr, vr, out, t(1.0 / temperature), t(-np.inf), True)
-    return _unrows(out, y, axis)
+    _log_softmax_project(yr.size)(yr, vr, out, t(1.0 / temperature), t(-np.inf), True)
+    return unrows(out, y, axis)
 
 
 
-@nb.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+@row_kernel
 def _jacobian_rows(y, p, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
     # softmax: (δ_ab y_a - y_a y_b) / T;  log-softmax: (δ_ab - p_b) / T, rows with y_a = -inf zero
     r, n = y.shape
@@ -184,8 +171,8 @@ def jacobian(y: np.ndarray, temperature: float, log: bool) -> np.ndarray:
     softmax: ``(diag(y) - y yᵀ) / T``; log-softmax: ``(I - 1 pᵀ) / T`` with dead rows 0.
     """
     n = y.shape[-1]
-    rows = np.ascontiguousarray(y).reshape(-1, n)
-    out = np.empty((rows.shape[0], n, n), dtype=y.dtype)
+    yr = np.ascontiguousarray(y).reshape(-1, n)
+    out = np.empty((yr.shape[0], n, n), dtype=y.dtype)
     t = y.dtype.type
-    _jacobian_rows(rows, np.exp(rows) if log else rows, out, t(1.0 / temperature), t(-np.inf), log)
+    _jacobian_rows(out.size)(yr, np.exp(yr) if log else yr, out, t(1.0 / temperature), t(-np.inf), log)
     return out.reshape(y.shape + (n,))

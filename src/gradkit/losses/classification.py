@@ -92,14 +92,9 @@ class ClassLoss(Loss):
             if tuple(self.weight.shape) != (n,):
                 raise ValueError(f"weight must have shape ({n},), one per class; got {tuple(self.weight.shape)}")
             w = xp.astype(xp.asarray(self.weight, device=device(p)), p.dtype)
-        if tuple(target.shape) == item_shape and target.ndim == p.ndim - 1:
-            if not xp.isdtype(target.dtype, "integral"):
-                raise TypeError(f"target labels must be integers; got dtype {target.dtype} (for probabilities pass shape {tuple(p.shape)})")
-            valid = target != self.ignore_index
-            bad = valid & ((target < 0) | (target >= n))
-            if bool(xp.any(bad)):
-                raise ValueError(f"target labels must be in [0, {n - 1}] or ignore_index={self.ignore_index}; got {int(xp.min(target))}..{int(xp.max(target))}")
-            labels = xp.astype(xp.where(valid, target, 0), xp.int64)
+        checked = self.check_labels(xp, p, target)
+        if checked is not None:
+            labels, valid = checked
             onehot = cast(xp, labels[..., None] == xp.arange(n, device=device(p)), p.dtype)
             validf = xp.expand_dims(cast(xp, valid, p.dtype), axis=axis)
             t = self._smooth(xp, moveaxis(xp, onehot, -1, axis), axis, live) * validf
@@ -128,6 +123,23 @@ class ClassLoss(Loss):
             shape[axis] = n
             w = xp.reshape(w, tuple(shape))
         return PreparedTarget(t, w, denom)
+
+    def check_labels(self, xp: Any, p: Any, target: Any) -> tuple[Any, Any] | None:
+        """For integer-label targets: ``(labels, valid)`` with ignored labels set to 0 and
+        ``valid`` marking the others; None when ``target`` has ``p``'s shape (per-class targets)."""
+        axis = normalize_axis(self.axis, p.ndim, array="pred")
+        n = p.shape[axis]
+        target = xp.asarray(to_array(target, "target"), device=device(p))
+        item_shape = tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :])
+        if not (tuple(target.shape) == item_shape and target.ndim == p.ndim - 1):
+            return None
+        if not xp.isdtype(target.dtype, "integral"):
+            raise TypeError(f"target labels must be integers; got dtype {target.dtype} (for probabilities pass shape {tuple(p.shape)})")
+        valid = target != self.ignore_index
+        bad = valid & ((target < 0) | (target >= n))
+        if bool(xp.any(bad)):
+            raise ValueError(f"target labels must be in [0, {n - 1}] or ignore_index={self.ignore_index}; got {int(xp.min(target))}..{int(xp.max(target))}")
+        return xp.astype(xp.where(valid, target, 0), xp.int64), valid
 
     def _smooth(self, xp: Any, t: Any, axis: int, live: Any) -> Any:
         """``(1 - ε) t + ε / n``; with a mask, over the ``n`` live classes only."""

@@ -1,0 +1,94 @@
+"""Fused softmax / log-softmax + cross-entropy / NLL for integer labels: one kernel per row.
+
+The common training head: labels with ``ignore_index``, optional label smoothing
+(``t = (1 - ε) onehot + ε / n``), no class weights. Per row it writes the loss
+``-Σ t log p`` and the gradient ``(p · S_live - t) / T`` (``S_live``: the target
+mass on classes that are not at ``-inf``), as the portable path does, in about
+the memory of the gradient alone. Rows whose maximum is not finite (no live
+entry, ``+inf``) are left to the portable path: the wrapper returns None.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+from ._exp import row_kernel
+from ._exp import exp as _exp
+from .softmax import rows, unrows
+
+__all__ = ["xent"]
+
+
+@row_kernel
+def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: ignore[no-untyped-def]
+    r, n = z.shape
+    zero = inv_t - inv_t
+    keep = 1.0 - eps  # the label's share
+    share = eps / n  # every class's share
+    rare = 0
+    for i in nb.prange(r):
+        mx = neg_inf
+        for j in range(n):
+            v = z[i, j]
+            mx = v if v > mx else mx
+        if not (mx > neg_inf and mx < -neg_inf):
+            rare += 1
+            continue
+        if not valid[i]:
+            loss[i] = zero
+            for j in range(n):
+                grad[i, j] = zero
+            continue
+        total = zero
+        n_live = 0
+        for j in range(n):
+            total += _exp((z[i, j] - mx) * inv_t)
+            n_live += z[i, j] != neg_inf
+        log_total = math.log(total)
+        c = labels[i]
+        label_live = z[i, c] != neg_inf
+        value = zero
+        if keep != 0:
+            value -= keep * ((z[i, c] - mx) * inv_t - log_total)
+        if eps != 0:
+            sum_logp = zero
+            for j in range(n):
+                sum_logp += (z[i, j] - mx) * inv_t - log_total
+            value -= share * sum_logp
+        loss[i] = value
+        s_live = keep * label_live + share * n_live
+        inv = 1.0 / total
+        for j in range(n):
+            p = _exp((z[i, j] - mx) * inv_t) * inv
+            live_share = share if z[i, j] != neg_inf else zero
+            grad[i, j] = (p * s_live - live_share) * inv_t
+        if label_live:
+            grad[i, c] -= keep * inv_t
+    return rare
+
+
+def xent(
+    z: np.ndarray, axis: int, labels: np.ndarray, valid: np.ndarray, mask: Any, temperature: float, eps: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-item losses and the gradient of their sum w.r.t. ``z``; None if a row needs the portable path.
+
+    Under a mask, a label on a masked class carries no target mass (as in the portable
+    path): its item gives loss 0 and gradient 0 but still counts in the mean.
+    """
+    if mask is not None:
+        z = np.where(mask, z, z.dtype.type(-np.inf))
+        live_label = np.take_along_axis(rows(mask, axis), labels.reshape(-1, 1), axis=1).reshape(labels.shape)
+        valid = valid & live_label
+    zr = rows(z, axis)
+    grad = np.empty_like(zr)
+    loss = np.empty(zr.shape[0], dtype=zr.dtype)
+    t = zr.dtype.type
+    rare = _xent_rows(zr.size)(zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
+                      grad, loss, t(1.0 / temperature), t(-np.inf), t(eps))
+    if rare:
+        return None
+    return loss.reshape(labels.shape), unrows(grad, z, axis)
