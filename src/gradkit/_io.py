@@ -6,9 +6,9 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
-__all__ = ["atomic_open"]
+__all__ = ["atomic_open", "save_png"]
 
 
 def _mode_for(target: Path) -> int:
@@ -40,3 +40,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def save_png(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write a matplotlib figure as PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_open(path) as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import compose, kernels, losses, nn
-from ._io import atomic_open
+from ._io import atomic_open, save_png
 from .activations import LogSoftmax, Softmax
 
 __all__ = ["Case", "run"]
@@ -240,9 +240,7 @@ def _plot(cases: list[Case], path: Path) -> None:
     ax.set(ylabel="milliseconds (median, log scale)", yscale="log", title="gradkit vs peers, measured in one run")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    with atomic_open(path) as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def run(out: str = "out/bench", *, quick: bool = False, threads: int = 2, print_fn: Callable[[str], None] = print) -> list[Case]:

@@ -44,7 +44,7 @@ class Registry(Generic[T]):
             raise ValueError(f"unknown {self._kind} {name!r}; valid names: {', '.join(self.names())}") from None
         try:
             return cls(**kwargs)
-        except TypeError as exc:
+        except TypeError:
             accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
             unknown = sorted(set(kwargs) - set(accepted))
             if not unknown:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, losses
-from ._io import atomic_open
+from ._io import atomic_open, save_png
 from .compose import Composed, compose
 from .losses.classification import ClassLoss
 from .nn import Adam, Dense, Sequential, fit, save
@@ -107,9 +107,7 @@ def _plot(history: Any, path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_open(path) as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def run(config: TrainConfig) -> dict[str, Any]:

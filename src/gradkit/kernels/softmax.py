@@ -118,28 +118,25 @@ def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) 
     return unrows(out, x, axis)
 
 
-def vjp(y: np.ndarray, g: np.ndarray, axis: int, temperature: float, log: bool) -> np.ndarray:
-    """The VJP given the forward output ``y`` (softmax is symmetric: also its JVP)."""
+def _project(y: np.ndarray, g: np.ndarray, axis: int, temperature: float, log: bool, jvp: bool) -> np.ndarray:
     yr, gr = rows(y, axis), rows(g, axis)
     out = np.empty_like(yr)
-    inv_t = yr.dtype.type(1.0 / temperature)
+    t = yr.dtype.type
     if log:
-        _log_softmax_project(yr.size)(yr, gr, out, inv_t, yr.dtype.type(-np.inf), False)
-    else:
-        _softmax_project(yr.size)(yr, gr, out, inv_t)
+        _log_softmax_project(yr.size)(yr, gr, out, t(1.0 / temperature), t(-np.inf), jvp)
+    else:  # the softmax Jacobian is symmetric: VJP and JVP are the same product
+        _softmax_project(yr.size)(yr, gr, out, t(1.0 / temperature))
     return unrows(out, y, axis)
+
+
+def vjp(y: np.ndarray, g: np.ndarray, axis: int, temperature: float, log: bool) -> np.ndarray:
+    """The VJP given the forward output ``y``."""
+    return _project(y, g, axis, temperature, log, jvp=False)
 
 
 def jvp(y: np.ndarray, v: np.ndarray, axis: int, temperature: float, log: bool) -> np.ndarray:
     """The JVP given the forward output ``y``."""
-    if not log:
-        return vjp(y, v, axis, temperature, log)
-    yr, vr = rows(y, axis), rows(v, axis)
-    out = np.empty_like(yr)
-    t = yr.dtype.type
-    _log_softmax_project(yr.size)(yr, vr, out, t(1.0 / temperature), t(-np.inf), True)
-    return unrows(out, y, axis)
-
+    return _project(y, v, axis, temperature, log, jvp=True)
 
 
 @row_kernel
