@@ -78,6 +78,24 @@ def test_edge_rows(cls):
         np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_finds_nan_and_the_maximum_at_every_position(dtype):
+    # the max runs over 8 interleaved accumulators plus a tail: put the special value everywhere
+    n = 19
+    rng = np.random.default_rng(5)
+    for special in (np.nan, 40.0, np.inf):
+        x = rng.standard_normal((n, n)).astype(dtype)
+        x[np.arange(n), np.arange(n)] = special  # row i has it at position i
+        for cls in (gk.Softmax, gk.LogSoftmax):
+            fast, ref = _both(lambda: cls()(x))
+            np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+            np.testing.assert_allclose(fast, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-14)
+            z = rng.integers(0, n, n)
+            head = gk.compose(cls(), gk.losses.CrossEntropyLoss() if cls is gk.Softmax else gk.losses.NLLLoss())
+            (fv, fg), (rv, rg) = _both(lambda: head.value_and_grad(x, z))
+            np.testing.assert_allclose(fv, rv, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 def test_the_kernel_path_is_taken():
     from gradkit.kernels import softmax as fast_softmax
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-from ._exp import row_kernel
+from ._exp import row_kernel, row_max
 from ._exp import exp as _exp
 
 __all__ = ["forward", "jacobian", "jvp", "rows", "unrows", "vjp"]
@@ -23,10 +23,7 @@ __all__ = ["forward", "jacobian", "jvp", "rows", "unrows", "vjp"]
 def _forward_rows(x, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
     n, m = x.shape
     for i in nb.prange(n):
-        mx = neg_inf
-        for j in range(m):  # NaN is skipped here; it reaches the sum below and spreads over the row
-            v = x[i, j]
-            mx = v if v > mx else mx
+        mx = row_max(x, i, neg_inf)  # NaN is skipped here; it reaches the sum below and spreads over the row
         if mx == neg_inf or mx == -neg_inf:  # rare rows: check for NaN explicitly
             for j in range(m):
                 if x[i, j] != x[i, j]:

@@ -16,7 +16,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from ._exp import row_kernel
+from ._exp import row_kernel, row_max
 from ._exp import exp as _exp
 from .softmax import rows, unrows
 
@@ -31,10 +31,7 @@ def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: igno
     share = eps / n  # every class's share
     rare = 0
     for i in nb.prange(r):
-        mx = neg_inf
-        for j in range(n):
-            v = z[i, j]
-            mx = v if v > mx else mx
+        mx = row_max(z, i, neg_inf)
         if not (mx > neg_inf and mx < -neg_inf):
             rare += 1
             continue
@@ -45,8 +42,10 @@ def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: igno
             continue
         total = zero
         n_live = 0
-        for j in range(n):
-            total += _exp((z[i, j] - mx) * inv_t)
+        for j in range(n):  # grad holds exp(z - max) until the last pass
+            e = _exp((z[i, j] - mx) * inv_t)
+            grad[i, j] = e
+            total += e
             n_live += z[i, j] != neg_inf
         log_total = math.log(total)
         c = labels[i]
@@ -63,7 +62,7 @@ def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: igno
         s_live = keep * label_live + share * n_live
         inv = 1.0 / total
         for j in range(n):
-            p = _exp((z[i, j] - mx) * inv_t) * inv
+            p = grad[i, j] * inv
             live_share = share if z[i, j] != neg_inf else zero
             grad[i, j] = (p * s_live - live_share) * inv_t
         if label_live:

@@ -109,8 +109,8 @@ class Loss:
                 value, grad = value / denom, grad / denom
             else:  # an array: the sum of item weights, which may be 0 (all ignored)
                 ok = denom > 0
-                safe = xp.where(ok, denom, 1.0)
-                value, grad = xp.where(ok, value / safe, 0.0), xp.where(ok, grad / safe, 0.0)
+                scale = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)  # a scalar: one pass over grad
+                value, grad = value * scale, grad * scale
         if g is not None:
             grad = grad * g
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path

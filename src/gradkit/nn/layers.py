@@ -110,7 +110,9 @@ class Dense(Layer):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"Dense expects input of shape (batch, {self.in_features}); got {x.shape}")
         self._x = x
-        return x @ self.params["W"] + self.params["b"]
+        out = x @ self.params["W"]
+        out += self.params["b"]
+        return out
 
     def backward(self, g: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         if self._x is None:
