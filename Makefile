@@ -27,8 +27,12 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q tests
 
-# speed side by side with naive NumPy and PyTorch, measured in one run (not a test)
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
+# speed side by side with naive NumPy, SciPy, PyTorch and JAX, measured in one run (not a test)
+bench: $(VENV)/.installed-bench
 	$(BIN)/gradkit bench --out out/bench
 
 clean:

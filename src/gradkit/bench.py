@@ -156,11 +156,20 @@ def _nll_cases(shapes: list[tuple[int, int]], repeats: int, torch: Any, jax: Any
                 return torch.autograd.grad(loss, zz)
 
             case.ms["torch"] = _median_ms(torch_, repeats)
+        if jax is not None:
+            import jax.numpy as jnp
+
+            def nll(v: Any, t: Any) -> Any:
+                return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(v, axis=-1), t[:, None], axis=-1))
+
+            f = jax.jit(jax.value_and_grad(nll))
+            zj, tj = jnp.asarray(z), jnp.asarray(labels)
+            case.ms["jax jit"] = _median_ms(lambda: jax.block_until_ready(f(zj, tj)), repeats)
         cases.append(case)
     return cases
 
 
-def _jacobian_case(size: tuple[int, int], repeats: int, torch: Any) -> Case:
+def _jacobian_case(size: tuple[int, int], repeats: int, torch: Any, jax: Any = None) -> Case:
     rng = np.random.default_rng(2)
     x = rng.standard_normal(size, dtype=np.float32)
     act = Softmax()
@@ -177,6 +186,12 @@ def _jacobian_case(size: tuple[int, int], repeats: int, torch: Any) -> Case:
         xt = torch.from_numpy(x)
         jac = torch.func.vmap(torch.func.jacrev(lambda v: torch.softmax(v, -1)))
         case.ms["torch vmap(jacrev)"] = _median_ms(lambda: jac(xt), max(1, repeats // 3))
+    if jax is not None:
+        import jax.numpy as jnp
+
+        jjac = jax.jit(jax.vmap(jax.jacrev(lambda v: jax.nn.softmax(v, axis=-1))))
+        xj = jnp.asarray(x)
+        case.ms["jax jit vmap(jacrev)"] = _median_ms(lambda: jjac(xj).block_until_ready(), repeats)
     return case
 
 
@@ -252,11 +267,11 @@ def run(out: str = "out/bench", *, quick: bool = False, threads: int = 2, print_
     repeats = 2 if quick else 15
     shapes = [(64, 32), (512, 10), (8, 256)] if quick else SHAPES
     cases = _softmax_cases(shapes, repeats, torch, jax) + _nll_cases(shapes, repeats, torch, jax)
-    cases.append(_jacobian_case((32, 16) if quick else (1024, 256), max(1, repeats // 3), torch))
+    cases.append(_jacobian_case((32, 16) if quick else (1024, 256), max(1, repeats // 3), torch, jax))
     cases.append(_mlp_case(1024 if quick else 60000, 1 if quick else 3, torch))
 
     machine = f"{platform.machine()}, {threads} threads, numpy {np.__version__}" + (
-        f", torch {torch.__version__}" if torch else "") + (", numba kernels" if kernels.available() else ", no numba")
+        f", torch {torch.__version__}" if torch else "") + (f", jax {jax.__version__}" if jax else "") + (", numba kernels" if kernels.available() else ", no numba")
     print_fn(f"gradkit bench — {time.strftime('%Y-%m-%d')} — {machine}")
     for case in cases:
         line = f"{case.op:<28} {case.size:<22} " + "  ".join(f"{k} {v:.2f}" for k, v in case.ms.items())
