@@ -20,6 +20,10 @@ try:
 except ImportError:  # pragma: no cover - torch is a test extra
     torch = None
     F = None
+try:  # the reference sparsemax / entmax-1.5 (Peters, Niculae & Martins), a test extra
+    import entmax
+except ImportError:  # pragma: no cover
+    entmax = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,37 @@ ACTIVATIONS: list[ActCase] = [
     ActCase("softmax", {"temperature": 0.7}, lambda x, d: torch.softmax(x / 0.7, dim=d), along_axis=True),
     ActCase("log_softmax", torch_ref=lambda x, d: torch.log_softmax(x, dim=d), along_axis=True),
     ActCase("log_softmax", {"temperature": 2.5}, lambda x, d: torch.log_softmax(x / 2.5, dim=d), along_axis=True),
+    # the spherical family: φ(z)/Σφ(z) written out directly (no max subtraction: torch forms φ)
+    ActCase("taylor_softmax", torch_ref=lambda x, d: _phi_norm(_taylor(x, 2), d), along_axis=True),
+    ActCase("taylor_softmax", {"order": 4}, lambda x, d: _phi_norm(_taylor(x, 4), d), along_axis=True),
+    ActCase("log_taylor_softmax", torch_ref=lambda x, d: _log_phi_norm(_taylor(x, 2), d), along_axis=True),
+    ActCase("log_taylor_softmax", {"order": 6}, lambda x, d: _log_phi_norm(_taylor(x, 6), d), along_axis=True),
+    ActCase("spherical_softmax", torch_ref=lambda x, d: _phi_norm(x * x + 0.01, d), along_axis=True),
+    ActCase("log_spherical_softmax", {"eps": 0.5}, lambda x, d: _log_phi_norm(x * x + 0.5, d), along_axis=True),
+    # sparse maps: the entmax package (sort-based, its own backward)
+    ActCase("sparsemax", torch_ref=lambda x, d: entmax.sparsemax(x, dim=d), along_axis=True),
+    ActCase("sparsemax", {"method": "bisect"}, lambda x, d: entmax.sparsemax(x, dim=d), along_axis=True),
+    ActCase("entmax15", torch_ref=lambda x, d: entmax.entmax15(x, dim=d), along_axis=True),
+    ActCase("entmax15", {"method": "bisect"}, lambda x, d: entmax.entmax15(x, dim=d), along_axis=True),
 ]
+
+
+def _taylor(x: Any, order: int) -> Any:
+    return sum(x**i / float(_fact(i)) for i in range(order + 1))
+
+
+def _fact(i: int) -> int:
+    import math
+
+    return math.factorial(i)
+
+
+def _phi_norm(phi: Any, dim: int) -> Any:
+    return phi / phi.sum(dim=dim, keepdim=True)
+
+
+def _log_phi_norm(phi: Any, dim: int) -> Any:
+    return torch.log(phi) - torch.log(phi.sum(dim=dim, keepdim=True))
 
 SHAPES = [(5,), (3, 5), (2, 3, 4)]
 AXES = [0, -1]

@@ -14,12 +14,14 @@ from .losses import (
     BCELoss,
     BCEWithLogitsLoss,
     CrossEntropyLoss,
+    Entmax15Loss,
     HuberLoss,
     KLDivLoss,
     Loss,
     MAELoss,
     MSELoss,
     NLLLoss,
+    SparsemaxLoss,
 )
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "Composed",
     "CrossEntropyLoss",
     "ElementwiseActivation",
+    "Entmax15Loss",
     "GradcheckReport",
     "HuberLoss",
     "KLDivLoss",
@@ -40,6 +43,7 @@ __all__ = [
     "MAELoss",
     "MSELoss",
     "NLLLoss",
+    "SparsemaxLoss",
     "activations",
     "compose",
     "gradcheck",

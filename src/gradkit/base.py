@@ -41,6 +41,9 @@ class Activation:
     output_range: ClassVar[Interval] = (-math.inf, math.inf)
     #: whether ``where=`` masks are accepted
     supports_mask: ClassVar[bool] = False
+    #: whether the forward pass draws random numbers (Gumbel-softmax): a check of its
+    #: derivatives must hold the noise fixed (``with act.frozen():``)
+    stochastic: ClassVar[bool] = False
 
     def __init__(self, axis: int = -1) -> None:
         self.axis = check_int(axis, "axis")

@@ -38,7 +38,7 @@ def _kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _check_pairs(act_names: list[str], loss_names: list[str], seed: int) -> int:
     rng = np.random.default_rng(seed)
-    header = f"{'activation':<14} {'loss':<16} {'path':<8} {'max abs err':>12} {'max rel err':>12}  result"
+    header = f"{'activation':<22} {'loss':<16} {'path':<8} {'max abs err':>12} {'max rel err':>12}  result"
     print(header)
     print("-" * len(header))
     failures = 0
@@ -52,11 +52,17 @@ def _check_pairs(act_names: list[str], loss_names: list[str], seed: int) -> int:
                 skipped.append(f"{a}+{name}")
                 continue
             z = rng.standard_normal((3, 5)) * 1.5
-            rep = gradcheck(head, z, target=random_target(loss, z.shape, rng), seed=seed)
+            target = random_target(loss, z.shape, rng)
+            if act.stochastic:  # one sample, held fixed while the derivatives are checked
+                act(z)
+                with act.frozen():  # type: ignore[attr-defined]
+                    rep = gradcheck(head, z, target=target, seed=seed)
+            else:
+                rep = gradcheck(head, z, target=target, seed=seed)
             failures += not rep.ok
-            path = "fused" if head.fused else "chain"
+            path = "paired" if head.paired else "fused" if head.fused else "chain"
             result = "ok" if rep.ok else f"WRONG at {rep.worst_index}"
-            print(f"{a:<14} {name:<16} {path:<8} {rep.max_abs_err:>12.2e} {rep.max_rel_err:>12.2e}  {result}")
+            print(f"{a:<22} {name:<16} {path:<8} {rep.max_abs_err:>12.2e} {rep.max_rel_err:>12.2e}  {result}")
     checked = len(act_names) * len(loss_names) - len(skipped)
     if checked == 0:
         print(f"no composable pair among {', '.join(skipped)}: the activation's range lies outside the loss's domain")

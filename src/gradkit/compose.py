@@ -22,10 +22,12 @@ from typing import Any, Callable, NamedTuple
 from ._array import cast, like, normalize_axis
 from .activations.elementwise import Sigmoid
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
+from .activations.sparse import Entmax15, Sparsemax
 from .base import Activation
 from .losses.base import ElementwiseLoss, Loss
 from .losses.binary import BCELoss, BCEWithLogitsLoss
 from .losses.classification import ClassLoss, CrossEntropyLoss, NLLLoss, xlogy
+from .losses.fenchel_young import Entmax15Loss, SparsemaxLoss
 
 __all__ = ["Composed", "compose"]
 
@@ -74,6 +76,16 @@ def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: 
     return BCEWithLogitsLoss(weight=loss.weight, reduction=loss.reduction)._items(xp, z, target)
 
 
+def _on_scores(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
+    return head.loss._items(xp, z, target, live=mask)
+
+
+#: a Fenchel–Young loss with its own prediction map: the loss takes the scores, the map predicts
+_PAIRED: dict[tuple[type, type], Fused] = {
+    (Sparsemax, SparsemaxLoss): _on_scores,
+    (Entmax15, Entmax15Loss): _on_scores,
+}
+
 _FUSED: dict[tuple[type, type], Fused] = {
     (Softmax, CrossEntropyLoss): _softmax_xent,
     (LogSoftmax, NLLLoss): _softmax_xent,
@@ -92,10 +104,13 @@ class Composed:
         self.activation = activation
         self.loss = loss
         self._fused = _FUSED.get((type(activation), type(loss))) if fused else None
+        self.paired = (type(activation), type(loss)) in _PAIRED
+        if self.paired:  # not an optimization but the meaning of the pair: see compose()
+            self._fused = _PAIRED[(type(activation), type(loss))]
 
     @property
     def fused(self) -> bool:
-        return self._fused is not None
+        return self._fused is not None and not self.paired
 
     def __repr__(self) -> str:
         return f"compose({self.activation!r}, {self.loss!r}, fused={self.fused})"
@@ -181,6 +196,17 @@ def compose(activation: Activation, loss: Loss, *, fused: bool | None = None) ->
     ValueError
         If the activation's output range lies outside the loss's domain
         (e.g. tanh, which can be negative, into bce, which needs [0, 1]).
+
+    Notes
+    -----
+    The Fenchel–Young losses (``sparsemax_loss``, ``entmax15_loss``) take scores,
+    not probabilities, and cannot be written as a function of the probabilities.
+    Composed with their own map — ``compose(Sparsemax(), SparsemaxLoss())``,
+    ``compose(Entmax15(), Entmax15Loss())`` — the loss sees the scores :math:`z`
+    and the map gives the prediction (``head.forward``): the gradient is
+    :math:`y(z) - t`, the same value and gradient as ``compose(Identity(), loss)``
+    (``head.paired`` is True). With any other activation the chain rule applies
+    to ``loss(activation(z))`` as usual.
 
     Examples
     --------

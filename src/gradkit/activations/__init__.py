@@ -12,11 +12,21 @@ from __future__ import annotations
 from ..base import Activation
 from ..registry import Registry
 from .elementwise import ELU, GELU, SELU, HardSigmoid, Identity, LeakyReLU, Mish, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .gumbel import GumbelSoftmax
 from .softmax import LogSoftmax, Softmax
+from .sparse import Entmax15, Sparsemax
+from .spherical import LogSphericalSoftmax, LogTaylorSoftmax, SphericalSoftmax, TaylorSoftmax
 
 __all__ = [
     "ELU",
     "GELU",
+    "Entmax15",
+    "GumbelSoftmax",
+    "LogSphericalSoftmax",
+    "LogTaylorSoftmax",
+    "SphericalSoftmax",
+    "Sparsemax",
+    "TaylorSoftmax",
     "SELU",
     "Activation",
     "HardSigmoid",
@@ -36,7 +46,9 @@ __all__ = [
 ]
 
 _registry: Registry[Activation] = Registry("activation", Activation)
-for _cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU, Softplus, SiLU, Mish, HardSigmoid, Softmax, LogSoftmax):
+for _cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU, Softplus, SiLU, Mish, HardSigmoid, Softmax, LogSoftmax,
+             TaylorSoftmax, LogTaylorSoftmax, SphericalSoftmax, LogSphericalSoftmax, Sparsemax, Entmax15,
+             GumbelSoftmax):
     _registry.register(_cls)
 
 get = _registry.get

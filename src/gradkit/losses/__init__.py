@@ -11,6 +11,7 @@ from ..registry import Registry
 from .base import ElementwiseLoss, Loss
 from .binary import BCELoss, BCEWithLogitsLoss
 from .classification import ClassLoss, CrossEntropyLoss, KLDivLoss, NLLLoss
+from .fenchel_young import Entmax15Loss, FenchelYoungLoss, SparsemaxLoss
 from .regression import HuberLoss, MAELoss, MSELoss
 
 __all__ = [
@@ -19,19 +20,23 @@ __all__ = [
     "ClassLoss",
     "CrossEntropyLoss",
     "ElementwiseLoss",
+    "Entmax15Loss",
+    "FenchelYoungLoss",
     "HuberLoss",
     "KLDivLoss",
     "Loss",
     "MAELoss",
     "MSELoss",
     "NLLLoss",
+    "SparsemaxLoss",
     "get",
     "names",
     "register",
 ]
 
 _registry: Registry[Loss] = Registry("loss", Loss)
-for _cls in (MSELoss, MAELoss, HuberLoss, CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss):
+for _cls in (MSELoss, MAELoss, HuberLoss, CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss,
+             SparsemaxLoss, Entmax15Loss):
     _registry.register(_cls)
 
 get = _registry.get

@@ -1,0 +1,115 @@
+r"""Fenchel–Young losses of sparsemax and entmax-1.5 (Blondel, Martins & Niculae, 2020).
+
+For a regularizer :math:`\Omega` whose prediction map is
+:math:`y(z) = \arg\max_{p \in \Delta} \langle p, z\rangle - \Omega(p)`:
+
+.. math:: l(z; t) = \langle y - t, z\rangle - \Omega(y) + \Omega(t),
+          \qquad \partial l/\partial z = y(z) - t.
+
+* ``sparsemax_loss``: :math:`\Omega(p) = \tfrac12\|p\|^2`, :math:`y` = sparsemax;
+* ``entmax15_loss``: :math:`\Omega(p) = \tfrac43\sum_j p_j^{3/2}` (Tsallis, :math:`\alpha = 1.5`), :math:`y` = entmax-1.5.
+
+The loss is :math:`\ge 0`, and 0 exactly when :math:`y(z) = t`, for targets on
+the simplex (labels, label smoothing, distributions). It takes the **scores**
+:math:`z`, like ``bce_with_logits``: it cannot be written as a function of
+:math:`y(z)` (scores below the threshold change the loss but not :math:`y`).
+``compose(Sparsemax(), SparsemaxLoss())`` is therefore the standard head: the
+loss sees the scores, the head's prediction is sparsemax (see :func:`gradkit.compose`).
+Masked classes (``where=``) take no part: their score and target mass are dropped;
+an item with no target mass left (``ignore_index``, a label on a masked class) gives 0.
+Class weights are not supported.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .._array import normalize_axis
+from ..activations.sparse import Entmax15, Sparsemax, _Sparse
+from .classification import ClassLoss
+
+__all__ = ["Entmax15Loss", "FenchelYoungLoss", "SparsemaxLoss"]
+
+
+class FenchelYoungLoss(ClassLoss):
+    """Base: the Fenchel–Young loss of ``mapping`` with regularizer ``_omega``."""
+
+    input_domain = (-math.inf, math.inf)  # scores
+    mapping_cls: type[_Sparse] = Sparsemax
+
+    def __init__(
+        self,
+        axis: int = -1,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        method: str = "sort",
+    ) -> None:
+        super().__init__(axis, None, ignore_index, label_smoothing, reduction)
+        self.mapping = self.mapping_cls(axis=axis, method=method)
+
+    def _params(self) -> dict[str, Any]:
+        params = super()._params()
+        del params["weight"]
+        return {**params, "method": self.mapping.method}
+
+    def _omega(self, xp: Any, p: Any, axis: int) -> Any:
+        raise NotImplementedError
+
+    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+        axis = normalize_axis(self.axis, p.ndim, array="pred")
+        tgt = self.prepare_target(xp, p, target, live)
+        t = tgt.t
+        y = self.mapping._forward(xp, p, axis, live)
+        diff = y - t
+        # <y - t, z>, with 0 where y = t (masked or -inf classes: their score must not reach the loss)
+        inner = xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, p, 0.0), 0.0), axis=axis)
+        items = inner - self._omega(xp, y, axis) + self._omega(xp, t, axis)
+        # items without target mass (ignore_index, or a label on a masked class): loss 0, gradient 0
+        has_mass = xp.sum(t, axis=axis, keepdims=True) > 0
+        items = xp.where(xp.squeeze(has_mass, axis=axis), items, 0.0)
+        return items, xp.where(has_mass, diff, 0.0), tgt.denom
+
+
+class SparsemaxLoss(FenchelYoungLoss):
+    r"""Sparsemax loss: :math:`l = \langle y - t, z\rangle - \tfrac12\|y\|^2 + \tfrac12\|t\|^2`,
+    :math:`\partial l/\partial z = \mathrm{sparsemax}(z) - t`, on scores :math:`z`.
+
+    With a label :math:`k` it equals Martins & Astudillo's
+    :math:`-z_k + \tfrac12\sum_{j \in S}(z_j^2 - \tau^2) + \tfrac12`.
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> z = np.array([[-2.0, 0.0, 0.5]])
+    >>> L, dz = gk.losses.SparsemaxLoss().value_and_grad(z, np.array([2]))
+    >>> round(float(L), 6), dz
+    (0.0625, array([[ 0.  ,  0.25, -0.25]]))
+    """
+
+    name = "sparsemax_loss"
+    mapping_cls = Sparsemax
+
+    def _omega(self, xp: Any, p: Any, axis: int) -> Any:
+        return 0.5 * xp.sum(p * p, axis=axis)
+
+
+class Entmax15Loss(FenchelYoungLoss):
+    r"""Entmax-1.5 loss: :math:`l = \langle y - t, z\rangle - \Omega(y) + \Omega(t)` with
+    :math:`\Omega(p) = \tfrac43\sum_j p_j^{3/2}`; :math:`\partial l/\partial z = \mathrm{entmax15}(z) - t`.
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> z = np.array([[-2.0, 0.0, 0.5]])
+    >>> L, dz = gk.losses.Entmax15Loss().value_and_grad(z, np.array([2]))
+    >>> dz.round(8)
+    array([[ 0.        ,  0.32600736, -0.32600736]])
+    """
+
+    name = "entmax15_loss"
+    mapping_cls = Entmax15
+
+    def _omega(self, xp: Any, p: Any, axis: int) -> Any:
+        return (4.0 / 3.0) * xp.sum(p * xp.sqrt(xp.clip(p, 0.0, None)), axis=axis)
