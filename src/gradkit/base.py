@@ -44,6 +44,9 @@ class Activation:
     #: whether the forward pass draws random numbers (Gumbel-softmax): a check of its
     #: derivatives must hold the noise fixed (``with act.frozen():``)
     stochastic: ClassVar[bool] = False
+    #: whether ``argmax`` of the output along ``axis`` is ``argmax`` of the input, so a
+    #: prediction can skip the forward pass (False for Taylor/spherical softmax, Gumbel)
+    preserves_order: ClassVar[bool] = True
 
     def __init__(self, axis: int = -1) -> None:
         self.axis = check_int(axis, "axis")

@@ -1,6 +1,7 @@
 """The ``gradkit`` command line.
 
 ``gradkit train``                 trains an MLP on the digits data (progress, plot, checkpoint);
+``gradkit compare``               trains one MLP with softmax and each alternative, over seeds;
 ``gradkit bench``                 times gradkit against its peers, side by side;
 ``gradkit jacobian softmax 1 2``  prints a Jacobian;
 ``gradkit check all``             gradchecks every activation × loss pair;
@@ -111,10 +112,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover - the train extra is missing
         print(f"gradkit train needs the 'train' extra (pip install 'gradkit[train]'): {exc}", file=sys.stderr)
         return 2
-    try:
-        hidden = tuple(int(h) for h in args.hidden.split(",") if h)
-    except ValueError:
-        print(f"gradkit: --hidden takes comma-separated integers, got {args.hidden!r}", file=sys.stderr)
+    hidden = _hidden(args.hidden)
+    if hidden is None:
         return 2
     config = TrainConfig(data=args.data, label=args.label, hidden=hidden, activation=args.activation,
                          output=args.output, loss=args.loss, epochs=args.epochs, lr=args.lr,
@@ -128,6 +127,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{summary['data']}: test accuracy {summary['test_accuracy']:.4f} after {summary['epochs']} epochs "
           f"in {summary['train_seconds']:.1f} s")
     print(f"wrote {out}/training.png, {out}/history.json, {out}/model.npz")
+    return 0
+
+
+def _hidden(text: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(h) for h in text.split(",") if h)
+    except ValueError:
+        print(f"gradkit: --hidden takes comma-separated integers, got {text!r}", file=sys.stderr)
+        return None
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        from .compare import PAIRS, CompareConfig, run
+    except ImportError as exc:  # pragma: no cover - the train extra is missing
+        print(f"gradkit compare needs the 'train' extra (pip install 'gradkit[train]'): {exc}", file=sys.stderr)
+        return 2
+    hidden = _hidden(args.hidden)
+    if hidden is None:
+        return 2
+    pairs = list(PAIRS)
+    if args.pairs:
+        pairs = []
+        for item in args.pairs.split(","):
+            out, sep, loss = item.partition(":")
+            if not sep:
+                print(f"gradkit: --pairs takes OUTPUT:LOSS items, comma-separated; got {item!r}", file=sys.stderr)
+                return 2
+            pairs.append((f"{out} + {loss}", out, loss))
+    config = CompareConfig(data=args.data, label=args.label, seeds=args.seeds, hidden=hidden,
+                           activation=args.activation, epochs=args.epochs, lr=args.lr,
+                           batch_size=args.batch_size, out=args.out, pairs=pairs)
+    try:
+        run(config)
+    except (ValueError, TypeError, FloatingPointError, KeyError) as exc:
+        print(f"gradkit: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -157,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("compare", help="train one MLP with softmax and each alternative (Taylor, spherical, "
+                       "sparsemax, entmax) over seeds; table and plot")
+    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y); default: digits")
+    p.add_argument("--label", default="label", help="the CSV's label column (default 'label', else the last)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds, each with its own split and initialization (default 5)")
+    p.add_argument("--pairs", help="OUTPUT:LOSS items, comma-separated (default: the six of the README)")
+    p.add_argument("--hidden", default="256", help="hidden layer sizes, comma-separated (default 256)")
+    p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("bench", help="time gradkit against naive NumPy, scipy, PyTorch, JAX in one run")
     p.add_argument("--out", default="out/bench", help="folder for bench.json and bench.png")

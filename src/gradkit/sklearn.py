@@ -32,8 +32,11 @@ Design decisions
 * **predict_proba** maps the head's output ``o = output_activation(logits)`` to
   rows summing to 1, by the first rule that applies:
 
-  1. ``softmax``: ``o`` (already a distribution; renormalized against rounding);
-  2. ``log_softmax``: ``exp(o)``;
+  1. a normalizer (``softmax``, ``taylor_softmax``, ``spherical_softmax``,
+     ``sparsemax``, ``entmax15``, ``gumbel_softmax``): ``o`` (already a
+     distribution; renormalized against rounding);
+  2. a log-normalizer (``log_softmax``, ``log_taylor_softmax``,
+     ``log_spherical_softmax``): ``exp(o)``;
   3. loss ``bce_with_logits`` (``o`` read as per-class logits): ``sigmoid(o)``
      divided by its row sum;
   4. a nonnegative output activation (``sigmoid``, ``relu``, ``softplus``,
@@ -60,6 +63,7 @@ Design decisions
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 from typing import Any
 
@@ -73,6 +77,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import activations, losses, nn
+from .base import AxisActivation
 from .compose import Composed, compose
 from .losses.classification import ClassLoss
 
@@ -395,9 +400,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _proba(self, out: np.ndarray) -> np.ndarray:
         act, loss = self.head_.activation, self.head_.loss
-        if act.name == "log_softmax":
+        normalizer = isinstance(act, AxisActivation)
+        if normalizer and act.output_range == (-math.inf, 0.0):  # log-probabilities
             p = np.exp(out)
-        elif act.name == "softmax":
+        elif normalizer and act.output_range == (0.0, 1.0):  # probabilities
             p = out
         elif loss.name == "bce_with_logits":
             p = expit(out)

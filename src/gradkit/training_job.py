@@ -20,8 +20,9 @@ from ._io import atomic_open, save_png
 from .compose import Composed, compose
 from .losses.classification import ClassLoss
 from .nn import Adam, Dense, Sequential, fit, save
+from .nn.train import predicted_classes
 
-__all__ = ["TrainConfig", "load_data", "run"]
+__all__ = ["TrainConfig", "build_mlp", "load_data", "run", "split_and_scale"]
 
 
 @dataclass
@@ -81,6 +82,27 @@ def load_data(path: str | None, label: str = "label") -> tuple[np.ndarray, np.nd
     return X, y, f"{p.name} ({X.shape[0]} × {X.shape[1]}, {len(classes)} classes)"
 
 
+def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, seed: int) -> Sequential:
+    """Dense layers with ``activation`` between them (He init), a Glorot output layer, seeded."""
+    sizes = (n_in, *hidden)
+    layers: list[Any] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [Dense(a, b, seed=seed + i), activation]
+    layers.append(Dense(sizes[-1], n_out, init="glorot", seed=seed + len(sizes)))
+    return Sequential(layers)
+
+
+def split_and_scale(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
+    """A stratified 80/20 train/test split (seeded), standardized on the training part;
+    returns ``X_train, X_test, y_train, y_test`` and the fitted scaler."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test, scaler
+
+
 def _head(config: TrainConfig) -> Composed:
     try:
         return compose(activations.get(config.output), losses.get(config.loss))
@@ -112,24 +134,15 @@ def _plot(history: Any, path: Path, title: str) -> None:
 
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on a held-out test set, write the plot/history/checkpoint; return a summary."""
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
     from tqdm.auto import tqdm
 
     head = _head(config)
     X, y, name = load_data(config.data, config.label)
     n_classes = int(y.max()) + 1
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=config.seed, stratify=y)
-    scaler = StandardScaler().fit(X_train)
-    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, config.seed)
     target = (lambda labels: labels) if isinstance(head.loss, ClassLoss) else (lambda labels: np.eye(n_classes)[labels])
 
-    sizes = (X.shape[1], *config.hidden)
-    layers: list[Any] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers += [Dense(a, b, seed=config.seed + i), config.activation]
-    layers.append(Dense(sizes[-1], n_classes, init="glorot", seed=config.seed + len(sizes)))
-    model = Sequential(layers)
+    model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, config.seed)
 
     bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=config.quiet, dynamic_ncols=True)
 
@@ -145,7 +158,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         bar.close()
     seconds = time.perf_counter() - start
     logits = model.forward(X_test.astype(model.dtype))
-    accuracy = float(np.mean(np.argmax(logits, axis=1) == y_test))
+    accuracy = float(np.mean(predicted_classes(head, logits) == y_test))
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,7 @@ class GumbelSoftmax(AxisActivation):
     name = "gumbel_softmax"
     output_range = (0.0, 1.0)
     stochastic = True
+    preserves_order = False
 
     def __init__(self, axis: int = -1, temperature: float = 1.0, hard: bool = False, seed: Any = None) -> None:
         super().__init__(axis)

@@ -41,6 +41,7 @@ class _PhiNormalizer(AxisActivation):
     """Base: ``y = softmax(log φ(z))``; subclasses give ``_log_phi_and_q(xp, z)``."""
 
     _inner_cls: type = Softmax
+    preserves_order = False  # φ is not increasing: the prediction is argmax y, not argmax z
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__(axis)

@@ -71,6 +71,13 @@ def class_labels(head: Composed, y: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def predicted_classes(head: Composed, logits: np.ndarray) -> np.ndarray:
+    """``argmax`` of the head's prediction ``head.forward(logits)`` over the class axis (1):
+    the logits' own argmax where the output activation preserves the order."""
+    scores = logits if head.activation.preserves_order else np.asarray(head.forward(logits))
+    return np.argmax(scores, axis=1)
+
+
 def evaluate(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
     """Mean loss (and accuracy when ``y`` names classes) of ``model`` on ``(X, y)``, in evaluation mode."""
     labels = class_labels(head, y)
@@ -80,7 +87,7 @@ def evaluate(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, ba
         logits = model.forward(xb)
         total += float(head(logits, yb)) * xb.shape[0]
         if labels is not None:
-            correct += int(np.sum(np.argmax(logits, axis=1) == labels[start : start + batch_size]))
+            correct += int(np.sum(predicted_classes(head, logits) == labels[start : start + batch_size]))
     out = {"loss": total / n}
     if labels is not None:
         out["accuracy"] = correct / n
@@ -201,7 +208,7 @@ def fit(
             optimizer.step(model.params, model.grads)
             total += float(value) * len(idx)
             if labels is not None:
-                correct += int(np.sum(np.argmax(logits, axis=1) == labels[idx]))
+                correct += int(np.sum(predicted_classes(head, logits) == labels[idx]))
         logs = {"loss": total / n}
         if labels is not None:
             logs["accuracy"] = correct / n

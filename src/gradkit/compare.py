@@ -1,0 +1,157 @@
+"""``gradkit compare``: the same MLP trained with each output normalizer × loss, over seeds.
+
+For every seed the data are split (stratified 80/20, seeded) and standardized
+once; every head then trains the same network from the same initial weights
+with the same batches. Reported per head: test accuracy and error (mean ± std
+over seeds), test NLL :math:`-\\log p_y` where it is finite — sparse maps give
+:math:`p_y = 0` to some test items, and the share of such items is reported
+instead — and training time. Writes ``compare.json`` and ``compare.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import activations, losses
+from ._io import atomic_open, save_png
+from .compose import compose
+from .nn import Adam, fit
+from .training_job import build_mlp, load_data, split_and_scale
+
+__all__ = ["PAIRS", "CompareConfig", "run"]
+
+#: (label, output activation, loss): softmax and its alternatives
+PAIRS: list[tuple[str, str, str]] = [
+    ("softmax + CE", "softmax", "cross_entropy"),
+    ("softmax + MSE", "softmax", "mse"),
+    ("log-Taylor + NLL", "log_taylor_softmax", "nll"),
+    ("log-spherical + NLL", "log_spherical_softmax", "nll"),
+    ("sparsemax + sparsemax loss", "sparsemax", "sparsemax_loss"),
+    ("entmax-1.5 + entmax loss", "entmax15", "entmax15_loss"),
+]
+
+
+@dataclass
+class CompareConfig:
+    data: str | None = None
+    label: str = "label"
+    seeds: int = 5
+    hidden: tuple[int, ...] = (256,)
+    activation: str = "relu"
+    epochs: int = 40
+    lr: float = 1e-3
+    batch_size: int = 32
+    out: str = "out/compare"
+    pairs: list[tuple[str, str, str]] = field(default_factory=lambda: list(PAIRS))
+
+
+def _probabilities(head: Any, logits: np.ndarray) -> np.ndarray:
+    out = np.asarray(head.forward(logits), dtype=np.float64)
+    return np.exp(out) if head.activation.output_range[1] <= 0 else out  # log-probabilities → probabilities
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train every pair on every seed; print the table; write ``compare.json`` and ``compare.png``."""
+    if config.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {config.seeds}")
+    heads = []
+    for label, out_name, loss_name in config.pairs:
+        try:
+            heads.append((label, compose(activations.get(out_name), losses.get(loss_name))))
+        except ValueError as exc:
+            raise ValueError(f"{label}: {exc}") from None
+    X, y, name = load_data(config.data, config.label)
+    n_classes = int(y.max()) + 1
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in heads}
+    for seed in range(config.seeds):
+        X_train, X_test, y_train, y_test, _ = split_and_scale(X, y, seed)
+        for label, head in heads:
+            target = y_train if isinstance(head.loss, losses.ClassLoss) else np.eye(n_classes)[y_train]
+            model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, seed)
+            start = time.perf_counter()
+            fit(model, X_train, target, loss=head, optimizer=Adam(config.lr), epochs=config.epochs,
+                batch_size=config.batch_size, seed=seed)
+            seconds = time.perf_counter() - start
+            p = _probabilities(head, model.forward(X_test.astype(model.dtype)))
+            p_true = p[np.arange(len(y_test)), y_test]
+            zero = float(np.mean(p_true <= 0))
+            nll = float(np.mean(-np.log(p_true))) if zero == 0 else math.inf
+            accuracy = float(np.mean(np.argmax(p, axis=1) == y_test))
+            runs[label].append({"seed": seed, "accuracy": accuracy, "nll": nll, "zero_prob_share": zero,
+                                "seconds": seconds})
+        print_fn(f"seed {seed + 1}/{config.seeds} done")
+
+    rows = []
+    for label, head in heads:
+        r = runs[label]
+        acc, acc_sd = _mean_std([x["accuracy"] for x in r])
+        finite = [x["nll"] for x in r if math.isfinite(x["nll"])]
+        nll = _mean_std(finite) if len(finite) == len(r) else None
+        rows.append({
+            "pair": label, "output": head.activation.name, "loss": head.loss.name,
+            "accuracy_mean": acc, "accuracy_std": acc_sd, "error_pct_mean": 100 * (1 - acc),
+            "nll_mean": None if nll is None else nll[0], "nll_std": None if nll is None else nll[1],
+            "zero_prob_share_mean": float(np.mean([x["zero_prob_share"] for x in r])),
+            "seconds_mean": float(np.mean([x["seconds"] for x in r])), "runs": r,
+        })
+    _print_table(rows, name, config, print_fn)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"data": name, "date": time.strftime("%Y-%m-%d"), "seeds": config.seeds, "epochs": config.epochs,
+           "hidden": list(config.hidden), "activation": config.activation, "lr": config.lr,
+           "batch_size": config.batch_size, "results": rows}
+    with atomic_open(out / "compare.json", "w") as handle:
+        json.dump(doc, handle, indent=2)
+    _plot(rows, out / "compare.png", f"{name}: {config.seeds} seeds, {config.epochs} epochs")
+    print_fn(f"wrote {out / 'compare.json'}, {out / 'compare.png'}")
+    return doc
+
+
+def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, print_fn: Callable[[str], None]) -> None:
+    print_fn(f"\n{name}; MLP {list(config.hidden)} {config.activation}, Adam lr {config.lr:g}, "
+             f"{config.epochs} epochs, batch {config.batch_size}, {config.seeds} seeds (mean ± std)")
+    header = f"{'output + loss':<28} {'test accuracy':>16} {'error %':>8} {'test NLL':>18} {'train s':>8}"
+    print_fn(header)
+    print_fn("-" * len(header))
+    for r in rows:
+        if r["nll_mean"] is not None:
+            nll = f"{r['nll_mean']:.4f} ± {r['nll_std']:.4f}"
+        else:
+            nll = f"∞ ({100 * r['zero_prob_share_mean']:.1f}% p_y=0)"
+        print_fn(f"{r['pair']:<28} {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} {r['error_pct_mean']:>8.2f} "
+                 f"{nll:>18} {r['seconds_mean']:>8.2f}")
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ticks = np.arange(len(rows))
+    errors = [100 * (1 - np.array([x["accuracy"] for x in r["runs"]])) for r in rows]
+    ax1.bar(ticks, [e.mean() for e in errors], color="tab:blue", alpha=0.6)
+    for i, e in enumerate(errors):
+        ax1.scatter(np.full(e.size, i), e, color="black", s=12, zorder=3)
+    ax1.set(ylabel="test error % (bars: mean; dots: seeds)", title="Test error")
+    ax2.bar(ticks, [r["seconds_mean"] for r in rows], color="tab:orange", alpha=0.7)
+    ax2.set(ylabel="seconds (mean over seeds)", title="Training time")
+    for ax in (ax1, ax2):
+        ax.set_xticks(ticks, [r["pair"] for r in rows], rotation=25, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_png(fig, path)
