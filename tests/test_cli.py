@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
 import subprocess
@@ -37,6 +38,8 @@ def test_check_all_passes_every_composable_pair(capsys):
     assert "WRONG" not in out and "all passed" in out
     assert re.search(r"softmax\s+cross_entropy\s+fused .* ok", out)
     assert re.search(r"softmax\s+mse\s+chain .* ok", out)
+    assert re.search(r"sparsemax\s+sparsemax_loss\s+paired .* ok", out)
+    assert re.search(r"gumbel_softmax\s+cross_entropy\s+chain .* ok", out)
     assert "tanh+bce" in out  # listed as not composable
 
 
@@ -88,3 +91,30 @@ def test_bench_quick_runs_and_writes_json_and_png(tmp_path, capsys):
     assert all("gradkit" in c["ms"] for c in doc["cases"])
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
     assert "gradkit/torch" in capsys.readouterr().out
+
+
+def test_compare_trains_every_pair_and_writes_json_and_png(tmp_path, capsys):
+    assert main(["compare", "--seeds", "2", "--epochs", "2", "--hidden", "16", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for label in ("softmax + CE", "softmax + MSE", "log-Taylor + NLL", "log-spherical + NLL",
+                  "sparsemax + sparsemax loss", "entmax-1.5 + entmax loss"):
+        assert label in out
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert doc["seeds"] == 2 and len(doc["results"]) == 6
+    assert all(len(r["runs"]) == 2 and 0 <= r["accuracy_mean"] <= 1 for r in doc["results"])
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_on_user_data_and_chosen_pairs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((90, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    args = ["compare", "--data", str(tmp_path / "d.npz"), "--seeds", "2", "--epochs", "3", "--hidden", "8",
+            "--pairs", "softmax:cross_entropy,taylor_softmax:cross_entropy", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "o" / "compare.json").read_text())
+    assert [r["output"] for r in doc["results"]] == ["softmax", "taylor_softmax"]
+    assert main(args[:-4] + ["--pairs", "tanh:bce", "--out", str(tmp_path / "o")]) == 1  # not composable
+    assert main(args[:-4] + ["--pairs", "softmax", "--out", str(tmp_path / "o")]) == 2
+    assert "OUTPUT:LOSS" in capsys.readouterr().err

@@ -37,6 +37,7 @@ TORCH_LOSSES = {  # reduction="mean", class axis -1, soft targets for class loss
 
 
 def _fenchel_young(z, t, y, omega):
+    t = t / t.sum(-1, keepdim=True)  # gradkit normalizes targets onto the simplex
     return (((y - t) * z).sum(-1) - omega(y) + omega(t)).mean()
 
 #: logits range per activation so that torch's unclamped logs stay finite

@@ -77,7 +77,7 @@ def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: 
 
 
 def _on_scores(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
-    return head.loss._items(xp, z, target, live=mask)
+    return head.loss.items_with(head.activation, xp, z, target, live=mask)
 
 
 #: a Fenchel–Young loss with its own prediction map: the loss takes the scores, the map predicts

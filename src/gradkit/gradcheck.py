@@ -228,6 +228,15 @@ def gradcheck(
         raise ValueError("rtol and atol must not both be 0")
     if check_int(max_points, "max_points") < 1:
         raise ValueError(f"max_points must be >= 1; got {max_points}")
+    act = f if isinstance(f, Activation) else getattr(f, "activation", None)
+    if isinstance(act, Activation) and act.stochastic:  # one sample, held fixed while checking
+        with act.frozen():  # type: ignore[attr-defined]
+            return _gradcheck(f, x, vjp, jvp, target, seed, eps, rtol, atol, max_points)
+    return _gradcheck(f, x, vjp, jvp, target, seed, eps, rtol, atol, max_points)
+
+
+def _gradcheck(f: Any, x: Any, vjp: Any, jvp: Any, target: Any, seed: int, eps: float, rtol: float, atol: float,
+               max_points: int) -> GradcheckReport:
     fn, vjp_fn, jvp_fn, jac_fn, axis, name = _resolve(f, vjp, jvp, target)
     x = _numpy(to_array(x, "x"))
     if not np.all(np.isfinite(x)):

@@ -145,6 +145,8 @@ class GumbelSoftmax(AxisActivation):
     def _perturbed(self, xp: Any, x: Any, draw: bool) -> Any:
         if self._given is not None:
             g = like(self._given, x, xp, "noise")
+            if draw:  # the derivatives that follow use this sample
+                self.noise = g
         elif draw and not (self._frozen and self.noise is not None and tuple(self.noise.shape) == tuple(x.shape)):
             g = self.noise = self.sample_noise(x)
         elif self.noise is None or tuple(self.noise.shape) != tuple(x.shape):

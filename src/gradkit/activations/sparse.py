@@ -8,7 +8,10 @@ each with :math:`\tau` such that :math:`\sum y = 1`. ``method="sort"`` finds
 :math:`\tau` exactly from the sorted scores (:math:`O(n \log n)`);
 ``method="bisect"`` brackets it by bisection (:math:`O(n)` per step, for large
 :math:`n`), then solves for it exactly on the support it found, so both
-methods agree to rounding.
+methods agree to rounding once the bracket (width :math:`2^{-n_{iter}}`) is
+narrower than the gap between :math:`\tau` and the nearest score: the default
+50 steps reach float64 resolution. With fewer steps an entry that close to the
+threshold may be misplaced; the output is then renormalized to sum to 1.
 
 Jacobians (symmetric; support :math:`S = \{y > 0\}`):
 
@@ -92,11 +95,16 @@ class _Sparse(AxisActivation):
     def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         z, m, live = _prepare_scores(xp, x, axis, mask)
         # shifting by the max changes τ only (these maps are shift-invariant); τ >= max u - 1,
-        # so scores below -2 are never in the support: clipping them there avoids overflow in u²
-        u = xp.clip(self.scale * (z - m), -2.0, None)
+        # so scores more than 2 below the max are never in the support: raising them to that
+        # level first keeps z - m (and u²) from overflowing
+        near = z >= m - 2.0 / self.scale  # (at |m| ~ 1e300, m - 2 == m: only the max is near)
+        u = xp.where(near, self.scale * (xp.where(near, z, m) - m), -2.0) + (m - m)  # + (m - m): NaN rows stay NaN
         tau = self._tau(xp, u, xp.zeros_like(m), axis)
         d = xp.clip(u - tau, 0.0, None)
         y = d if self.power == 1 else d * d
+        if self.method == "bisect":  # a support misplaced by too few steps still gives a distribution
+            total = xp.sum(y, axis=axis, keepdims=True)
+            y = y / xp.where(total > 0, total, 1.0)
         return xp.where(live, y, 0.0)
 
     # -- derivatives ----------------------------------------------------------
@@ -170,7 +178,7 @@ class Sparsemax(_Sparse):
         return (xp.sum(xp.where(support, u, 0.0), axis=axis, keepdims=True) - 1.0) / size
 
     def _s(self, xp: Any, y: Any) -> Any:
-        return xp.astype(y > 0, y.dtype)
+        return xp.where(xp.isnan(y), y, xp.astype(y > 0, y.dtype))  # NaN rows stay NaN
 
 
 class Entmax15(_Sparse):

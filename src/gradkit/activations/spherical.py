@@ -180,7 +180,9 @@ class SphericalSoftmax(_PhiNormalizer):
         return {"axis": self.axis, "eps": self.eps}
 
     def _log_phi_and_q(self, xp: Any, z: Any) -> tuple[Any, Any]:
-        h = xp.hypot(z, xp.full_like(z, math.sqrt(self.eps)))  # sqrt(z² + ε), no overflow
+        info = xp.finfo(z.dtype)  # keep sqrt(ε) a normal number of the dtype (float32: ε in [1.4e-76, 3.4e38])
+        root = min(max(math.sqrt(self.eps), float(info.smallest_normal)), float(info.max) ** 0.5)
+        h = xp.hypot(z, xp.full_like(z, root))  # sqrt(z² + ε), no overflow
         return 2.0 * xp.log(h), 2.0 * (z / h) / h
 
 

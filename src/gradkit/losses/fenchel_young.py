@@ -9,14 +9,18 @@ For a regularizer :math:`\Omega` whose prediction map is
 * ``sparsemax_loss``: :math:`\Omega(p) = \tfrac12\|p\|^2`, :math:`y` = sparsemax;
 * ``entmax15_loss``: :math:`\Omega(p) = \tfrac43\sum_j p_j^{3/2}` (Tsallis, :math:`\alpha = 1.5`), :math:`y` = entmax-1.5.
 
-The loss is :math:`\ge 0`, and 0 exactly when :math:`y(z) = t`, for targets on
-the simplex (labels, label smoothing, distributions). It takes the **scores**
+The loss is :math:`\ge 0`, and 0 exactly when :math:`y(z) = t`. It is defined
+for targets on the simplex: a target is normalized to sum 1 over the live
+classes (soft targets that do not sum to 1, or mass dropped by a mask), and an
+item with no target mass gives loss 0 and gradient 0. It is evaluated on
+:math:`z - \max z`, which leaves it unchanged and keeps large offsets exact. It takes the **scores**
 :math:`z`, like ``bce_with_logits``: it cannot be written as a function of
 :math:`y(z)` (scores below the threshold change the loss but not :math:`y`).
 ``compose(Sparsemax(), SparsemaxLoss())`` is therefore the standard head: the
 loss sees the scores, the head's prediction is sparsemax (see :func:`gradkit.compose`).
 Masked classes (``where=``) take no part: their score and target mass are dropped;
-an item with no target mass left (``ignore_index``, a label on a masked class) gives 0.
+an item with no target mass left (``ignore_index``, a label on a masked class without
+smoothing) gives 0.
 Class weights are not supported.
 """
 
@@ -58,16 +62,27 @@ class FenchelYoungLoss(ClassLoss):
         raise NotImplementedError
 
     def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
-        axis = normalize_axis(self.axis, p.ndim, array="pred")
-        tgt = self.prepare_target(xp, p, target, live)
-        t = tgt.t
-        y = self.mapping._forward(xp, p, axis, live)
+        return self.items_with(self.mapping, xp, p, target, live)
+
+    def items_with(self, mapping: _Sparse, xp: Any, z: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+        """Per-item losses, their gradient ``y - t`` and the mean's denominator, with ``y = mapping(z)``
+        (a compose head passes its own activation, so prediction and gradient use the same method)."""
+        axis = normalize_axis(self.axis, z.ndim, array="pred")
+        tgt = self.prepare_target(xp, z, target, live)
+        # the loss lives on the simplex: normalize the target mass left on live classes
+        # (smoothing, masks and soft targets may leave less or more than 1); none left: loss 0
+        mass = xp.sum(tgt.t, axis=axis, keepdims=True)
+        has_mass = mass > 0
+        t = tgt.t / xp.where(has_mass, mass, 1.0)
+        y = mapping._forward(xp, z, axis, live)
         diff = y - t
-        # <y - t, z>, with 0 where y = t (masked or -inf classes: their score must not reach the loss)
-        inner = xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, p, 0.0), 0.0), axis=axis)
+        # <y - t, z> = <y - t, z - max z> since both sum to 1: shifted scores keep large offsets exact
+        scores = z if live is None else xp.where(live, z, -xp.inf)
+        m = xp.max(scores, axis=axis, keepdims=True)
+        shifted = z - xp.where(xp.isfinite(m), m, 0.0)
+        # 0 where y = t (masked or -inf classes: their score must not reach the loss)
+        inner = xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, shifted, 0.0), 0.0), axis=axis)
         items = inner - self._omega(xp, y, axis) + self._omega(xp, t, axis)
-        # items without target mass (ignore_index, or a label on a masked class): loss 0, gradient 0
-        has_mass = xp.sum(t, axis=axis, keepdims=True) > 0
         items = xp.where(xp.squeeze(has_mass, axis=axis), items, 0.0)
         return items, xp.where(has_mass, diff, 0.0), tgt.denom
 
