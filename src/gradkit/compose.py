@@ -143,7 +143,11 @@ class Composed:
         if loss.reduction == "none" and isinstance(loss, ElementwiseLoss) and act.supports_mask:
             # each element's loss depends on its whole row: chain the JVPs
             p = act(z, where=where)
-            return loss.jvp(p, target, act.jvp(z, v, y=p, where=where))
+            dp = act.jvp(z, v, y=p, where=where)
+            if where is None:
+                return loss.jvp(p, target, dp)
+            xp, _, _, _, live = act._prepare(z, where)  # masked entries take no part (see ElementwiseLoss)
+            return xp.where(live, loss.jvp(xp.where(live, p, 0.0), target, dp), 0.0)
         # otherwise each item depends only on its own slice of z: contract the gradient
         run = self._run(z, target, where)
         vc = like(v, run.z, run.xp, "v", "z")

@@ -126,6 +126,9 @@ class Loss:
 class ElementwiseLoss(Loss):
     """A loss with one item per element: ``target`` has the shape of ``pred``.
 
+    Behind a masked activation (``compose(..., where=)``) masked entries take no
+    part: their items and gradients are 0; ``"mean"`` still divides by the element count.
+
     Subclasses give ``_terms(xp, p, t)`` returning the elementwise values and
     their derivatives w.r.t. ``p``; ``_check(xp, p, t)`` may validate ranges.
     """
@@ -136,8 +139,12 @@ class ElementwiseLoss(Loss):
             raise ValueError("target contains NaN")
         if math.prod(p.shape) == 0:
             raise ValueError(f"pred must not be empty; got shape {tuple(p.shape)}")
+        if live is not None:  # masked entries of an activation upstream (e.g. -inf from log_softmax)
+            p = xp.where(live, p, 0.0)  # take no part: a stand-in in every domain, then zeroed
         self._check(xp, p, t)
         value, grad = self._terms(xp, p, t)
+        if live is not None:
+            value, grad = xp.where(live, value, 0.0), xp.where(live, grad, 0.0)
         return value, grad, math.prod(p.shape)
 
     def _check(self, xp: Any, p: Any, t: Any) -> None:
