@@ -151,3 +151,26 @@ def test_torch_head_gradient_equals_autograd_on_the_same_tensors():
     L, dz = gk.compose(gk.Softmax(), gk.CrossEntropyLoss(label_smoothing=0.1)).value_and_grad(z.detach(), labels)
     torch.testing.assert_close(dz, ref, rtol=1e-12, atol=1e-14)
     assert abs(float(L) - ref_loss.item()) < 1e-12
+
+
+@NS
+def test_estimators_follow_the_input_namespace_with_array_api_dispatch(ns):
+    from sklearn.datasets import load_iris
+
+    from gradkit.sklearn import MLPClassifier, MLPRegressor
+
+    conv = NAMESPACES[ns]
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    ref = MLPClassifier(hidden_layer_sizes=(8,), max_iter=15, random_state=0).fit(X, y)
+    with gk.config_context(array_api_dispatch=True):
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=15, random_state=0).fit(conv(X), conv(y))
+        proba, labels = clf.predict_proba(conv(X)), clf.predict(conv(X))
+        reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(conv(X), conv(X[:, 0]))
+        pred = reg.predict(conv(X))
+    _check(proba, ref.predict_proba(X), ns, "predict_proba")
+    _check(labels, ref.predict(X), ns, "predict")
+    assert isinstance(pred, ARRAY_TYPES[ns]) and tuple(pred.shape) == (150,)
+    assert gk.get_config()["array_api_dispatch"] is False  # the context restored it
+    with pytest.raises(TypeError, match="array_api_dispatch must be a bool"):
+        gk.set_config(array_api_dispatch="yes")

@@ -9,6 +9,7 @@ from . import activations, losses, nn
 from .activations import *  # noqa: F401,F403
 from .base import Activation, AxisActivation, ElementwiseActivation
 from .compose import Composed, compose
+from .config import config_context, get_config, set_config
 from .gradcheck import GradcheckReport, gradcheck
 from .losses import (
     BCELoss,
@@ -46,7 +47,10 @@ __all__ = [
     "SparsemaxLoss",
     "activations",
     "compose",
+    "config_context",
+    "get_config",
     "gradcheck",
     "losses",
     "nn",
+    "set_config",
 ]

@@ -163,3 +163,33 @@ def moveaxis(xp: Any, a: Any, source: int, destination: int) -> Any:
     order = [i for i in range(nd) if i != source]
     order.insert(destination, source)
     return xp.permute_dims(a, tuple(order))
+
+
+def is_foreign(x: Any) -> bool:
+    """Whether ``x`` is an Array API array of a library other than NumPy."""
+    return is_array_api_obj(x) and not isinstance(x, (np.ndarray, np.generic))
+
+
+def to_numpy(x: Any) -> Any:
+    """A host NumPy copy of an array from any Array API library (GPU arrays are copied to the host);
+    anything else is returned unchanged (lists, NumPy arrays, pandas frames)."""
+    if not is_foreign(x):
+        return x
+    from array_api_compat import is_cupy_array, is_torch_array
+
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if is_cupy_array(x):
+        return x.get()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError):
+        return np.from_dlpack(x)
+
+
+def from_numpy(a: np.ndarray, like: Any) -> Any:
+    """``a`` in the library and on the device of ``like`` (a NumPy array stays as it is)."""
+    if not is_foreign(like):
+        return a
+    xp = array_namespace(like)
+    return xp.asarray(a, device=device(like))

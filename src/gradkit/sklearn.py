@@ -77,7 +77,9 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import activations, losses, nn
+from ._array import from_numpy, is_foreign, to_numpy
 from .base import AxisActivation
+from .config import get_config
 from .compose import Composed, compose
 from .losses.classification import ClassLoss
 
@@ -91,6 +93,19 @@ _OPTIMIZERS = {"sgd": nn.SGD, "adam": nn.Adam, "adamw": nn.AdamW}
 _HE_INIT = frozenset({"relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "softplus"})
 _SEED_MAX = np.iinfo(np.int32).max
 _DTYPES = (np.float64, np.float32)  # float32 is kept, everything else becomes float64
+
+
+def _host(a: Any) -> Any:
+    """With ``array_api_dispatch``, arrays of other libraries are copied to host NumPy for training."""
+    return to_numpy(a) if get_config()["array_api_dispatch"] and is_foreign(a) else a
+
+
+def _like_input(result: np.ndarray, X: Any) -> Any:
+    """With ``array_api_dispatch``, a result in ``X``'s library and on its device (numeric results;
+    class labels that are not numbers stay NumPy)."""
+    if not (get_config()["array_api_dispatch"] and is_foreign(X)) or not np.issubdtype(result.dtype, np.number):
+        return result
+    return from_numpy(np.ascontiguousarray(result), X)
 
 
 class _BaseMLP(BaseEstimator):
@@ -250,7 +265,7 @@ class _BaseMLP(BaseEstimator):
     def _output(self, X: Any) -> np.ndarray:
         """The head's output ``output_activation(model(X))`` as float64."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_DTYPES)
+        X = validate_data(self, _host(X), reset=False, dtype=_DTYPES)
         X = X.astype(self.model_.dtype, copy=False)
         try:
             with np.errstate(over="ignore", under="ignore"):
@@ -330,7 +345,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             )
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, reset=reset, dtype=_DTYPES)
+        X, y = validate_data(self, _host(X), _host(y), reset=reset, dtype=_DTYPES)
         check_classification_targets(y)
         return X, y
 
@@ -384,19 +399,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X = X.astype(self.model_.dtype, copy=False)
         self._train(X, self._targets(y_enc), incremental=True)
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any) -> Any:
         """Class probabilities, rows summing to 1 (see the module docstring for the mapping)."""
-        return self._proba(self._output(X))
+        return _like_input(self._proba(self._output(X)), X)
 
-    def predict_log_proba(self, X: Any) -> np.ndarray:
+    def predict_log_proba(self, X: Any) -> Any:
         """``log(predict_proba(X))`` (``-inf`` where a probability is 0)."""
         with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+            return _like_input(np.log(self._proba(self._output(X))), X)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any) -> Any:
         """``classes_[argmax(predict_proba(X))]``."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        proba = self._proba(self._output(X))
+        return _like_input(self.classes_[np.argmax(proba, axis=1)], X)
 
     def _proba(self, out: np.ndarray) -> np.ndarray:
         act, loss = self.head_.activation, self.head_.loss
@@ -446,7 +461,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     }
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, reset=reset, dtype=_DTYPES, multi_output=True, y_numeric=True)
+        X, y = validate_data(self, _host(X), _host(y), reset=reset, dtype=_DTYPES, multi_output=True, y_numeric=True)
         return X, y
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
@@ -490,10 +505,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X = X.astype(self.model_.dtype, copy=False)
         self._train(X, self._targets(y), incremental=True)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any) -> Any:
         """Predictions of shape ``(n,)`` or ``(n, n_outputs_)``, as the targets given to ``fit``."""
         out = self._output(X)
-        return out.ravel() if self._y_ndim == 1 else out
+        return _like_input(out.ravel() if self._y_ndim == 1 else out, X)
 
     def __sklearn_tags__(self):  # noqa: D105
         tags = super().__sklearn_tags__()
