@@ -168,6 +168,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.distributed:
+        try:
+            from .bench_distributed import run as run_distributed
+        except ImportError as exc:  # pragma: no cover - the dask extra is missing
+            print(f"gradkit bench --distributed needs the 'dask' extra (pip install 'gradkit[dask]'): {exc}", file=sys.stderr)
+            return 2
+        run_distributed(args.out, quick=args.quick)
+        return 0
     from .bench import run
 
     run(args.out, quick=args.quick, threads=args.threads)
@@ -212,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/bench", help="folder for bench.json and bench.png")
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2, like this machine)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing")
+    p.add_argument("--distributed", action="store_true",
+                   help="instead: Dask data-parallel training with 1 and 2 workers against one process")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("jacobian", help="print the Jacobian of an activation at a point")

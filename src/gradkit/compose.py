@@ -153,7 +153,28 @@ class Composed:
         vc = like(v, run.z, run.xp, "v", "z")
         return run.out(self.loss._contract(run.xp, run.grad * vc, vc.ndim))
 
-    def _run(self, z: Any, target: Any, where: Any, g: Any = None) -> _Run:
+    def partial_sums(self, z: Any, target: Any, *, where: Any = None) -> tuple[Any, Any, Any]:
+        """The pieces of the loss that data-parallel training adds up across blocks of rows.
+
+        Returns ``(S, dS/dz, D)``: the sum of the per-item losses, its gradient w.r.t.
+        ``z``, and the denominator of ``reduction="mean"``, so that over blocks
+        :math:`L = \\sum_b S_b / \\sum_b D_b` and
+        :math:`\\partial L/\\partial z = (\\partial S_b/\\partial z) / \\sum_b D_b`.
+        For ``reduction="sum"``, ``D`` is 1 and the blocks' ``S`` just add up.
+
+        >>> import numpy as np, gradkit as gk
+        >>> head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
+        >>> z, y = np.array([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]]), np.array([1, 0, 1])
+        >>> parts = [head.partial_sums(z[:2], y[:2]), head.partial_sums(z[2:], y[2:])]
+        >>> bool(np.isclose(sum(p[0] for p in parts) / sum(p[2] for p in parts), head(z, y)))
+        True
+        """
+        if self.loss.reduction == "none":
+            raise ValueError("partial_sums needs a loss with reduction 'mean' or 'sum'; got 'none'")
+        run = self._run(z, target, where, sums=True)
+        return run.out(run.value), run.out(run.grad), run.denom
+
+    def _run(self, z: Any, target: Any, where: Any, g: Any = None, sums: bool = False) -> _Run:
         act, loss = self.activation, self.loss
         xp, zc, out_dtype, axis, mask = act._prepare(z, where)
         if isinstance(loss, ClassLoss) and act.supports_mask:
@@ -162,15 +183,23 @@ class Composed:
                 raise ValueError(f"the activation's axis ({act.axis}) and the loss's class axis ({loss.axis}) differ for x of {zc.ndim} dimensions")
         if self._fused is not None:
             items, grad, denom = self._fused(self, xp, zc, target, axis, mask)
-            upstream = None if g is None else loss._upstream(xp, g, items)
-            value, gz = loss._reduce(xp, items, grad, denom, upstream)
+            if sums:
+                value, gz = xp.sum(items), grad
+            else:
+                upstream = None if g is None else loss._upstream(xp, g, items)
+                value, gz = loss._reduce(xp, items, grad, denom, upstream)
         else:
             p = act._forward(xp, zc, axis, mask)
             items, grad, denom = loss._items(xp, p, target, live=mask)
-            upstream = None if g is None else loss._upstream(xp, g, items)
-            value, gp = loss._reduce(xp, items, grad, denom, upstream)
+            if sums:
+                value, gp = xp.sum(items), grad
+            else:
+                upstream = None if g is None else loss._upstream(xp, g, items)
+                value, gp = loss._reduce(xp, items, grad, denom, upstream)
             gz = act._vjp(xp, zc, p, gp, axis, mask)
-        return _Run(xp, zc, value, gz, out_dtype)
+        if sums and loss.reduction == "sum":
+            denom = 1
+        return _Run(xp, zc, value, gz, out_dtype, denom)
 
 
 class _Run(NamedTuple):
@@ -179,6 +208,7 @@ class _Run(NamedTuple):
     value: Any
     grad: Any
     out_dtype: Any
+    denom: Any = None
 
     def out(self, a: Any) -> Any:
         return cast(self.xp, a, self.out_dtype)

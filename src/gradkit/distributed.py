@@ -1,0 +1,302 @@
+"""Data-parallel training of :mod:`gradkit.nn` models on Dask (extra ``gradkit[dask]``).
+
+The data are ``dask.array`` arrays chunked by rows; each block of rows is one task.
+A step sends the current model to the workers once (as a value in the task graph);
+every block computes, in NumPy, the sum of its per-item losses, the gradient of
+that sum w.r.t. the parameters and the mean's denominator
+(:meth:`gradkit.Composed.partial_sums`); the driver adds the blocks' results in
+block order, divides by the total denominator and applies the optimizer. So a
+full-batch step is exactly the single-process full-batch step, up to the order
+of the additions.
+
+* ``batch_size=None``: full batch, one step per epoch.
+* ``batch_size=b``: synchronous mini-batches — at each step every block gives
+  ``b`` rows of its own seeded permutation (:func:`minibatch_rows`), a global
+  batch of ``b`` × (number of blocks) rows.
+
+Data larger than memory: with ``persist=False`` (the default when the data
+exceed half the cluster's memory) nothing is kept between steps: every step
+streams the blocks from their source (Zarr, ``.npy`` files, …); the driver never
+holds more than one block's results. A worker that dies mid-training loses its
+tasks and data; Dask recomputes them from the graph and training goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .compose import Composed
+from .nn.layers import ActivationLayer, Dropout
+from .nn.model import Sequential
+from .nn.optim import Adam, Optimizer
+from .nn.train import DivergenceError, History, as_head, class_labels, predicted_classes
+
+__all__ = ["fit", "from_npy", "from_zarr", "minibatch_rows"]
+
+
+# -- data -------------------------------------------------------------------------------
+def from_zarr(path: str | Path, component: str | None = None, chunks: Any = None) -> Any:
+    """A lazy ``dask.array`` over a Zarr array (read block by block on the workers)."""
+    import dask.array as da
+
+    arr = da.from_zarr(str(path), component=component)
+    return arr if chunks is None else arr.rechunk(chunks)
+
+
+def _read_rows(path: str, start: int, stop: int, key: str | None) -> np.ndarray:
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as f:
+            return np.asarray(f[key or f.files[0]])
+    return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+
+
+def from_npy(paths: str | Path | Sequence[str | Path], rows_per_chunk: int = 100_000, key: str | None = None) -> Any:
+    """A lazy ``dask.array`` over ``.npy``/``.npz`` files, read on the workers.
+
+    One ``.npy`` file is read in blocks of ``rows_per_chunk`` rows through a memory map;
+    several files (a list, or a glob pattern) are stacked along the rows, one block per
+    ``.npz`` file (``key`` names its array; default the first) or per ``rows_per_chunk``
+    rows of each ``.npy`` file. Loading uses ``allow_pickle=False``.
+    """
+    import dask.array as da
+    from dask import delayed
+
+    if isinstance(paths, (str, Path)):
+        text = str(paths)
+        files = sorted(str(p) for p in Path(text).parent.glob(Path(text).name)) if any(c in text for c in "*?[") else [text]
+    else:
+        files = [str(p) for p in paths]
+    if not files:
+        raise ValueError(f"from_npy: no file matches {paths!r}")
+    blocks = []
+    for path in files:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as f:
+                name = key or f.files[0]
+                if name not in f.files:
+                    raise ValueError(f"from_npy: {path} has no array {name!r}; found {f.files}")
+                info = f[name]  # an .npz member cannot be memory-mapped: read once here for its shape
+                shape, dtype = info.shape, info.dtype
+            blocks.append(da.from_delayed(delayed(_read_rows)(path, 0, shape[0], name), shape, dtype=dtype))
+            continue
+        if not path.endswith(".npy"):
+            raise ValueError(f"from_npy: expected .npy or .npz files; got {path!r}")
+        head = np.load(path, mmap_mode="r", allow_pickle=False)
+        for start in range(0, head.shape[0], rows_per_chunk):
+            stop = min(start + rows_per_chunk, head.shape[0])
+            blocks.append(da.from_delayed(delayed(_read_rows)(path, start, stop, None),
+                                          (stop - start,) + head.shape[1:], dtype=head.dtype))
+    return da.concatenate(blocks, axis=0)
+
+
+def minibatch_rows(block_rows: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[np.ndarray]]:
+    """The rows each block gives at each step of an epoch: ``steps[k][b]`` (indices within block ``b``).
+
+    Block ``b`` shuffles its rows with ``default_rng([seed, epoch, b])`` and gives them
+    ``batch_size`` at a time; an epoch has ``ceil(max(block_rows) / batch_size)`` steps
+    (a block that runs out gives none).
+    """
+    perms = [np.random.default_rng([seed, epoch, b]).permutation(n) for b, n in enumerate(block_rows)]
+    steps = math.ceil(max(block_rows) / batch_size)
+    return [[p[k * batch_size : (k + 1) * batch_size] for p in perms] for k in range(steps)]
+
+
+# -- the work of one block -------------------------------------------------------------------
+def _block_sums(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, rows: Any,
+                want_labels: bool) -> tuple[float, dict[str, np.ndarray], float, int, int]:
+    """``(Σ loss, {name: ∂Σ/∂param}, denominator, correct, items)`` for one block (or its ``rows``)."""
+    if rows is not None:
+        X, y = X[rows], y[rows]
+    n = X.shape[0]
+    if n == 0:
+        return 0.0, {}, 0.0, 0, 0
+    model = copy.deepcopy(model)  # tasks of one worker may share the scattered object: never mutate it
+    X = np.asarray(X, dtype=model.dtype)
+    if np.issubdtype(y.dtype, np.floating):
+        y = y.astype(model.dtype, copy=False)
+    if y.ndim == 1 and not isinstance(head.loss, _class_loss()):
+        y = y[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = model.forward(X, training=True)
+        value, grad, denom = head.partial_sums(logits, y)
+        model.backward(grad, input_grad=False)
+    labels = class_labels(head, y) if want_labels else None
+    correct = int(np.sum(predicted_classes(head, logits) == labels)) if labels is not None else 0
+    grads = {name: g.astype(np.float64, copy=True) if g.dtype != np.float64 else g.copy() for name, g in model.grads.items()}
+    return float(value), grads, float(denom), correct, n
+
+
+def _class_loss() -> type:
+    from .losses.classification import ClassLoss
+
+    return ClassLoss
+
+
+# -- the driver ----------------------------------------------------------------------------------
+@contextmanager
+def _client(client: Any) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    if isinstance(client, Client):
+        yield client
+        return
+    if isinstance(client, str):
+        with Client(client) as c:
+            yield c
+        return
+    if client is not None:
+        raise TypeError(f"client must be a distributed.Client, a scheduler address or None; got {type(client).__name__}")
+    try:
+        from distributed import default_client
+
+        yield default_client()
+        return
+    except ValueError:
+        pass
+    with LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as c:
+        yield c
+
+
+def _as_dask(a: Any, chunks: Any) -> Any:
+    import dask.array as da
+
+    if isinstance(a, da.Array):
+        return a
+    a = np.asarray(a)
+    return da.from_array(a, chunks=(chunks,) + a.shape[1:])
+
+
+def _check_model(model: Sequential, head: Composed) -> None:
+    for layer in model.layers:
+        if isinstance(layer, Dropout) or (isinstance(layer, ActivationLayer) and layer.activation.stochastic):
+            raise ValueError(f"distributed training does not support random layers yet ({layer!r}): "
+                             "each block would draw the same random numbers")
+    if head.activation.stochastic:
+        raise ValueError(f"distributed training does not support a random output activation ({head.activation!r})")
+    if head.loss.reduction == "none":
+        raise ValueError("the loss must reduce to a scalar (reduction 'mean' or 'sum'); got 'none'")
+
+
+def fit(
+    model: Sequential,
+    X: Any,
+    y: Any,
+    *,
+    loss: Any,
+    optimizer: Optimizer | None = None,
+    epochs: int = 1,
+    batch_size: int | None = None,
+    client: Any = None,
+    seed: int = 0,
+    persist: bool | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> History:
+    """Train ``model`` on ``dask.array`` data with a Dask cluster; the driver keeps the weights.
+
+    Parameters
+    ----------
+    model, loss, optimizer
+        As in :func:`gradkit.nn.fit` (``optimizer`` defaults to ``Adam()``); the model is
+        updated in place.
+    X, y
+        ``dask.array`` arrays chunked by rows (``X`` 2-d; ``y`` with the same row chunks, as
+        the loss expects its targets). NumPy arrays are split into blocks of 100,000 rows.
+    epochs
+        Passes over the data.
+    batch_size
+        None: full batch (one step per epoch). An int ``b``: each block gives ``b`` rows per
+        step (see :func:`minibatch_rows`).
+    client
+        A ``distributed.Client``, a scheduler address, or None: the current default client,
+        else a ``LocalCluster`` started (and closed) for this call.
+    seed
+        Seeds the mini-batches.
+    persist
+        Keep the blocks in the workers' memory between steps. None: when the data take
+        less than half the cluster's memory; False streams them from their source every step.
+    callback
+        ``callback(epoch, logs)`` after every epoch.
+
+    Returns
+    -------
+    History
+        ``loss`` (and ``accuracy`` for class labels), ``lr``, ``time`` per epoch.
+    """
+    import dask
+
+    head = as_head(loss)
+    _check_model(model, head)
+    optimizer = optimizer if optimizer is not None else Adam()
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int; got {epochs!r}")
+    X = _as_dask(X, 100_000)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-d (samples, features); got shape {X.shape}")
+    X = X.rechunk({1: -1})
+    if getattr(y, "shape", (len(y),))[0] != X.shape[0]:
+        raise ValueError(f"X and y must have the same number of samples; got {X.shape[0]} and {len(y)}")
+    y = _as_dask(y, X.chunks[0])
+    y = y.rechunk({0: X.chunks[0], **{axis: -1 for axis in range(1, y.ndim)}})
+    first = np.asarray(y[: min(1000, y.shape[0])].compute())
+    want_labels = class_labels(head, first) is not None
+    history = History()
+    with _client(client) as c:
+        if persist is None:
+            memory = sum(w.get("memory_limit", 0) or 0 for w in c.scheduler_info()["workers"].values())
+            persist = memory > 0 and (X.nbytes + y.nbytes) < 0.5 * memory
+        if persist:
+            X, y = c.persist([X, y])
+        x_blocks, y_blocks = X.to_delayed().ravel().tolist(), y.to_delayed().ravel().tolist()
+        block_rows = list(X.chunks[0])
+        n = X.shape[0]
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            optimizer.set_epoch(epoch)
+            plan = [[None] * len(x_blocks)] if batch_size is None else minibatch_rows(block_rows, batch_size, seed, epoch)
+            total, correct = 0.0, 0
+            for step, rows in enumerate(plan):
+                # the weights travel inside the graph (not scattered): a worker that dies takes no
+                # unrecoverable data with it, and the scheduler can send the model again
+                shipped = dask.delayed(copy.deepcopy(model), name=f"gradkit-model-{uuid.uuid4().hex}")
+                tasks = [dask.delayed(_block_sums)(shipped, head, xb, yb, r, want_labels)
+                         for xb, yb, r in zip(x_blocks, y_blocks, rows) if r is None or len(r)]
+                results = c.gather(c.compute(tasks))
+                value, denom, count = 0.0, 0.0, 0
+                grads = {name: np.zeros(p.shape) for name, p in model.params.items()}
+                for s, g, d, k, m in results:  # block order: deterministic sums
+                    value += s
+                    denom += d
+                    correct += k
+                    count += m
+                    for name, part in g.items():
+                        grads[name] += part
+                if head.loss.reduction == "sum":  # a sum over every block: nothing to divide by
+                    denom = 1.0
+                scale = 1.0 / denom if denom > 0 else 0.0
+                value *= scale
+                finite = math.isfinite(value) and all(np.isfinite(g).all() for g in grads.values())
+                if not finite:
+                    what = f"the loss became {value}" if not math.isfinite(value) else "the gradients overflowed"
+                    raise DivergenceError(f"{what} at epoch {epoch + 1}, step {step + 1}; training stopped before "
+                                          f"updating the weights with it. Try a lower learning rate (now {optimizer.lr:g}).")
+                optimizer.step(model.params, {k: (g * scale).astype(model.dtype) for k, g in grads.items()})
+                total += value * count
+            logs = {"loss": total / n}
+            if want_labels:
+                logs["accuracy"] = correct / n
+            logs["lr"] = optimizer.lr
+            logs["time"] = time.perf_counter() - start
+            history.append(**logs)
+            if callback is not None:
+                callback(epoch, logs)
+    return history
