@@ -286,9 +286,7 @@ def fit(
                 value *= scale
                 finite = math.isfinite(value) and all(np.isfinite(g).all() for g in grads.values())
                 if not finite:
-                    what = f"the loss became {value}" if not math.isfinite(value) else "the gradients overflowed"
-                    raise DivergenceError(f"{what} at epoch {epoch + 1}, step {step + 1}; training stopped before "
-                                          f"updating the weights with it. Try a lower learning rate (now {optimizer.lr:g}).")
+                    raise DivergenceError.at(value, epoch, f"step {step + 1}", optimizer.lr)
                 optimizer.step(model.params, {k: (g * scale).astype(model.dtype) for k, g in grads.items()})
                 total += value * count
             logs = {"loss": total / n}

@@ -23,6 +23,13 @@ __all__ = ["DivergenceError", "History", "as_head", "class_labels", "evaluate", 
 class DivergenceError(FloatingPointError):
     """The loss became NaN or infinite; the weights are left as they were before that step."""
 
+    @classmethod
+    def at(cls, value: float, epoch: int, where: str, lr: float) -> DivergenceError:
+        """The error for a non-finite ``value`` (else overflowing gradients) at ``epoch`` (0-based), ``where``."""
+        what = f"the loss became {float(value)}" if not np.isfinite(value) else "the gradients overflowed"
+        return cls(f"{what} at epoch {epoch + 1}, {where}; training stopped before updating the weights "
+                   f"with it. Try a lower learning rate (now {lr:g}).")
+
 
 @dataclass
 class History:
@@ -200,11 +207,7 @@ def fit(
                     model.backward(grad, input_grad=False)
                     finite = all(np.isfinite(g).all() for g in model.grads.values())
             if not finite:
-                what = f"the loss became {float(value)}" if not np.isfinite(value) else "the gradients overflowed"
-                raise DivergenceError(
-                    f"{what} at epoch {epoch + 1}, batch {b + 1}; training stopped before updating the "
-                    f"weights with it. Try a lower learning rate (now {optimizer.lr:g})."
-                )
+                raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
             optimizer.step(model.params, model.grads)
             total += float(value) * len(idx)
             if labels is not None:
