@@ -156,3 +156,44 @@ def test_bench_distributed_quick_runs(tmp_path, capsys):
 
     doc = json.loads((tmp_path / "distributed.json").read_text())
     assert len(doc["rows"]) == 2 and all(r["dask_2_workers_ms"] > 0 for r in doc["rows"])
+
+
+def test_errors_inside_training_keep_their_type_with_the_default_client(client):
+    X, _ = _data(n=100)
+    with pytest.raises(ValueError, match="target labels must be in"):  # not RuntimeError, no new cluster
+        gd.fit(_model(), X, np.full(100, 5), loss=gk.compose(gk.Softmax(), gk.CrossEntropyLoss()))
+    assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_accuracy_only_when_every_block_names_classes(client):
+    X, y = _data(n=1500)
+    t = np.eye(3)[y]
+    t[1200:] = 1 / 3  # soft targets after row 1200: no accuracy, as in nn.fit
+    head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
+    h = gd.fit(_model(), da.from_array(X, chunks=(500, 6)), t, loss=head, optimizer=nn.SGD(0.1), client=client)
+    assert "accuracy" not in h
+    h = gd.fit(_model(), da.from_array(X, chunks=(500, 6)), np.eye(3)[y], loss=head, optimizer=nn.SGD(0.1), client=client)
+    assert 0 <= h["accuracy"][0] <= 1
+
+
+def test_input_checks(client, tmp_path):
+    X, y = _data(n=100)
+    head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
+    with pytest.raises(ValueError, match="at least one row"):
+        gd.fit(_model(), np.zeros((0, 6)), np.zeros(0, int), loss=head, client=client)
+    unknown = da.from_array(X, chunks=(50, 6))
+    unknown = unknown[unknown[:, 0] > -10]
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        gd.fit(_model(), unknown, y, loss=head, client=client)
+    with pytest.raises(ValueError, match="seed"):
+        gd.fit(_model(), X, y, loss=head, batch_size=10, seed=-1, client=client)
+    with pytest.raises(TypeError, match="scalar"):
+        gd.fit(_model(), X, 3, loss=head, client=client)
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match="rows_per_chunk"):
+        gd.from_npy(tmp_path / "x.npy", rows_per_chunk=0)
+    np.savez(tmp_path / "x.npz", X=X)
+    with pytest.raises(ValueError, match="no array 'Z'"):
+        gd.from_npy(tmp_path / "x.npz", key="Z")
+    model = nn.Sequential([nn.Dense(6, 3, seed=0, dtype=np.float64), nn.Dropout(0.0)])  # no randomness: allowed
+    gd.fit(model, X, y, loss=head, optimizer=nn.SGD(0.1), client=client)

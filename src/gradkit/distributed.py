@@ -37,6 +37,7 @@ from .compose import Composed
 from .nn.layers import ActivationLayer, Dropout
 from .nn.model import Sequential
 from .nn.optim import Adam, Optimizer
+from ._array import check_int
 from .nn.train import DivergenceError, History, as_head, class_labels, predicted_classes
 
 __all__ = ["fit", "from_npy", "from_zarr", "minibatch_rows"]
@@ -58,6 +59,22 @@ def _read_rows(path: str, start: int, stop: int, key: str | None) -> np.ndarray:
     return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
 
 
+def _npz_header(path: str, key: str | None) -> tuple[tuple[int, ...], np.dtype, str]:
+    """Shape, dtype and name of an ``.npz`` member, from its header only (nothing else is read)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+        name = key or (names[0] if names else "")
+        if name not in names:
+            raise ValueError(f"from_npy: {path} has no array {name!r}; found {names}")
+        with archive.open(name + ".npy") as member:
+            version = np.lib.format.read_magic(member)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(member)
+    return shape, dtype, name
+
+
 def from_npy(paths: str | Path | Sequence[str | Path], rows_per_chunk: int = 100_000, key: str | None = None) -> Any:
     """A lazy ``dask.array`` over ``.npy``/``.npz`` files, read on the workers.
 
@@ -69,6 +86,8 @@ def from_npy(paths: str | Path | Sequence[str | Path], rows_per_chunk: int = 100
     import dask.array as da
     from dask import delayed
 
+    if check_int(rows_per_chunk, "rows_per_chunk") < 1:
+        raise ValueError(f"rows_per_chunk must be >= 1; got {rows_per_chunk}")
     if isinstance(paths, (str, Path)):
         text = str(paths)
         files = sorted(str(p) for p in Path(text).parent.glob(Path(text).name)) if any(c in text for c in "*?[") else [text]
@@ -79,12 +98,7 @@ def from_npy(paths: str | Path | Sequence[str | Path], rows_per_chunk: int = 100
     blocks = []
     for path in files:
         if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as f:
-                name = key or f.files[0]
-                if name not in f.files:
-                    raise ValueError(f"from_npy: {path} has no array {name!r}; found {f.files}")
-                info = f[name]  # an .npz member cannot be memory-mapped: read once here for its shape
-                shape, dtype = info.shape, info.dtype
+            shape, dtype, name = _npz_header(path, key)
             blocks.append(da.from_delayed(delayed(_read_rows)(path, 0, shape[0], name), shape, dtype=dtype))
             continue
         if not path.endswith(".npy"):
@@ -110,9 +124,10 @@ def minibatch_rows(block_rows: Sequence[int], batch_size: int, seed: int, epoch:
 
 
 # -- the work of one block -------------------------------------------------------------------
-def _block_sums(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, rows: Any,
-                want_labels: bool) -> tuple[float, dict[str, np.ndarray], float, int, int]:
-    """``(Σ loss, {name: ∂Σ/∂param}, denominator, correct, items)`` for one block (or its ``rows``)."""
+def _block_sums(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray,
+                rows: Any) -> tuple[float, dict[str, np.ndarray], float, int | None, int]:
+    """``(Σ loss, {name: ∂Σ/∂param}, denominator, correct or None, items)`` for one block (or its
+    ``rows``); ``correct`` is None when the block's targets do not name classes."""
     if rows is not None:
         X, y = X[rows], y[rows]
     n = X.shape[0]
@@ -128,8 +143,8 @@ def _block_sums(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray,
         logits = model.forward(X, training=True)
         value, grad, denom = head.partial_sums(logits, y)
         model.backward(grad, input_grad=False)
-    labels = class_labels(head, y) if want_labels else None
-    correct = int(np.sum(predicted_classes(head, logits) == labels)) if labels is not None else 0
+    labels = class_labels(head, y)
+    correct = int(np.sum(predicted_classes(head, logits) == labels)) if labels is not None else None
     grads = {name: g.astype(np.float64, copy=True) if g.dtype != np.float64 else g.copy() for name, g in model.grads.items()}
     return float(value), grads, float(denom), correct, n
 
@@ -154,13 +169,15 @@ def _client(client: Any) -> Iterator[Any]:
         return
     if client is not None:
         raise TypeError(f"client must be a distributed.Client, a scheduler address or None; got {type(client).__name__}")
-    try:
-        from distributed import default_client
+    from distributed import default_client
 
-        yield default_client()
+    try:
+        current = default_client()
+    except ValueError:  # no default client: start one for this call
+        current = None
+    if current is not None:
+        yield current
         return
-    except ValueError:
-        pass
     with LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as c:
         yield c
 
@@ -176,7 +193,8 @@ def _as_dask(a: Any, chunks: Any) -> Any:
 
 def _check_model(model: Sequential, head: Composed) -> None:
     for layer in model.layers:
-        if isinstance(layer, Dropout) or (isinstance(layer, ActivationLayer) and layer.activation.stochastic):
+        if (isinstance(layer, Dropout) and layer.rate > 0) or (
+                isinstance(layer, ActivationLayer) and layer.activation.stochastic):
             raise ValueError(f"distributed training does not support random layers yet ({layer!r}): "
                              "each block would draw the same random numbers")
     if head.activation.stochastic:
@@ -208,7 +226,8 @@ def fit(
         updated in place.
     X, y
         ``dask.array`` arrays chunked by rows (``X`` 2-d; ``y`` with the same row chunks, as
-        the loss expects its targets). NumPy arrays are split into blocks of 100,000 rows.
+        the loss expects its targets). NumPy arrays are split into blocks of 100,000 rows
+        (they live in the task graph: with ``persist=False`` they are sent again every step).
     epochs
         Passes over the data.
     batch_size
@@ -235,20 +254,28 @@ def fit(
     head = as_head(loss)
     _check_model(model, head)
     optimizer = optimizer if optimizer is not None else Adam()
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and check_int(batch_size, "batch_size") < 1:
         raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
-    if not isinstance(epochs, int) or epochs < 1:
+    if check_int(epochs, "epochs") < 1:
         raise ValueError(f"epochs must be a positive int; got {epochs!r}")
+    if check_int(seed, "seed") < 0:
+        raise ValueError(f"seed must be >= 0; got {seed!r}")
+    if not hasattr(y, "shape"):
+        y = np.asarray(y)
+        if y.ndim == 0:
+            raise TypeError(f"y must be an array of targets, one per row of X; got a scalar {y!r}")
     X = _as_dask(X, 100_000)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-d (samples, features); got shape {X.shape}")
+    if any(math.isnan(c) for c in X.chunks[0]):
+        raise ValueError("X has unknown chunk sizes along the rows: call X.compute_chunk_sizes() first")
+    if X.shape[0] == 0:
+        raise ValueError("X must have at least one row")
     X = X.rechunk({1: -1})
     if getattr(y, "shape", (len(y),))[0] != X.shape[0]:
         raise ValueError(f"X and y must have the same number of samples; got {X.shape[0]} and {len(y)}")
     y = _as_dask(y, X.chunks[0])
     y = y.rechunk({0: X.chunks[0], **{axis: -1 for axis in range(1, y.ndim)}})
-    first = np.asarray(y[: min(1000, y.shape[0])].compute())
-    want_labels = class_labels(head, first) is not None
     history = History()
     with _client(client) as c:
         if persist is None:
@@ -263,12 +290,12 @@ def fit(
             start = time.perf_counter()
             optimizer.set_epoch(epoch)
             plan = [[None] * len(x_blocks)] if batch_size is None else minibatch_rows(block_rows, batch_size, seed, epoch)
-            total, correct = 0.0, 0
+            total, correct = 0.0, 0  # correct: None once a block's targets do not name classes
             for step, rows in enumerate(plan):
                 # the weights travel inside the graph (not scattered): a worker that dies takes no
                 # unrecoverable data with it, and the scheduler can send the model again
                 shipped = dask.delayed(copy.deepcopy(model), name=f"gradkit-model-{uuid.uuid4().hex}")
-                tasks = [dask.delayed(_block_sums)(shipped, head, xb, yb, r, want_labels)
+                tasks = [dask.delayed(_block_sums)(shipped, head, xb, yb, r)
                          for xb, yb, r in zip(x_blocks, y_blocks, rows) if r is None or len(r)]
                 results = c.gather(c.compute(tasks))
                 value, denom, count = 0.0, 0.0, 0
@@ -276,7 +303,7 @@ def fit(
                 for s, g, d, k, m in results:  # block order: deterministic sums
                     value += s
                     denom += d
-                    correct += k
+                    correct = None if correct is None or k is None else correct + k
                     count += m
                     for name, part in g.items():
                         grads[name] += part
@@ -290,7 +317,7 @@ def fit(
                 optimizer.step(model.params, {k: (g * scale).astype(model.dtype) for k, g in grads.items()})
                 total += value * count
             logs = {"loss": total / n}
-            if want_labels:
+            if correct is not None:  # every block's targets name classes (as nn.fit decides for all rows)
                 logs["accuracy"] = correct / n
             logs["lr"] = optimizer.lr
             logs["time"] = time.perf_counter() - start
