@@ -88,7 +88,7 @@ def test_sparsity_is_exact(act):
 @pytest.mark.parametrize("act", NORMALIZERS + LOG_NORMALIZERS, ids=repr)
 def test_masks_rows_and_leaks(act):
     z = _rng("mask").standard_normal((4, 6))
-    where = np.ones_like(z, dtype=bool)
+    where = np.full(z.shape, True)
     where[0, :2] = False
     where[1, :] = False  # a fully masked row
     z[0, 0], z[0, 1] = 1e300, np.nan  # huge and NaN scores under the mask must not leak
@@ -242,7 +242,7 @@ def test_fenchel_young_options():
 def test_fenchel_young_head_with_a_mask():
     rng = _rng("fy mask")
     z, labels = rng.standard_normal((4, 6)), np.array([0, 3, 5, 2])
-    where = np.ones_like(z, dtype=bool)
+    where = np.full(z.shape, True)
     where[:, 0] = False  # class 0 masked: item 0's label has no mass left
     z[:, 0] = np.inf
     head = gk.compose(gk.Sparsemax(), gk.SparsemaxLoss(reduction="none"))
@@ -290,7 +290,7 @@ def test_gumbel_max_samples_follow_the_softmax():
 def test_gumbel_axis_mask_and_errors():
     z = _rng("axis").standard_normal((5, 3))
     gs = gk.GumbelSoftmax(axis=0, seed=2)
-    where = np.ones_like(z, dtype=bool)
+    where = np.full(z.shape, True)
     where[0] = False
     y = gs(z, where=where)
     assert np.all(y[0] == 0) and np.allclose(y.sum(0), 1)
