@@ -182,21 +182,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    """The data, network and optimizer options shared by ``train`` and ``compare``."""
+    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y); default: digits")
+    p.add_argument("--label", default="label", help="the CSV's label column (default 'label', else the last)")
+    p.add_argument("--hidden", default="256", help="hidden layer sizes, comma-separated (default 256)")
+    p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradkit", description="Exact, composable derivatives for neural-network building blocks.")
     parser.add_argument("--version", action="version", version=f"gradkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train an MLP (default: scikit-learn's digits data); progress, plot, checkpoint")
-    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y); default: digits")
-    p.add_argument("--label", default="label", help="the CSV's label column (default 'label', else the last)")
-    p.add_argument("--hidden", default="256", help="hidden layer sizes, comma-separated (default 256)")
-    p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
+    _add_training_args(p)
     p.add_argument("--output", default="softmax", help="output activation (default softmax)")
     p.add_argument("--loss", default="cross_entropy", help="loss (default cross_entropy; e.g. mse)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -204,15 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="train one MLP with softmax and each alternative (Taylor, spherical, "
                        "sparsemax, entmax) over seeds; table and plot")
-    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y); default: digits")
-    p.add_argument("--label", default="label", help="the CSV's label column (default 'label', else the last)")
+    _add_training_args(p)
     p.add_argument("--seeds", type=int, default=5, help="seeds, each with its own split and initialization (default 5)")
     p.add_argument("--pairs", help="OUTPUT:LOSS items, comma-separated (default: the six of the README)")
-    p.add_argument("--hidden", default="256", help="hidden layer sizes, comma-separated (default 256)")
-    p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
     p.set_defaults(func=_cmd_compare)
 
