@@ -1,0 +1,1 @@
+"""Hostile input: crafted files, threads, forked processes, out-of-domain values (issue 13)."""
