@@ -63,7 +63,7 @@ def test_csv_and_npz_data(tmp_path):
     [
         (["--data", "missing.csv"], "no such file"),
         (["--output", "tanh", "--loss", "bce"], "--output tanh with --loss bce"),
-        (["--hidden", "12,x"], "--hidden takes comma-separated integers"),
+        (["--hidden", "12,x"], "argument --hidden: expected comma-separated integers"),
     ],
 )
 def test_bad_arguments_fail_with_one_clear_line(tmp_path, capsys, args, message):

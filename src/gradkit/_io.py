@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_open", "save_png"]
+__all__ = ["atomic_open", "save_png", "staged_outputs", "writable_dir"]
 
 
 def _mode_for(target: Path) -> int:
@@ -49,3 +50,39 @@ def save_png(fig: Any, path: str | os.PathLike[str]) -> None:
     with atomic_open(path) as handle:
         fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
+
+
+def writable_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be written there.
+
+    Called before a long job starts, so a read-only or mistyped folder fails in a second,
+    not after the training. Raises ``ValueError`` naming ``option`` and the reason.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {str(out)!r} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".gradkit-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"{option} {str(out)!r}: cannot write there ({exc.strerror or exc})") from None
+    return out
+
+
+@contextlib.contextmanager
+def staged_outputs(out: Path) -> Iterator[Path]:
+    """Write a job's output files into a hidden folder inside ``out``; move them in together on success.
+
+    On any error the staging folder is removed and ``out`` keeps what it had: a run never leaves
+    half of its files (a new plot beside an old history). Each move is an ``os.replace`` within
+    one file system, so the set appears at once, in practice.
+    """
+    stage = Path(tempfile.mkdtemp(prefix=".gradkit-staging.", dir=out))
+    try:
+        yield stage
+        for item in sorted(stage.iterdir()):
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -6,22 +6,98 @@
 ``gradkit jacobian softmax 1 2``  prints a Jacobian;
 ``gradkit check all``             gradchecks every activation × loss pair;
 ``gradkit list``                  lists the registered functions.
+
+Exit status, as pip and git use it: 0 on success, 1 when a run fails (a file that
+cannot be read or written, bad data, a missing extra, a diverging run), 2 for a
+usage error (an option value out of range, an unknown name), caught while the
+command line is parsed, before any work starts. Errors are one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
+import re
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import __version__, activations, losses
+from ._optional import MissingExtraError
 from .compose import compose
 from .gradcheck import gradcheck, random_target
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# -- argparse types: a bad value is a usage error (exit 2) before any work ----------------------------
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}; got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text!r}")
+    return value
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    items = text.split(",")
+    if not text.strip() or any(not item.strip() for item in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 256 or 64,32; got {text!r}")
+    try:
+        sizes = tuple(int(item) for item in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32; got {text!r}") from None
+    if min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"every layer size must be >= 1; got {text!r}")
+    return sizes
+
+
+def _name_of(registry: Any, kind: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in registry.names():
+            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}; valid names: {', '.join(registry.names())}")
+        return text
+
+    parse.__name__ = kind
+    return parse
+
+
+def _pairs(text: str) -> list[tuple[str, str, str]]:
+    pairs = []
+    for item in text.split(","):
+        out, sep, loss = item.partition(":")
+        if not sep or not out or not loss:
+            raise argparse.ArgumentTypeError(f"expected OUTPUT:LOSS items, comma-separated; got {item!r}")
+        _name_of(activations, "output activation")(out)
+        _name_of(losses, "loss")(loss)
+        try:
+            compose(activations.get(out), losses.get(loss))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{out}:{loss} is not composable: {exc}") from None
+        pairs.append((f"{out} + {loss}", out, loss))
+    return pairs
 
 
 def _kwargs(pairs: Sequence[str]) -> dict[str, Any]:
@@ -29,7 +105,7 @@ def _kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"gradkit: --set takes KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--set takes KEY=VALUE; got {pair!r}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -38,40 +114,40 @@ def _kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _check_pairs(act_names: list[str], loss_names: list[str], seed: int) -> int:
+    heads, skipped = [], []
+    for a in act_names:
+        for name in loss_names:
+            act, loss = activations.get(a), losses.get(name)
+            try:
+                heads.append((a, name, act, compose(act, loss)))
+            except ValueError:
+                skipped.append(f"{a}+{name}")
+    if not heads:
+        print(f"gradkit: no composable pair among {', '.join(skipped)}: the activation's range lies outside "
+              "the loss's domain", file=sys.stderr)
+        return 2
     rng = np.random.default_rng(seed)
     header = f"{'activation':<22} {'loss':<16} {'path':<8} {'max abs err':>12} {'max rel err':>12}  result"
     print(header)
     print("-" * len(header))
     failures = 0
-    skipped = []
-    for a in act_names:
-        for name in loss_names:
-            act, loss = activations.get(a), losses.get(name)
-            try:
-                head = compose(act, loss)
-            except ValueError:
-                skipped.append(f"{a}+{name}")
-                continue
-            z = rng.standard_normal((3, 5)) * 1.5
-            target = random_target(loss, z.shape, rng)
-            if act.stochastic:  # one sample, held fixed while the derivatives are checked
-                act(z)
-                with act.frozen():  # type: ignore[attr-defined]
-                    rep = gradcheck(head, z, target=target, seed=seed)
-            else:
+    for a, name, act, head in heads:
+        z = rng.standard_normal((3, 5)) * 1.5
+        target = random_target(head.loss, z.shape, rng)
+        if act.stochastic:  # one sample, held fixed while the derivatives are checked
+            act(z)
+            with act.frozen():  # type: ignore[attr-defined]
                 rep = gradcheck(head, z, target=target, seed=seed)
-            failures += not rep.ok
-            path = "paired" if head.paired else "fused" if head.fused else "chain"
-            result = "ok" if rep.ok else f"WRONG at {rep.worst_index}"
-            print(f"{a:<22} {name:<16} {path:<8} {rep.max_abs_err:>12.2e} {rep.max_rel_err:>12.2e}  {result}")
-    checked = len(act_names) * len(loss_names) - len(skipped)
-    if checked == 0:
-        print(f"no composable pair among {', '.join(skipped)}: the activation's range lies outside the loss's domain")
-        return 2
+        else:
+            rep = gradcheck(head, z, target=target, seed=seed)
+        failures += not rep.ok
+        path = "paired" if head.paired else "fused" if head.fused else "chain"
+        result = "ok" if rep.ok else f"WRONG at {rep.worst_index}"
+        print(f"{a:<22} {name:<16} {path:<8} {rep.max_abs_err:>12.2e} {rep.max_rel_err:>12.2e}  {result}")
     verdict = "all passed" if failures == 0 else f"{failures} FAILED"
-    print(f"\n{checked} pairs checked, {verdict} (float64 central differences, random upstream vectors).")
+    print(f"\n{_plural(len(heads), 'pair')} checked, {verdict} (float64 central differences, random upstream vectors).")
     if skipped:
-        print(f"{len(skipped)} pairs not composable: the activation's range lies outside the loss's domain "
+        print(f"{_plural(len(skipped), 'pair')} not composable: the activation's range lies outside the loss's domain "
               f"(compose() refuses them): {', '.join(skipped)}")
     return 1 if failures else 0
 
@@ -84,7 +160,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     loss_names = [n for n in names if n in losses.names()]
     unknown = [n for n in names if n not in acts and n not in loss_names]
     if unknown:
-        print(f"gradkit: unknown name(s) {', '.join(unknown)}; see 'gradkit list'", file=sys.stderr)
+        print(f"gradkit check: unknown name(s) {', '.join(unknown)}; see 'gradkit list'", file=sys.stderr)
         return 2
     return _check_pairs(acts or activations.names(), loss_names or losses.names(), args.seed)
 
@@ -92,9 +168,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_jacobian(args: argparse.Namespace) -> int:
     try:
         act = activations.get(args.name, **_kwargs(args.set))
-        jac = act.jacobian(np.asarray(args.values, dtype=np.float64))
+        x = np.asarray(args.values, dtype=np.float64)
+        if act.stochastic:  # one sample: draw its noise (seeded by --set seed=N), then differentiate at it
+            act(x)
+            with act.frozen():  # type: ignore[attr-defined]
+                jac = act.jacobian(x)
+            seed = getattr(act, "seed", None)
+            print(f"gradkit jacobian: {args.name} is random; this is the Jacobian at one noise sample "
+                  + ("(unseeded: add --set seed=0 to repeat it)" if seed is None else f"(--set seed={seed})"),
+                  file=sys.stderr)
+        else:
+            jac = act.jacobian(x)
     except (TypeError, ValueError) as exc:
-        print(f"gradkit: {exc}", file=sys.stderr)
+        print(f"gradkit jacobian: {exc}", file=sys.stderr)
         return 2
     print(np.array2string(jac, precision=8, separator=", ", suppress_small=True))
     return 0
@@ -107,73 +193,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    try:
-        from .training_job import TrainConfig, run
-    except ImportError as exc:  # pragma: no cover - the train extra is missing
-        print(f"gradkit train needs the 'train' extra (pip install 'gradkit[train]'): {exc}", file=sys.stderr)
-        return 2
-    hidden = _hidden(args.hidden)
-    if hidden is None:
-        return 2
-    config = TrainConfig(data=args.data, label=args.label, hidden=hidden, activation=args.activation,
+    from .training_job import TrainConfig, run
+
+    config = TrainConfig(data=args.data, label=args.label, hidden=args.hidden, activation=args.activation,
                          output=args.output, loss=args.loss, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size, seed=args.seed, out=args.out, quiet=args.quiet)
-    try:
-        summary = run(config)
-    except (ValueError, TypeError, FloatingPointError) as exc:
-        print(f"gradkit: {exc}", file=sys.stderr)
-        return 1
+    summary = run(config)
     out = args.out
-    print(f"{summary['data']}: test accuracy {summary['test_accuracy']:.4f} after {summary['epochs']} epochs "
+    print(f"{summary['data'].split(':')[0]}: test accuracy {summary['test_accuracy']:.4f} after {_plural(summary['epochs'], 'epoch')} "
           f"in {summary['train_seconds']:.1f} s")
     print(f"wrote {out}/training.png, {out}/history.json, {out}/model.npz")
     return 0
 
 
-def _hidden(text: str) -> tuple[int, ...] | None:
-    try:
-        return tuple(int(h) for h in text.split(",") if h)
-    except ValueError:
-        print(f"gradkit: --hidden takes comma-separated integers, got {text!r}", file=sys.stderr)
-        return None
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
-    try:
-        from .compare import PAIRS, CompareConfig, run
-    except ImportError as exc:  # pragma: no cover - the train extra is missing
-        print(f"gradkit compare needs the 'train' extra (pip install 'gradkit[train]'): {exc}", file=sys.stderr)
-        return 2
-    hidden = _hidden(args.hidden)
-    if hidden is None:
-        return 2
-    pairs = list(PAIRS)
-    if args.pairs:
-        pairs = []
-        for item in args.pairs.split(","):
-            out, sep, loss = item.partition(":")
-            if not sep:
-                print(f"gradkit: --pairs takes OUTPUT:LOSS items, comma-separated; got {item!r}", file=sys.stderr)
-                return 2
-            pairs.append((f"{out} + {loss}", out, loss))
-    config = CompareConfig(data=args.data, label=args.label, seeds=args.seeds, hidden=hidden,
+    from .compare import PAIRS, CompareConfig, run
+
+    config = CompareConfig(data=args.data, label=args.label, seeds=args.seeds, hidden=args.hidden,
                            activation=args.activation, epochs=args.epochs, lr=args.lr,
-                           batch_size=args.batch_size, out=args.out, pairs=pairs)
-    try:
-        run(config)
-    except (ValueError, TypeError, FloatingPointError, KeyError) as exc:
-        print(f"gradkit: {exc}", file=sys.stderr)
-        return 1
+                           batch_size=args.batch_size, out=args.out, pairs=args.pairs or list(PAIRS))
+    run(config)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.distributed:
-        try:
-            from .bench_distributed import run as run_distributed
-        except ImportError as exc:  # pragma: no cover - the dask extra is missing
-            print(f"gradkit bench --distributed needs the 'dask' extra (pip install 'gradkit[dask]'): {exc}", file=sys.stderr)
-            return 2
+        from .bench_distributed import run as run_distributed
+
         run_distributed(args.out, quick=args.quick)
         return 0
     from .bench import run
@@ -184,69 +230,121 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     """The data, network and optimizer options shared by ``train`` and ``compare``."""
-    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y); default: digits")
-    p.add_argument("--label", default="label", help="the CSV's label column (default 'label', else the last)")
-    p.add_argument("--hidden", default="256", help="hidden layer sizes, comma-separated (default 256)")
-    p.add_argument("--activation", default="relu", help="hidden activation (default relu)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y); default: scikit-learn's digits")
+    p.add_argument("--label", help="the CSV's label column, by header name (default: 'label' if the header has it, "
+                   "else the last column)")
+    p.add_argument("--hidden", type=_hidden_sizes, default="256", metavar="SIZES",
+                   help="hidden layer sizes, comma-separated, e.g. 64,32")
+    p.add_argument("--activation", type=_name_of(activations, "activation"), default="relu", metavar="NAME",
+                   help=f"hidden activation, one of: {', '.join(activations.names())}")
+    p.add_argument("--epochs", type=_int_at_least(1), default=40, help="passes over the training data")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32, help="rows per gradient step")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, like ``git`` and ``pip`` help pages (not "None": the help says)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _subparser(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_Formatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradkit", description="Exact, composable derivatives for neural-network building blocks.")
+    """The ``gradkit`` argument parser (every option value is validated here: a bad one exits 2)."""
+    parser = argparse.ArgumentParser(prog="gradkit", formatter_class=_Formatter,
+                                     description="Exact, composable derivatives for neural-network building blocks.")
     parser.add_argument("--version", action="version", version=f"gradkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train an MLP (default: scikit-learn's digits data); progress, plot, checkpoint")
+    p = _subparser(sub, "train", "train an MLP (default: scikit-learn's digits data); progress, plot, checkpoint")
     _add_training_args(p)
-    p.add_argument("--output", default="softmax", help="output activation (default softmax)")
-    p.add_argument("--loss", default="cross_entropy", help="loss (default cross_entropy; e.g. mse)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="out", help="output folder (default ./out)")
+    p.add_argument("--output", type=_name_of(activations, "output activation"), default="softmax", metavar="NAME",
+                   help="output activation (any activation name, see --activation)")
+    p.add_argument("--loss", type=_name_of(losses, "loss"), default="cross_entropy", metavar="NAME",
+                   help=f"loss, one of: {', '.join(losses.names())}")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seeds the split, the weights and the batches")
+    p.add_argument("--out", default="out", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("compare", help="train one MLP with softmax and each alternative (Taylor, spherical, "
-                       "sparsemax, entmax) over seeds; table and plot")
+    p = _subparser(sub, "compare", "train one MLP with softmax and each alternative (Taylor, spherical, "
+                   "sparsemax, entmax) over seeds; table and plot")
     _add_training_args(p)
-    p.add_argument("--seeds", type=int, default=5, help="seeds, each with its own split and initialization (default 5)")
-    p.add_argument("--pairs", help="OUTPUT:LOSS items, comma-separated (default: the six of the README)")
+    p.add_argument("--seeds", type=_int_at_least(1), default=5, help="seeds, each with its own split and initialization")
+    p.add_argument("--pairs", type=_pairs, metavar="OUTPUT:LOSS,...",
+                   help="output activation:loss items, comma-separated, with names from --activation and "
+                        "'gradkit list' (default: the six of the README)")
     p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("bench", help="time gradkit against naive NumPy, scipy, PyTorch, JAX in one run")
+    p = _subparser(sub, "bench", "time gradkit against naive NumPy, scipy, PyTorch, JAX in one run")
     p.add_argument("--out", default="out/bench", help="folder for bench.json and bench.png")
-    p.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2, like this machine)")
+    p.add_argument("--threads", type=_int_at_least(1), default=2, help="PyTorch threads")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing")
     p.add_argument("--distributed", action="store_true",
                    help="instead: Dask data-parallel training with 1 and 2 workers against one process")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("jacobian", help="print the Jacobian of an activation at a point")
+    p = _subparser(sub, "jacobian", "print the Jacobian of an activation at a point")
     p.add_argument("name", help="activation name (see 'gradkit list')")
-    p.add_argument("values", nargs="+", type=float, help="the point x")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="constructor argument, e.g. --set temperature=2")
+    p.add_argument("values", nargs="+", type=float, help="the point x, e.g. 1 -2.5 -1e308")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument, e.g. --set temperature=2 (or --set seed=0 for gumbel_softmax)")
     p.set_defaults(func=_cmd_jacobian)
+    # argparse takes "-1e308" for an option (its number pattern has no exponent); here every "-<digit>",
+    # "-.5", "-inf" is a value: this parser has no option that looks like one
+    p._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|infinity|nan)", re.IGNORECASE)
 
-    p = sub.add_parser("check", help="gradcheck activation x loss pairs ('all', or names)")
+    p = _subparser(sub, "check", "gradcheck activation x loss pairs ('all', or names)")
     p.add_argument("names", nargs="*", default=["all"], help="'all', or activation and/or loss names")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seeds the points and upstream vectors")
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("list", help="list activations and losses")
+    p = _subparser(sub, "list", "list activations and losses")
     p.set_defaults(func=_cmd_list)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status (0 ok, 1 the run failed, 2 a usage error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2), printed by argparse
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
-        parser.print_help()
-        return 0
-    return int(args.func(args))
+        parser.print_help(sys.stderr)
+        return 2
+    if args.command == "train":  # a pair compose() refuses is a usage error, like an unknown name
+        try:
+            compose(activations.get(args.output), losses.get(args.loss))
+        except ValueError as exc:
+            print(f"gradkit train: error: --output {args.output} with --loss {args.loss}: {exc}", file=sys.stderr)
+            return 2
+    prog = f"gradkit {args.command}"
+    try:
+        return int(args.func(args))
+    except MissingExtraError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `gradkit train | head -1`: the reader left; end quietly (Python's documented recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a file or folder that cannot be read or written, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prog}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FloatingPointError, KeyError) as exc:  # bad data, a diverging run
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,10 +20,11 @@ from typing import Any, Callable
 import numpy as np
 
 from . import activations, losses
-from ._io import atomic_open, save_png
+from ._io import atomic_open, save_png, staged_outputs, writable_dir
+from ._optional import require
 from .compose import compose
 from .nn import Adam, fit
-from .training_job import build_mlp, load_data, split_and_scale
+from .training_job import build_mlp, load_data, one_hot, split_and_scale
 
 __all__ = ["PAIRS", "CompareConfig", "run"]
 
@@ -41,7 +42,7 @@ PAIRS: list[tuple[str, str, str]] = [
 @dataclass
 class CompareConfig:
     data: str | None = None
-    label: str = "label"
+    label: str | None = None
     seeds: int = 5
     hidden: tuple[int, ...] = (256,)
     activation: str = "relu"
@@ -64,6 +65,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Train every pair on every seed; print the table; write ``compare.json`` and ``compare.png``."""
+    require("gradkit compare", "train")
     if config.seeds < 1:
         raise ValueError(f"--seeds must be >= 1; got {config.seeds}")
     heads = []
@@ -72,13 +74,15 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
             heads.append((label, compose(activations.get(out_name), losses.get(loss_name))))
         except ValueError as exc:
             raise ValueError(f"{label}: {exc}") from None
+    out = writable_dir(config.out)
     X, y, name = load_data(config.data, config.label)
+    print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in heads}
     for seed in range(config.seeds):
         X_train, X_test, y_train, y_test, _ = split_and_scale(X, y, seed)
         for label, head in heads:
-            target = y_train if isinstance(head.loss, losses.ClassLoss) else np.eye(n_classes)[y_train]
+            target = y_train if isinstance(head.loss, losses.ClassLoss) else one_hot(y_train, n_classes)
             model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, seed)
             start = time.perf_counter()
             fit(model, X_train, target, loss=head, optimizer=Adam(config.lr), epochs=config.epochs,
@@ -107,14 +111,13 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
             "seconds_mean": float(np.mean([x["seconds"] for x in r])), "runs": r,
         })
     _print_table(rows, name, config, print_fn)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     doc = {"data": name, "date": time.strftime("%Y-%m-%d"), "seeds": config.seeds, "epochs": config.epochs,
            "hidden": list(config.hidden), "activation": config.activation, "lr": config.lr,
            "batch_size": config.batch_size, "results": rows}
-    with atomic_open(out / "compare.json", "w") as handle:
-        json.dump(doc, handle, indent=2)
-    _plot(rows, out / "compare.png", f"{name}: {config.seeds} seeds, {config.epochs} epochs")
+    with staged_outputs(out) as stage:
+        with atomic_open(stage / "compare.json", "w") as handle:
+            json.dump(doc, handle, indent=2)
+        _plot(rows, stage / "compare.png", f"{name.split(':')[0]}: {config.seeds} seeds, {config.epochs} epochs")
     print_fn(f"wrote {out / 'compare.json'}, {out / 'compare.png'}")
     return doc
 

@@ -6,29 +6,30 @@ package, no download). Needs the ``train`` extra (scikit-learn, tqdm, matplotlib
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from . import activations, losses
-from ._io import atomic_open, save_png
+from ._io import atomic_open, save_png, staged_outputs, writable_dir
+from ._optional import require
 from .compose import Composed, compose
 from .losses.classification import ClassLoss
 from .nn import Adam, Dense, Sequential, fit, save
 from .nn.train import predicted_classes
+from .tabular import read_table
 
-__all__ = ["TrainConfig", "build_mlp", "load_data", "run", "split_and_scale"]
+__all__ = ["TrainConfig", "build_mlp", "load_data", "one_hot", "run", "split_and_scale"]
 
 
 @dataclass
 class TrainConfig:
     data: str | None = None
-    label: str = "label"
+    label: str | None = None
     hidden: tuple[int, ...] = (256,)
     activation: str = "relu"
     output: str = "softmax"
@@ -41,45 +42,24 @@ class TrainConfig:
     quiet: bool = False
 
 
-def load_data(path: str | None, label: str = "label") -> tuple[np.ndarray, np.ndarray, str]:
-    """Features, integer labels and a name: digits by default, else a CSV or .npz file.
-
-    A CSV has a header; its label column is ``label`` (or the last column).
-    An ``.npz`` holds arrays ``X`` and ``y`` (read with ``allow_pickle=False``).
-    """
+def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Features, integer class indices and what was read, in words: digits by default, else a
+    ``.csv`` or ``.npz`` file read by :func:`gradkit.tabular.read_table` (see there for the rules)."""
     if path is None:
         from sklearn.datasets import load_digits
 
         X, y = load_digits(return_X_y=True)
-        return X.astype(np.float64), y, "digits (scikit-learn, 1797 × 64)"
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--data: no such file {path!r}")
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as f:
-            if "X" not in f or "y" not in f:
-                raise ValueError(f"--data {path}: an .npz needs arrays 'X' and 'y'; found {sorted(f.files)}")
-            X, raw = np.asarray(f["X"], dtype=np.float64), np.asarray(f["y"])
-    elif p.suffix == ".csv":
-        with open(p, newline="") as handle:
-            rows = list(csv.reader(handle))
-        if len(rows) < 2:
-            raise ValueError(f"--data {path}: a CSV needs a header and at least one row")
-        header, body = rows[0], rows[1:]
-        col = header.index(label) if label in header else len(header) - 1
-        try:
-            X = np.array([[float(v) for i, v in enumerate(r) if i != col] for r in body])
-        except ValueError as exc:
-            raise ValueError(f"--data {path}: feature columns must be numeric ({exc})") from None
-        raw = np.array([r[col] for r in body])
-    else:
-        raise ValueError(f"--data must be a .csv or .npz file; got {path!r}")
-    if X.ndim != 2:
-        raise ValueError(f"--data {path}: X must be 2-d (samples, features); got shape {X.shape}")
-    classes, y = np.unique(raw, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError(f"--data {path}: the label column needs at least 2 classes; found {len(classes)}")
-    return X, y, f"{p.name} ({X.shape[0]} × {X.shape[1]}, {len(classes)} classes)"
+        return X.astype(np.float64), y, "digits (scikit-learn): 1797 rows × 64 features, 10 classes"
+    table = read_table(path, label)
+    _, y = np.unique(table.y, return_inverse=True)
+    return table.X, y, table.description
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows of the identity for ``labels`` (float64), without building the ``n_classes²`` identity."""
+    out = np.zeros((len(labels), n_classes))
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
 
 
 def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, seed: int) -> Sequential:
@@ -132,15 +112,23 @@ def _plot(history: Any, path: Path, title: str) -> None:
     save_png(fig, path)
 
 
-def run(config: TrainConfig) -> dict[str, Any]:
-    """Train, evaluate on a held-out test set, write the plot/history/checkpoint; return a summary."""
+def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train, evaluate on a held-out test set, write the plot/history/checkpoint; return a summary.
+
+    The output folder is checked before anything is trained, and the three files are written
+    into it together at the end (none of them if anything fails). ``print_fn`` gets one line
+    saying what data was read.
+    """
+    require("gradkit train", "train")
     from tqdm.auto import tqdm
 
     head = _head(config)
+    out = writable_dir(config.out)
     X, y, name = load_data(config.data, config.label)
+    print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
     X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, config.seed)
-    target = (lambda labels: labels) if isinstance(head.loss, ClassLoss) else (lambda labels: np.eye(n_classes)[labels])
+    target = (lambda labels: labels) if isinstance(head.loss, ClassLoss) else (lambda labels: one_hot(labels, n_classes))
 
     model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, config.seed)
 
@@ -160,10 +148,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     logits = model.forward(X_test.astype(model.dtype))
     accuracy = float(np.mean(predicted_classes(head, logits) == y_test))
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    title = f"{name}: {config.activation} MLP {list(config.hidden)}, {config.output} + {config.loss}"
-    _plot(history, out / "training.png", title)
+    title = f"{name.split(':')[0]}: {config.activation} MLP {list(config.hidden)}, {config.output} + {config.loss}"
     summary = {
         "data": name,
         "test_accuracy": accuracy,
@@ -172,12 +157,14 @@ def run(config: TrainConfig) -> dict[str, Any]:
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()},
         "history": history.records,
     }
-    with atomic_open(out / "history.json", "w") as handle:
-        json.dump(summary, handle, indent=2)
-    save(model, out / "model.npz", metadata={
-        "output": config.output, "loss": config.loss, "n_classes": n_classes, "data": name,
-        "test_accuracy": accuracy,
-        # inputs are standardized: x' = (x - mean) / scale before model.forward
-        "scaler_mean": scaler.mean_, "scaler_scale": scaler.scale_,
-    })
+    with staged_outputs(out) as stage:
+        _plot(history, stage / "training.png", title)
+        with atomic_open(stage / "history.json", "w") as handle:
+            json.dump(summary, handle, indent=2)
+        save(model, stage / "model.npz", metadata={
+            "output": config.output, "loss": config.loss, "n_classes": n_classes, "data": name,
+            "test_accuracy": accuracy,
+            # inputs are standardized: x' = (x - mean) / scale before model.forward
+            "scaler_mean": scaler.mean_, "scaler_scale": scaler.scale_,
+        })
     return summary

@@ -1,0 +1,232 @@
+"""Reading a user's table for the CLI jobs: a CSV (any common delimiter, header or not) or an ``.npz``.
+
+Every decision is made from the content and reported back in :attr:`Table.description`
+(the jobs print it before training), never guessed silently:
+
+* the delimiter is sniffed from the first MiB among ``, ; TAB |`` (``csv.Sniffer``);
+* the first row is a header when some column is numeric below it but not in it;
+* the label column is ``label`` when the header has one, the one named by ``label=``
+  (refused when there is no such column), else the last column — and the description says which;
+* labels are class names: text or integers. A numeric label column with non-integer values is a
+  regression target, which the classification jobs refuse with that reason. Empty or NaN labels
+  are refused, as are non-finite or complex features.
+
+CSV values are parsed by ``numpy.loadtxt`` (a C parser: memory in proportion to the result, no
+per-field limit); an ``.npz`` is read with ``allow_pickle=False`` after its members' declared
+sizes are checked against the archive, so a crafted file cannot make it allocate more than
+``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Table", "read_table"]
+
+_SNIFF_BYTES = 1 << 20
+_DELIMITERS = ",;\t|"
+#: the largest array an ``.npz`` member may declare (bytes); more is refused before reading
+MAX_NPZ_ARRAY_BYTES = 8 << 30
+
+
+@dataclass(frozen=True)
+class Table:
+    """Features ``X`` (float64, 2-d), raw labels ``y`` (1-d) and what was read, in words."""
+
+    X: np.ndarray
+    y: np.ndarray
+    description: str
+
+
+def read_table(path: str | os.PathLike[str], label: str | None = None, *, option: str = "--data") -> Table:
+    """Read features and labels from a ``.csv`` or ``.npz`` file; errors are ``ValueError`` naming ``option``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.csv`` file, or an ``.npz`` with arrays ``X`` (samples × features) and ``y``.
+    label : str or None
+        The CSV's label column by header name; None means ``label`` if there is such a column,
+        else the last one.
+    option : str
+        How the caller names ``path`` in messages.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.TemporaryDirectory()
+    >>> p = os.path.join(d.name, "t.csv")
+    >>> _ = open(p, "w").write("a;b;kind\\n1;2;cat\\n3;4;dog\\n5;6;cat\\n")
+    >>> t = read_table(p)
+    >>> t.X.shape, t.y.tolist()
+    ((3, 2), ['cat', 'dog', 'cat'])
+    >>> print(t.description)
+    t.csv: 3 rows × 2 features, label column 'kind' (the last; no column is named 'label'); delimiter ';', header row, 2 classes
+    >>> d.cleanup()
+    """
+    p = Path(path)
+    try:
+        is_file = p.is_file()
+    except OSError as exc:  # a symlink loop, a name too long
+        raise ValueError(f"{option} {str(path)!r}: {exc.strerror or exc}") from None
+    if not is_file:
+        reason = "no such file" if not p.exists() else "not a regular file"
+        raise ValueError(f"{option} {str(path)!r}: {reason}")
+    if p.suffix.lower() == ".npz":
+        X, y, how = _read_npz(p, option)
+    elif p.suffix.lower() in (".csv", ".txt", ".tsv"):
+        X, y, how = _read_csv(p, label, option)
+    else:
+        raise ValueError(f"{option} must be a .csv or .npz file; got {str(path)!r}")
+    _check(X, y, p, option)
+    classes = np.unique(y)
+    return Table(X, y, f"{p.name}: {X.shape[0]} rows × {X.shape[1]} features, {how}, {len(classes)} classes")
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+    with open(p, "rb") as handle:
+        raw = handle.read(_SNIFF_BYTES)
+    try:
+        sample = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if len(raw) < _SNIFF_BYTES or exc.start < len(raw) - 4:  # not a multi-byte character cut at the end
+            raise ValueError(f"{option} {p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        sample = raw[: exc.start].decode("utf-8-sig")
+    lines = [line for line in sample.splitlines()[:-1 if len(raw) == _SNIFF_BYTES else None] if line.strip()]
+    if len(lines) < 1:
+        raise ValueError(f"{option} {p}: no complete line in the first {_SNIFF_BYTES // 1024} KiB")
+    try:
+        delimiter = csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","  # one column, or no consistent delimiter: the column check below says so
+    try:
+        rows = list(csv.reader(io.StringIO("\n".join(lines[:2])), delimiter=delimiter))
+    except csv.Error as exc:  # e.g. a field over csv's 128 KiB limit: no number is that long
+        raise ValueError(f"{option} {p}: cannot read the first rows as CSV ({exc})") from None
+    first = [f.strip() for f in rows[0]]
+    if len(first) < 2:
+        raise ValueError(f"{option} {p}: found 1 column (looked for the delimiters , ; TAB |); "
+                         "need at least one feature column and a label column")
+    header = len(rows) > 1 and any(not _numeric(a) and _numeric(b) for a, b in zip(first, rows[1]))
+    if header:
+        if label is not None and label not in first:
+            raise ValueError(f"--label {label!r} is not a column of {p.name}; its columns: {', '.join(first)}")
+        name = label if label is not None else "label" if "label" in first else first[-1]
+        col = first.index(name)
+        how = f"label column {name!r}" + ("" if label is not None or name == "label"
+                                           else " (the last; no column is named 'label')")
+    else:
+        if label is not None:
+            raise ValueError(f"--label {label!r}: {p.name} has no header row (its first row is numbers), so no "
+                             "column has a name; leave --label out to use the last column")
+        col, how = len(first) - 1, "label in the last column"
+    features = [i for i in range(len(first)) if i != col]
+    skip = 1 if header else 0
+    try:
+        X = np.loadtxt(p, delimiter=delimiter, skiprows=skip, usecols=features, dtype=np.float64, ndmin=2,
+                       encoding="utf-8-sig", comments=None, quotechar='"')
+        y = np.loadtxt(p, delimiter=delimiter, skiprows=skip, usecols=[col], dtype=str, ndmin=1,
+                       encoding="utf-8-sig", comments=None, quotechar='"')
+    except ValueError as exc:
+        raise ValueError(f"{option} {p}: feature columns must be numeric and every row must have "
+                         f"{len(first)} fields ({_short(exc)})") from None
+    y = np.char.strip(y)
+    missing = np.isin(np.char.lower(y), ["", "nan", "na", "n/a", "null", "none"])
+    if missing.any():
+        raise ValueError(f"{option} {p}: {int(missing.sum())} row(s) have no label (empty or NaN), first in data "
+                         f"row {int(np.argmax(missing)) + 1}; every row needs a class")
+    numeric = all(_numeric(v) for v in y)
+    if numeric and len(y):
+        values = y.astype(np.float64)
+        if np.isnan(values).any():
+            raise ValueError(f"{option} {p}: the label column has {int(np.isnan(values).sum())} NaN value(s); "
+                             "every row needs a class")
+        y = values.astype(np.int64) if np.all(values == np.round(values)) and np.all(np.abs(values) < 2**53) else values
+    sep = {"\t": "TAB"}.get(delimiter, delimiter)
+    return X, y, f"{how}; delimiter {sep!r}, {'header row' if header else 'no header row'}"
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            for name in ("X.npy", "y.npy"):
+                if name not in infos:
+                    raise ValueError(f"{option} {p}: an .npz needs arrays 'X' and 'y'; "
+                                     f"found {sorted(n.removesuffix('.npy') for n in infos)}")
+                _check_npy_member(zf, infos[name], option, p)
+        with np.load(p, allow_pickle=False) as f:
+            X, y = f["X"], f["y"]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+        raise ValueError(f"{option} {p}: not a readable .npz archive ({_short(exc)})") from None
+    if X.dtype.kind == "c" or y.dtype.kind == "c":
+        raise ValueError(f"{option} {p}: complex data is not supported (X is {X.dtype}, y is {y.dtype})")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{option} {p}: X must be numeric; got dtype {X.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"{option} {p}: y must be 1-d (one label per row); got shape {y.shape}")
+    if y.dtype.kind == "f":
+        if np.isnan(y).any():
+            raise ValueError(f"{option} {p}: y has {int(np.isnan(y).sum())} NaN value(s); every row needs a class")
+        if np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+    return np.asarray(X, dtype=np.float64), y, "arrays X and y"
+
+
+def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, option: str, p: Path) -> None:
+    """Refuse a member whose ``.npy`` header declares more than :data:`MAX_NPZ_ARRAY_BYTES`, or more
+    than it can hold, before anything is allocated."""
+    if info.flag_bits & 0x1:
+        raise ValueError(f"{option} {p}: member {info.filename} is encrypted")
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"{option} {p}: member {info.filename} has .npy format version {version}; "
+                             "1.0 and 2.0 are read")
+        shape, _, dtype = read(member, max_header_size=10_000)
+    declared = math.prod(shape) * dtype.itemsize
+    if dtype.hasobject:
+        raise ValueError(f"{option} {p}: member {info.filename} holds Python objects, which are never loaded")
+    if declared > MAX_NPZ_ARRAY_BYTES or declared > info.file_size:
+        raise ValueError(f"{option} {p}: member {info.filename} declares shape {shape} of {dtype} "
+                         f"({declared:,} bytes) but holds {info.file_size:,} bytes")
+
+
+def _check(X: np.ndarray, y: np.ndarray, p: Path, option: str) -> None:
+    if X.ndim != 2:
+        raise ValueError(f"{option} {p}: X must be 2-d (samples, features); got shape {X.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"{option} {p}: X has {X.shape[0]} rows but y has {y.shape[0]}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{option} {p}: no data (X has shape {X.shape})")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise ValueError(f"{option} {p}: X contains NaN or infinity ({int(bad.sum())} value(s), first in row {row})")
+    if y.dtype.kind == "f":
+        raise ValueError(f"{option} {p}: the labels are non-integer numbers ({len(np.unique(y))} distinct values, "
+                         "e.g. " + ", ".join(f"{v:g}" for v in y[:3]) + "): a regression target; this job classifies")
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"{option} {p}: the labels need at least 2 classes; found {len(np.unique(y))}")

@@ -1,0 +1,251 @@
+"""The CLI's front door: usage errors exit 2, failed runs exit 1, one line each, no traceback;
+what was read from a user's file is said; outputs appear together or not at all (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradkit import _optional
+from gradkit.cli import main
+
+
+def _err_lines(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["train", "--epochs", "-1"], "argument --epochs: expected an integer >= 1; got -1"),
+    (["train", "--epochs", "two"], "argument --epochs: expected an integer >= 1; got 'two'"),
+    (["train", "--hidden", "0"], "argument --hidden: every layer size must be >= 1"),
+    (["train", "--hidden", ""], "argument --hidden: expected comma-separated layer sizes"),
+    (["train", "--hidden", "32,,16"], "argument --hidden: expected comma-separated layer sizes"),
+    (["train", "--lr", "0"], "argument --lr: expected a finite number > 0; got '0'"),
+    (["train", "--lr", "nan"], "argument --lr: expected a finite number > 0"),
+    (["train", "--batch-size", "0"], "argument --batch-size: expected an integer >= 1; got 0"),
+    (["train", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
+    (["train", "--activation", "relux"], "unknown activation 'relux'; valid names: elu,"),
+    (["train", "--output", "softmaxx"], "unknown output activation 'softmaxx'"),
+    (["train", "--loss", "xent"], "unknown loss 'xent'; valid names: bce,"),
+    (["train", "--output", "tanh", "--loss", "bce"], "--output tanh with --loss bce"),
+    (["compare", "--seeds", "0"], "argument --seeds: expected an integer >= 1; got 0"),
+    (["compare", "--pairs", "softmax"], "expected OUTPUT:LOSS items"),
+    (["compare", "--pairs", "tanh:bce"], "tanh:bce is not composable"),
+    (["compare", "--pairs", "softmax:nope"], "unknown loss 'nope'"),
+    (["bench", "--threads", "0"], "argument --threads: expected an integer >= 1; got 0"),
+    (["check", "--seed", "-3"], "argument --seed: expected an integer >= 0"),
+    (["jacobian", "softmax", "1", "--set", "temperature"], "--set takes KEY=VALUE"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_usage_errors_exit_2_with_one_line_before_any_work(args, fragment, capsys, tmp_path):
+    assert main([*args, *(["--out", str(tmp_path / "o")] if args[0] in ("train", "compare") else [])]) == 2
+    lines = _err_lines(capsys)
+    assert fragment in lines[-1]
+    assert not (tmp_path / "o").exists()  # nothing was started
+
+
+def test_no_subcommand_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "usage: gradkit" in err and "train" in err
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "bench", "jacobian", "check"])
+def test_help_shows_defaults_and_valid_names(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    if command in ("train", "compare"):
+        assert "(default: 40)" in out and "(default: relu)" in out and "log_taylor_softmax" in out
+    if command == "train":
+        assert "(default: cross_entropy)" in out and "sparsemax_loss" in out and "(default: softmax)" in out
+    if command == "compare":
+        assert "OUTPUT:LOSS" in out and "(default: 5)" in out
+    if command == "bench":
+        assert "(default: 2)" in out
+
+
+def test_jacobian_takes_exponent_negatives_and_infinities(capsys):
+    assert main(["jacobian", "softmax", "-1e308", "2"]) == 0
+    assert main(["jacobian", "tanh", "-inf", "-.5", "-2e-3"]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out
+
+
+def test_jacobian_of_a_random_activation_says_how_to_repeat_it(capsys):
+    assert main(["jacobian", "gumbel_softmax", "1", "2", "--set", "seed=3"]) == 0
+    first = capsys.readouterr()
+    assert "--set seed=3" in first.err
+    assert main(["jacobian", "gumbel_softmax", "1", "2", "--set", "seed=3"]) == 0
+    assert capsys.readouterr().out == first.out  # the same sample
+    assert main(["jacobian", "gumbel_softmax", "1", "2"]) == 0
+    assert "add --set seed=0 to repeat it" in capsys.readouterr().err
+
+
+def test_check_of_a_non_composable_pair_prints_no_empty_table(capsys):
+    assert main(["check", "tanh", "bce"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no composable pair among tanh+bce" in captured.err
+
+
+def test_plurals(capsys):
+    assert main(["check", "softmax", "mse"]) == 0
+    assert "1 pair checked" in capsys.readouterr().out
+
+
+# -- runtime failures: exit 1, one line naming the path ------------------------------------------------
+def test_out_that_is_a_file_fails_before_training(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    assert main(["train", "--quiet", "--out", str(target), "--data", str(tmp_path / "missing.csv")]) == 1
+    line = _err_lines(capsys)[-1]
+    assert "--out" in line and "is not a folder" in line  # checked before the data were even read
+
+
+def test_out_that_cannot_be_created_fails_before_training(capsys):
+    assert main(["train", "--quiet", "--out", "/proc/gradkit-cannot-be-here"]) == 1
+    line = _err_lines(capsys)[-1]
+    assert line.startswith("gradkit train: --out '/proc/gradkit-cannot-be-here': cannot write there")
+
+
+def test_a_failed_run_leaves_no_partial_outputs(tmp_path, capsys, monkeypatch):
+    from gradkit import training_job
+
+    def broken_save(*args, **kwargs):
+        raise OSError(28, "No space left on device", "model.npz")
+
+    monkeypatch.setattr(training_job, "save", broken_save)
+    out = tmp_path / "o"
+    assert main(["train", "--quiet", "--epochs", "1", "--hidden", "8", "--out", str(out)]) == 1
+    assert _err_lines(capsys)[-1] == "gradkit train: model.npz: No space left on device"
+    assert list(out.iterdir()) == []  # neither training.png nor history.json, no staging folder
+
+
+def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(_optional, "_importable", lambda module: module != "sklearn")
+    assert main(["train", "--quiet", "--out", str(tmp_path)]) == 1
+    assert _err_lines(capsys) == [
+        "gradkit train: gradkit train needs the 'train' extra: pip install \"gradkit[train]\" (missing: sklearn)"]
+    assert main(["compare", "--out", str(tmp_path)]) == 1
+    assert "gradkit compare needs the 'train' extra" in _err_lines(capsys)[-1]
+
+
+def test_broken_pipe_ends_quietly():
+    proc = subprocess.run(f"{sys.executable} -m gradkit.cli check all | head -1", shell=True,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout.startswith("activation")
+    assert proc.stderr == ""
+
+
+# -- reading user data: every decision said, hostile files refused in one line ----------------------
+def _blobs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return rng.standard_normal((n, 3)) + 3 * np.eye(3)[y], y
+
+
+def _train(tmp_path, data, *extra):
+    return main(["train", "--quiet", "--epochs", "1", "--hidden", "4", "--data", str(data),
+                 "--out", str(tmp_path / "o"), *extra])
+
+
+def test_semicolon_csv_with_header_is_sniffed_and_reported(tmp_path, capsys):
+    X, y = _blobs()
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b;c;kind\n" + "".join(f"{r[0]};{r[1]};{r[2]};k{v}\n" for r, v in zip(X, y)))
+    assert _train(tmp_path, path) == 0
+    out = capsys.readouterr().out
+    assert "read semi.csv: 60 rows × 3 features, label column 'kind' (the last; no column is named 'label'); " \
+           "delimiter ';', header row, 3 classes" in out
+
+
+def test_headerless_csv_keeps_its_first_row(tmp_path, capsys):
+    X, y = _blobs()
+    path = tmp_path / "plain.csv"
+    path.write_text("".join(f"{r[0]},{r[1]},{r[2]},{v}\n" for r, v in zip(X, y)))
+    assert _train(tmp_path, path) == 0
+    assert "60 rows × 3 features, label in the last column; delimiter ',', no header row" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content,extra,fragment", [
+    ("a,b,y\n1,2,0\n3,4,1\n", ["--label", "nope"], "--label 'nope' is not a column of bad.csv; its columns: a, b, y"),
+    ("1,2,0\n3,4,1\n", ["--label", "y"], "has no header row"),
+    ("a,b,label\n1,2,0\n3,4,nan\n5,6,1\n", [], "1 row(s) have no label (empty or NaN), first in data row 2"),
+    ("a,b,label\n1,2,0\n3,4,\n5,6,1\n", [], "have no label"),
+    ("a,b,t\n" + "".join(f"{i},{i % 3},{i * 0.37}\n" for i in range(50)), [],
+     "the labels are non-integer numbers (50 distinct values"),
+    ("a,b,label\n1,x,0\n3,4,1\n", [], "feature columns must be numeric"),
+    ("a,b,label\n1,2,0\n3,4\n", [], "every row must have 3 fields"),
+    ("a,b,label\n1,nan,0\n3,4,1\n", [], "X contains NaN or infinity (1 value(s), first in row 0)"),
+    ("a\n1\n2\n", [], "found 1 column"),
+    ("a,b\n" + "1" * 200_000 + ",2\n3,4\n", [], "cannot read the first rows as CSV"),
+])
+def test_bad_csv_is_refused_in_one_line(tmp_path, capsys, content, extra, fragment):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    assert _train(tmp_path, path, *extra) == 1
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_a_fifo_is_refused_without_hanging(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    assert _train(tmp_path, fifo) == 1
+    assert "not a regular file" in _err_lines(capsys)[-1]
+
+
+def _npz_claiming(path: Path, shape: tuple[int, ...]) -> None:
+    """An .npz whose X.npy header declares ``shape`` but holds a few bytes."""
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(b"\0" * 64)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("X.npy", buf.getvalue())
+        ybuf = io.BytesIO()
+        np.save(ybuf, np.array([0, 1]))
+        zf.writestr("y.npy", ybuf.getvalue())
+
+
+def test_npz_claiming_80_terabytes_is_refused_before_allocating(tmp_path, capsys):
+    path = tmp_path / "huge.npz"
+    _npz_claiming(path, (10**7, 10**6))
+    assert _train(tmp_path, path) == 1
+    assert "declares shape (10000000, 1000000) of float64 (80,000,000,000,000 bytes) but holds" in \
+        _err_lines(capsys)[-1]
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "not a readable .npz archive"),
+    (lambda p: np.savez(p, X=np.ones((4, 2)) + 1j, y=np.arange(4) % 2), "complex data is not supported"),
+    (lambda p: np.savez(p, X=np.ones((4, 2)), y=np.array([0, 1, np.nan, 1])), "y has 1 NaN value(s)"),
+    (lambda p: np.savez(p, X=np.ones((4, 2)), y=np.linspace(0, 1, 4)), "non-integer numbers"),
+    (lambda p: np.savez(p, features=np.ones((4, 2))), "needs arrays 'X' and 'y'"),
+])
+def test_bad_npz_is_refused_in_one_line(tmp_path, capsys, make, fragment):
+    path = tmp_path / "bad.npz"
+    make(path)
+    assert _train(tmp_path, path) == 1
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_history_records_what_was_read(tmp_path):
+    X, y = _blobs()
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    assert _train(tmp_path, tmp_path / "d.npz") == 0
+    summary = json.loads((tmp_path / "o" / "history.json").read_text())
+    assert summary["data"] == "d.npz: 60 rows × 3 features, arrays X and y, 3 classes"
