@@ -249,3 +249,26 @@ def test_history_records_what_was_read(tmp_path):
     assert _train(tmp_path, tmp_path / "d.npz") == 0
     summary = json.loads((tmp_path / "o" / "history.json").read_text())
     assert summary["data"] == "d.npz: 60 rows × 3 features, arrays X and y, 3 classes"
+
+
+def test_bench_distributed_claims_only_a_measured_crossover():
+    pytest.importorskip("distributed")
+    from gradkit.bench_distributed import _crossover
+
+    def rows(*measured):
+        return [{"rows": n, "dask_2_workers_ms": d, "single_ms": s} for n, d, s in measured]
+
+    assert _crossover(rows((50_000, 58, 39), (200_000, 108, 161), (2_000_000, 939, 1802)))[0] == [50_000, 200_000]
+    # a win at one size followed by a loss is no crossover
+    assert _crossover(rows((50_000, 38, 39), (200_000, 208, 161), (2_000_000, 939, 1802)))[0] == [200_000, 2_000_000]
+    bracket, verdict = _crossover(rows((50_000, 58, 39), (200_000, 208, 161)))
+    assert bracket is None and verdict.startswith("none measured")
+    bracket, verdict = _crossover(rows((50_000, 38, 39), (200_000, 108, 161)))
+    assert bracket is None and "lies below that" in verdict
+
+
+def test_bench_without_its_extra_names_it(monkeypatch, capsys):
+    monkeypatch.setattr(_optional, "_importable", lambda module: module != "matplotlib")
+    assert main(["bench", "--quick"]) == 1
+    assert _err_lines(capsys) == ["gradkit bench: gradkit bench needs the 'bench' extra: "
+                                  "pip install \"gradkit[bench]\" (missing: matplotlib)"]

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import __version__, activations, losses
-from ._optional import MissingExtraError
+from ._optional import MissingExtraError, require
 from .compose import compose
 from .gradcheck import gradcheck, random_target
 
@@ -218,10 +218,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.distributed:
+        require("gradkit bench --distributed", "dask")
         from .bench_distributed import run as run_distributed
 
         run_distributed(args.out, quick=args.quick)
         return 0
+    require("gradkit bench", "bench")
     from .bench import run
 
     run(args.out, quick=args.quick, threads=args.threads)
