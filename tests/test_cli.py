@@ -105,6 +105,14 @@ def test_compare_trains_every_pair_and_writes_json_and_png(tmp_path, capsys):
     doc = json.loads((tmp_path / "compare.json").read_text())
     assert doc["seeds"] == 2 and len(doc["results"]) == 6
     assert all(len(r["runs"]) == 2 and 0 <= r["accuracy_mean"] <= 1 for r in doc["results"])
+    # the README's "vs softmax+CE on the same seed" column comes from here: paired per-seed differences
+    base, other = doc["results"][0], doc["results"][3]
+    assert base["vs_baseline"] is None and other["vs_baseline"]["baseline"] == "softmax + CE"
+    diffs = [100 * (b["accuracy"] - x["accuracy"]) for x, b in zip(other["runs"], base["runs"])]
+    assert other["vs_baseline"]["error_diff_pp_mean"] == pytest.approx(np.mean(diffs))
+    v = other["vs_baseline"]
+    assert v["better"] + v["worse"] + v["ties"] == 2
+    assert "error vs softmax + CE on the same seed" in out
     assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -110,6 +110,7 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
             "zero_prob_share_mean": float(np.mean([x["zero_prob_share"] for x in r])),
             "seconds_mean": float(np.mean([x["seconds"] for x in r])), "runs": r,
         })
+    _add_paired_differences(rows)
     _print_table(rows, name, config, print_fn)
     doc = {"data": name, "date": time.strftime("%Y-%m-%d"), "seeds": config.seeds, "epochs": config.epochs,
            "hidden": list(config.hidden), "activation": config.activation, "lr": config.lr,
@@ -122,10 +123,36 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
     return doc
 
 
+def _add_paired_differences(rows: list[dict[str, Any]]) -> None:
+    """Each row's test error minus the first row's (the baseline, softmax + CE by default) on the same
+    seed, in percentage points: mean ± std over seeds and how many seeds were better, worse, tied."""
+    base = rows[0]
+    for r in rows:
+        if r is base:
+            r["vs_baseline"] = None
+            continue
+        diff = np.array([100 * (b["accuracy"] - x["accuracy"]) for x, b in zip(r["runs"], base["runs"])])
+        mean, std = _mean_std(list(diff))
+        r["vs_baseline"] = {
+            "baseline": base["pair"], "error_diff_pp_mean": mean, "error_diff_pp_std": std,
+            "better": int(np.sum(diff < -1e-9)), "worse": int(np.sum(diff > 1e-9)), "ties": int(np.sum(np.abs(diff) <= 1e-9)),
+        }
+
+
+def _vs_baseline(r: dict[str, Any]) -> str:
+    v = r["vs_baseline"]
+    if v is None:
+        return "—"
+    counts = ", ".join(f"{word} on {v[key]}" for key, word in (("better", "better"), ("worse", "worse"), ("ties", "tie"))
+                       if v[key])
+    return f"{v['error_diff_pp_mean']:+.2f} ± {v['error_diff_pp_std']:.2f} ({counts})"
+
+
 def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, print_fn: Callable[[str], None]) -> None:
     print_fn(f"\n{name}; MLP {list(config.hidden)} {config.activation}, Adam lr {config.lr:g}, "
              f"{config.epochs} epochs, batch {config.batch_size}, {config.seeds} seeds (mean ± std)")
-    header = f"{'output + loss':<28} {'test accuracy':>16} {'error %':>8} {'test NLL':>18} {'train s':>8}"
+    header = (f"{'output + loss':<28} {'test accuracy':>16} {'error %':>8} {'test NLL':>18} {'train s':>8}  "
+              f"error vs {rows[0]['pair']} on the same seed (points)")
     print_fn(header)
     print_fn("-" * len(header))
     for r in rows:
@@ -134,7 +161,7 @@ def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, p
         else:
             nll = f"∞ ({100 * r['zero_prob_share_mean']:.1f}% p_y=0)"
         print_fn(f"{r['pair']:<28} {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} {r['error_pct_mean']:>8.2f} "
-                 f"{nll:>18} {r['seconds_mean']:>8.2f}")
+                 f"{nll:>18} {r['seconds_mean']:>8.2f}  {_vs_baseline(r)}")
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
