@@ -244,16 +244,24 @@ def _plot(cases: list[Case], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{c.op}\n{c.size}" for c in cases]
+    import textwrap
+
     peers = sorted({k for c in cases for k in c.ms})
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(cases)), 5))
-    width = 0.8 / max(1, len(peers))
-    for k, peer in enumerate(peers):
-        values = [c.ms.get(peer, np.nan) for c in cases]
-        ax.bar(np.arange(len(cases)) + k * width, values, width, label=peer)
-    ax.set_xticks(np.arange(len(cases)) + 0.4 - width / 2, labels, fontsize=7)
+    palette = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("Dark2").colors)  # 18 distinct colours
+    colour = {peer: palette[i % len(palette)] for i, peer in enumerate(peers)}
+    fig, ax = plt.subplots(figsize=(max(9, 1.9 * len(cases)), 5.5))
+    width = 0.85 / max(len(c.ms) for c in cases)
+    for i, c in enumerate(cases):  # each group holds only the contenders it measured, centred on its tick
+        present = [p for p in peers if p in c.ms]
+        for k, peer in enumerate(present):
+            offset = (k - (len(present) - 1) / 2) * width
+            ax.bar(i + offset, c.ms[peer], width, color=colour[peer], label=peer)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    labels = ["\n".join(textwrap.wrap(c.op, 16)) + f"\n{c.size}" for c in cases]
+    ax.set_xticks(np.arange(len(cases)), labels, fontsize=8)
     ax.set(ylabel="milliseconds (median, log scale)", yscale="log", title="gradkit vs peers, measured in one run")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(unique.values(), unique.keys(), fontsize=7, ncol=3)
     fig.tight_layout()
     save_png(fig, path)
 
