@@ -133,7 +133,7 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(_optional, "_importable", lambda module: module != "sklearn")
     assert main(["train", "--quiet", "--out", str(tmp_path)]) == 1
     assert _err_lines(capsys) == [
-        "gradkit train: gradkit train needs the 'train' extra: pip install \"gradkit[train]\" (missing: sklearn)"]
+        "gradkit train needs the 'train' extra: pip install \"gradkit[train]\" (missing: sklearn)"]
     assert main(["compare", "--out", str(tmp_path)]) == 1
     assert "gradkit compare needs the 'train' extra" in _err_lines(capsys)[-1]
 
@@ -270,5 +270,5 @@ def test_bench_distributed_claims_only_a_measured_crossover():
 def test_bench_without_its_extra_names_it(monkeypatch, capsys):
     monkeypatch.setattr(_optional, "_importable", lambda module: module != "matplotlib")
     assert main(["bench", "--quick"]) == 1
-    assert _err_lines(capsys) == ["gradkit bench: gradkit bench needs the 'bench' extra: "
+    assert _err_lines(capsys) == ["gradkit bench needs the 'bench' extra: "
                                   "pip install \"gradkit[bench]\" (missing: matplotlib)"]

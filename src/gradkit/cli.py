@@ -330,8 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"gradkit {args.command}"
     try:
         return int(args.func(args))
-    except MissingExtraError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+    except MissingExtraError as exc:  # its message names the command already
+        print(exc, file=sys.stderr)
         return 1
     except BrokenPipeError:  # `gradkit train | head -1`: the reader left; end quietly (Python's documented recipe)
         devnull = os.open(os.devnull, os.O_WRONLY)
