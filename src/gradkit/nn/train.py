@@ -278,9 +278,12 @@ def fit(
     optimizer = optimizer if optimizer is not None else Adam()
     optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
     rng = np.random.default_rng(seed)
+    frac = check_positive(validation_split, "validation_split", allow_zero=True)
+    if frac >= 1:
+        raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
 
     if validation_data is not None:
-        if validation_split:
+        if frac:
             raise ValueError(f"pass validation_split or validation_data, not both; got validation_split="
                              f"{validation_split!r} and validation_data")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -292,10 +295,7 @@ def fit(
         if X_val.shape[1] != X.shape[1] or y_val.shape[1:] != y.shape[1:]:
             raise ValueError(f"validation_data must have the shape of (X, y) past the first axis, {X.shape[1:]} "
                              f"and {y.shape[1:]}; got {X_val.shape[1:]} and {y_val.shape[1:]}")
-    elif validation_split:
-        frac = check_positive(validation_split, "validation_split")
-        if frac >= 1:
-            raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
+    elif frac:
         n_val = max(1, round(frac * X.shape[0]))
         if n_val >= X.shape[0]:
             raise ValueError(f"validation_split={validation_split} holds out {n_val} of the {X.shape[0]} samples "
@@ -303,7 +303,6 @@ def fit(
         order = rng.permutation(X.shape[0])
         X, y, X_val, y_val = X[order[n_val:]], y[order[n_val:]], X[order[:n_val]], y[order[:n_val]]
     else:
-        check_positive(validation_split, "validation_split", allow_zero=True)
         X_val = y_val = None
     if patience and X_val is None:
         raise ValueError("early_stopping needs validation_split or validation_data")
