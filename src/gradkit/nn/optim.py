@@ -130,7 +130,8 @@ class Optimizer:
             if np.shape(grads[name]) != p.shape:
                 raise ValueError(f"grads[{name!r}] must have the shape of its parameter, {p.shape}; "
                                  f"got {np.shape(grads[name])}")
-            self.check_lr(p.dtype)
+        for dtype in {p.dtype for p in params.values()}:
+            self.check_lr(dtype)
         t = self.steps + 1
         staged: list[tuple[np.ndarray, np.ndarray, str, dict[str, np.ndarray]]] = []
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
