@@ -25,20 +25,22 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from ._array import check_int, check_positive
 from .compose import Composed
 from .nn.layers import ActivationLayer, Dropout
 from .nn.model import Sequential
 from .nn.optim import Adam, Optimizer
-from ._array import check_int
-from .nn.train import DivergenceError, History, as_head, class_labels, predicted_classes
+from .nn.train import DivergenceError, History, as_head, cast_finite, class_labels, predicted_classes
 
 __all__ = ["fit", "from_npy", "from_zarr", "minibatch_rows"]
 
@@ -125,18 +127,22 @@ def minibatch_rows(block_rows: Sequence[int], batch_size: int, seed: int, epoch:
 
 # -- the work of one block -------------------------------------------------------------------
 def _block_sums(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray,
-                rows: Any) -> tuple[float, dict[str, np.ndarray], float, int | None, int]:
+                rows: Any, block: int = 0) -> tuple[float, dict[str, np.ndarray], float, int | None, int]:
     """``(Σ loss, {name: ∂Σ/∂param}, denominator, correct or None, items)`` for one block (or its
-    ``rows``); ``correct`` is None when the block's targets do not name classes."""
+    ``rows``); ``correct`` is None when the block's targets do not name classes. NaN, infinity or
+    values that overflow the model's dtype raise ``ValueError`` naming ``X`` (or ``y``) and ``block``."""
     if rows is not None:
         X, y = X[rows], y[rows]
     n = X.shape[0]
     if n == 0:
         return 0.0, {}, 0.0, 0, 0
     model = copy.deepcopy(model)  # tasks of one worker may share the scattered object: never mutate it
-    X = np.asarray(X, dtype=model.dtype)
-    if np.issubdtype(y.dtype, np.floating):
-        y = y.astype(model.dtype, copy=False)
+    try:
+        X = cast_finite(np.asarray(X), "X", model.dtype)
+        if np.issubdtype(y.dtype, np.floating):
+            y = cast_finite(np.asarray(y), "y", model.dtype)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (in block {block} of the row chunks{'' if rows is None else ', of its batch'})") from None
     if y.ndim == 1 and not isinstance(head.loss, _class_loss()):
         y = y[:, None]
     with np.errstate(over="ignore", invalid="ignore"):
@@ -156,15 +162,47 @@ def _class_loss() -> type:
 
 
 # -- the driver ----------------------------------------------------------------------------------
+def _probe(address: str, timeout: float) -> None:
+    """Connect to ``address`` and complete Dask's handshake within ``timeout`` seconds, else raise
+    ``TimeoutError`` (or ``OSError``) naming both. ``distributed.Client(address, timeout=...)`` waits
+    forever for the handshake of a server that accepts TCP connections but never answers."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
+        await comm.close()
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(handshake())
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread, below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="gradkit-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)
+    hint = "is a Dask scheduler listening there (dask scheduler prints its address)?"
+    if thread.is_alive() or (errors and isinstance(errors[0], (asyncio.TimeoutError, TimeoutError))):
+        raise TimeoutError(f"no Dask scheduler answered at client={address!r} within timeout={timeout:g} s; {hint}")
+    if errors:
+        raise OSError(f"could not connect to a Dask scheduler at client={address!r} within timeout={timeout:g} s "
+                      f"({type(errors[0]).__name__}: {errors[0]}); {hint}") from errors[0]
+
+
 @contextmanager
-def _client(client: Any) -> Iterator[Any]:
+def _client(client: Any, timeout: float = 30.0) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if isinstance(client, Client):
         yield client
         return
     if isinstance(client, str):
-        with Client(client) as c:
+        _probe(client, timeout)
+        with Client(client, timeout=timeout) as c:
             yield c
         return
     if client is not None:
@@ -216,6 +254,7 @@ def fit(
     seed: int = 0,
     persist: bool | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    timeout: float = 30.0,
 ) -> History:
     """Train ``model`` on ``dask.array`` data with a Dask cluster; the driver keeps the weights.
 
@@ -243,6 +282,9 @@ def fit(
         less than half the cluster's memory; False streams them from their source every step.
     callback
         ``callback(epoch, logs)`` after every epoch.
+    timeout
+        Seconds to wait for the scheduler at a ``client`` address to answer (connection and
+        Dask's handshake): past it, ``TimeoutError`` naming the address and the timeout.
 
     Returns
     -------
@@ -264,7 +306,15 @@ def fit(
         y = np.asarray(y)
         if y.ndim == 0:
             raise TypeError(f"y must be an array of targets, one per row of X; got a scalar {y!r}")
+    timeout = check_positive(timeout, "timeout")
+    optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
     X = _as_dask(X, 100_000)
+    for name, a in (("X", X), ("y", y)):
+        dt = np.dtype(a.dtype)
+        if np.issubdtype(dt, np.complexfloating):
+            raise TypeError(f"{name} must be real; got complex data ({dt}): complex data is not supported")
+        if not (np.issubdtype(dt, np.number) or dt == np.bool_):
+            raise TypeError(f"{name} must be a numeric array; got dtype {dt}")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-d (samples, features); got shape {X.shape}")
     if any(math.isnan(c) for c in X.chunks[0]):
@@ -277,7 +327,7 @@ def fit(
     y = _as_dask(y, X.chunks[0])
     y = y.rechunk({0: X.chunks[0], **{axis: -1 for axis in range(1, y.ndim)}})
     history = History()
-    with _client(client) as c:
+    with _client(client, timeout) as c:
         if persist is None:
             memory = sum(w.get("memory_limit", 0) or 0 for w in c.scheduler_info()["workers"].values())
             persist = memory > 0 and (X.nbytes + y.nbytes) < 0.5 * memory
@@ -295,8 +345,8 @@ def fit(
                 # the weights travel inside the graph (not scattered): a worker that dies takes no
                 # unrecoverable data with it, and the scheduler can send the model again
                 shipped = dask.delayed(copy.deepcopy(model), name=f"gradkit-model-{uuid.uuid4().hex}")
-                tasks = [dask.delayed(_block_sums)(shipped, head, xb, yb, r)
-                         for xb, yb, r in zip(x_blocks, y_blocks, rows) if r is None or len(r)]
+                tasks = [dask.delayed(_block_sums)(shipped, head, xb, yb, r, b)
+                         for b, (xb, yb, r) in enumerate(zip(x_blocks, y_blocks, rows)) if r is None or len(r)]
                 results = c.gather(c.compute(tasks))
                 value, denom, count = 0.0, 0.0, 0
                 grads = {name: np.zeros(p.shape) for name, p in model.params.items()}
@@ -314,7 +364,12 @@ def fit(
                 finite = math.isfinite(value) and all(np.isfinite(g).all() for g in grads.values())
                 if not finite:
                     raise DivergenceError.at(value, epoch, f"step {step + 1}", optimizer.lr)
-                optimizer.step(model.params, {k: (g * scale).astype(model.dtype) for k, g in grads.items()})
+                with np.errstate(over="ignore"):  # a gradient beyond the model's dtype: caught by step
+                    step_grads = {k: (g * scale).astype(model.dtype) for k, g in grads.items()}
+                try:  # computes every update, checks it is finite, then applies them all
+                    optimizer.step(model.params, step_grads)
+                except DivergenceError as exc:
+                    raise DivergenceError.at(value, epoch, f"step {step + 1}", optimizer.lr, exc.reason) from None
                 total += value * count
             logs = {"loss": total / n}
             if correct is not None:  # every block's targets name classes (as nn.fit decides for all rows)

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -79,9 +79,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import activations, losses, nn
 from ._array import from_numpy, is_foreign, to_numpy
 from .base import AxisActivation
-from .config import get_config
 from .compose import Composed, compose
+from .config import get_config
 from .losses.classification import ClassLoss
+from .nn.train import cast_finite
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -95,9 +96,14 @@ _SEED_MAX = np.iinfo(np.int32).max
 _DTYPES = (np.float64, np.float32)  # float32 is kept, everything else becomes float64
 
 
-def _host(a: Any) -> Any:
-    """With ``array_api_dispatch``, arrays of other libraries are copied to host NumPy for training."""
-    return to_numpy(a) if get_config()["array_api_dispatch"] and is_foreign(a) else a
+def _host(a: Any, name: str = "X") -> Any:
+    """With ``array_api_dispatch``, arrays of other libraries are copied to host NumPy for training.
+    Complex NumPy input is refused here with a short message (scikit-learn's own check prints the
+    whole array)."""
+    a = to_numpy(a) if get_config()["array_api_dispatch"] and is_foreign(a) else a
+    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.complexfloating):
+        raise ValueError(f"Complex data not supported: {name} has dtype {a.dtype}; pass real numbers")
+    return a
 
 
 def _like_input(result: np.ndarray, X: Any) -> Any:
@@ -111,7 +117,7 @@ def _like_input(result: np.ndarray, X: Any) -> Any:
 class _BaseMLP(BaseEstimator):
     """Shared machinery; see :class:`MLPClassifier` and :class:`MLPRegressor`."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(_ACTIVATIONS))],
         "output_activation": [StrOptions(set(_ACTIVATIONS)), None],
@@ -199,6 +205,13 @@ class _BaseMLP(BaseEstimator):
         layers.append(nn.Dense(width, n_outputs, init="glorot", seed=self._seed(), dtype=dtype))
         self.model_ = nn.Sequential(layers)
         self.optimizer_ = _OPTIMIZERS[self.optimizer](lr=float(self.learning_rate))
+        try:
+            self.optimizer_.check_lr(dtype)
+        except ValueError:
+            raise ValueError(
+                f"learning_rate={self.learning_rate!r} overflows {np.dtype(dtype)}, the dtype the network "
+                f"computes in (largest value {float(np.finfo(dtype).max):g}): pass a smaller learning_rate"
+            ) from None
         self.loss_curve_: list[float] = []
         self.validation_loss_curve_: list[float] = []
         self.n_iter_ = 0
@@ -229,6 +242,7 @@ class _BaseMLP(BaseEstimator):
                 early_stopping=int(self.n_iter_no_change) if early else False,
                 seed=self._seed(),
                 callback=callback,
+                one_hot=self._one_hot(),
             )
         except nn.DivergenceError as exc:
             self._release_caches()
@@ -242,6 +256,10 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ += history["val_loss"]
             self.best_validation_loss_ = min(history["val_loss"])
         self.n_iter_ += history.epochs
+
+    def _one_hot(self) -> int | None:
+        """The number of classes when the targets are labels to be one-hot encoded batch by batch."""
+        return None
 
     def _fit_atomically(self, fit_body: Any) -> None:
         """Run ``fit_body()``; if it raises, restore the attributes as they were before."""
@@ -266,10 +284,19 @@ class _BaseMLP(BaseEstimator):
         """The head's output ``output_activation(model(X))`` as float64."""
         check_is_fitted(self)
         X = validate_data(self, _host(X), reset=False, dtype=_DTYPES)
-        X = X.astype(self.model_.dtype, copy=False)
+        X = cast_finite(X, "X", self.model_.dtype)  # 1e39 in a float32 network: refused, not inf
         try:
-            with np.errstate(over="ignore", under="ignore"):
-                out = self.head_.forward(self.model_.forward(X))
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                logits = self.model_.forward(X)
+                bad = ~np.isfinite(logits).all(axis=1)
+                if bad.any():
+                    rows = np.flatnonzero(bad)
+                    raise ValueError(
+                        f"X has {rows.size} row(s) (first: row {int(rows[0])}) for which the network's output "
+                        f"overflows {self.model_.dtype}: the input is far outside the range seen in training; "
+                        "scale X as the training data were scaled"
+                    )
+                out = self.head_.forward(logits)
         finally:
             self._release_caches()
         return np.asarray(out, dtype=np.float64)
@@ -333,9 +360,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _default_loss = "cross_entropy"
 
     def _targets(self, y_enc: np.ndarray) -> np.ndarray:
-        if isinstance(self.head_.loss, ClassLoss):
-            return y_enc.astype(np.int64, copy=False)
-        return np.eye(len(self.classes_), dtype=self.model_.dtype)[y_enc]
+        # integer labels; for an elementwise loss nn.fit one-hot encodes them batch by batch
+        # (``one_hot``): neither the n_classes² identity nor the n × n_classes matrix is built
+        return y_enc.astype(np.int64, copy=False)
+
+    def _one_hot(self) -> int | None:
+        return None if isinstance(self.head_.loss, ClassLoss) else len(self.classes_)
 
     def _check_two_classes(self, classes: np.ndarray) -> None:
         if len(classes) < 2:
@@ -345,7 +375,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             )
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, _host(X), _host(y), reset=reset, dtype=_DTYPES)
+        X, y = validate_data(self, _host(X), _host(y, "y"), reset=reset, dtype=_DTYPES)
         check_classification_targets(y)
         return X, y
 
@@ -396,7 +426,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if unseen.size:
             raise ValueError(f"y contains labels {unseen!r} that are not in classes_ = {self.classes_!r}")
         y_enc = np.searchsorted(self.classes_, y)
-        X = X.astype(self.model_.dtype, copy=False)
+        X = cast_finite(X, "X", self.model_.dtype)
         self._train(X, self._targets(y_enc), incremental=True)
 
     def predict_proba(self, X: Any) -> Any:
@@ -455,18 +485,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     validation_loss_curve_, best_validation_loss_, n_iter_ : as in :class:`MLPClassifier`.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseMLP._parameter_constraints,
         "loss": [StrOptions(set(_REGRESSOR_LOSSES)), None],
     }
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, _host(X), _host(y), reset=reset, dtype=_DTYPES, multi_output=True, y_numeric=True)
+        X, y = validate_data(self, _host(X), _host(y, "y"), reset=reset, dtype=_DTYPES, multi_output=True, y_numeric=True)
         return X, y
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
         T = y.reshape(-1, 1) if y.ndim == 1 else y
-        return T.astype(self.model_.dtype, copy=False)
+        return cast_finite(T, "y", self.model_.dtype)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> MLPRegressor:
@@ -502,7 +532,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(
                 f"y has {n_outputs} target columns, but {type(self).__name__} was fitted with {self.n_outputs_}"
             )
-        X = X.astype(self.model_.dtype, copy=False)
+        X = cast_finite(X, "X", self.model_.dtype)
         self._train(X, self._targets(y), incremental=True)
 
     def predict(self, X: Any) -> Any:
@@ -510,7 +540,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         out = self._output(X)
         return _like_input(out.ravel() if self._y_ndim == 1 else out, X)
 
-    def __sklearn_tags__(self):  # noqa: D105
+    def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True

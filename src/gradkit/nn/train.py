@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -15,20 +17,9 @@ from ..activations import Identity
 from ..compose import Composed, compose
 from ..losses.classification import ClassLoss
 from .model import Sequential
-from .optim import Adam, Optimizer
+from .optim import Adam, DivergenceError, Optimizer
 
 __all__ = ["DivergenceError", "History", "as_head", "class_labels", "evaluate", "fit"]
-
-
-class DivergenceError(FloatingPointError):
-    """The loss became NaN or infinite; the weights are left as they were before that step."""
-
-    @classmethod
-    def at(cls, value: float, epoch: int, where: str, lr: float) -> DivergenceError:
-        """The error for a non-finite ``value`` (else overflowing gradients) at ``epoch`` (0-based), ``where``."""
-        what = f"the loss became {float(value)}" if not np.isfinite(value) else "the gradients overflowed"
-        return cls(f"{what} at epoch {epoch + 1}, {where}; training stopped before updating the weights "
-                   f"with it. Try a lower learning rate (now {lr:g}).")
 
 
 @dataclass
@@ -85,12 +76,109 @@ def predicted_classes(head: Composed, logits: np.ndarray) -> np.ndarray:
     return np.argmax(scores, axis=1)
 
 
-def evaluate(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
-    """Mean loss (and accuracy when ``y`` names classes) of ``model`` on ``(X, y)``, in evaluation mode."""
-    labels = class_labels(head, y)
+def _check_real(a: np.ndarray, name: str) -> None:
+    """Refuse complex, string, object and other non-numeric arrays (booleans and integers are numbers)."""
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real; got complex data ({a.dtype}): complex data is not supported")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise TypeError(f"{name} must be a numeric array; got dtype {a.dtype}")
+
+
+def _asarray(a: Any, name: str) -> np.ndarray:
+    if a is None or isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be an array; got {type(a).__name__}")
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array; got {type(a).__name__} ({exc})") from None
+    _check_real(arr, name)
+    return arr
+
+
+def cast_finite(a: np.ndarray, name: str, dtype: Any) -> np.ndarray:
+    """``a`` in ``dtype`` (no copy when it already is); ``ValueError`` naming ``name`` when ``a``
+    holds NaN or infinity, or values that overflow ``dtype`` (1e39 for a float32 model)."""
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(dtype, copy=False)
+    if not np.issubdtype(dtype, np.inexact) or np.isfinite(out).all():
+        return out
+    if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+        bad = ~np.isfinite(a)
+        row = int(np.argmax(bad.reshape(bad.shape[0], -1).any(axis=1))) if a.ndim else 0
+        what = "NaN" if np.isnan(a).any() else "infinity"
+        raise ValueError(f"{name} contains NaN or infinity ({what}; first at row {row})")
+    with np.errstate(over="ignore", invalid="ignore"):
+        big = float(np.max(np.abs(a.astype(np.float64))))
+    raise ValueError(
+        f"{name} has values up to {big:g} in absolute value, beyond the largest {dtype} "
+        f"({float(np.finfo(dtype).max):g}) that the model computes in: scale {name} (e.g. standardize "
+        f"the features) or use a float64 model"
+    )
+
+
+def _one_hot(labels: np.ndarray, n_classes: int, dtype: Any) -> np.ndarray:
+    """One-hot rows for ``labels`` only (``len(labels) × n_classes``, never ``n_classes²``)."""
+    rows = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    rows[np.arange(labels.shape[0]), labels] = 1
+    return rows
+
+
+def _check_targets(y: np.ndarray, name: str, one_hot: int | None, dtype: Any) -> np.ndarray:
+    """Targets ready for the loss: float targets in the model's dtype and finite; with ``one_hot``,
+    integer labels in ``[0, one_hot)``."""
+    if y.ndim == 0:
+        raise ValueError(f"{name} must be an array of targets, one per sample; got a scalar")
+    if one_hot is not None:
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"with one_hot={one_hot}, {name} must be 1-d integer class labels; "
+                             f"got shape {y.shape} and dtype {y.dtype}")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= one_hot):
+            raise ValueError(f"with one_hot={one_hot}, {name} must hold labels in [0, {one_hot - 1}]; "
+                             f"got labels from {int(y.min())} to {int(y.max())}")
+        return y
+    if np.issubdtype(y.dtype, np.floating):
+        return cast_finite(y, name, dtype)
+    return y
+
+
+def evaluate(model: Sequential, head: Any, X: Any, y: Any, batch_size: int = 1024, *,
+             one_hot: int | None = None) -> dict[str, float]:
+    """Mean loss (and accuracy when ``y`` names classes) of ``model`` on ``(X, y)``, in evaluation mode.
+
+    ``head`` is what :func:`fit` takes as ``loss``; ``one_hot`` as in :func:`fit`.
+    """
+    head = as_head(head)
+    if check_int(batch_size, "batch_size") < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if one_hot is not None and check_int(one_hot, "one_hot") < 2:
+        raise ValueError(f"one_hot must be the number of classes, >= 2; got {one_hot}")
+    X, y = _check_xy(model, head, X, y, "X", "y", one_hot)
+    return _evaluate(model, head, X, y, batch_size, one_hot)
+
+
+def _check_xy(model: Sequential, head: Composed, X: Any, y: Any, x_name: str, y_name: str,
+              one_hot: int | None) -> tuple[np.ndarray, np.ndarray]:
+    X, y = _asarray(X, x_name), _asarray(y, y_name)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"{x_name} must be a non-empty 2-d array (samples, features); got shape {X.shape}")
+    y = _check_targets(y, y_name, one_hot, model.dtype)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"{x_name} and {y_name} must have the same number of samples; "
+                         f"got {X.shape[0]} and {y.shape[0]}")
+    if y.ndim == 1 and one_hot is None and not isinstance(head.loss, ClassLoss):
+        y = y[:, None]  # one output column (regression, binary bce)
+    return cast_finite(X, x_name, model.dtype), y
+
+
+def _evaluate(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, batch_size: int,
+              one_hot: int | None) -> dict[str, float]:
+    labels = y if one_hot is not None else class_labels(head, y)
     total, correct, n = 0.0, 0, X.shape[0]
     for start in range(0, n, batch_size):
         xb, yb = X[start : start + batch_size], y[start : start + batch_size]
+        if one_hot is not None:
+            yb = _one_hot(yb, one_hot, model.dtype)
         logits = model.forward(xb)
         total += float(head(logits, yb)) * xb.shape[0]
         if labels is not None:
@@ -99,6 +187,19 @@ def evaluate(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, ba
     if labels is not None:
         out["accuracy"] = correct / n
     return out
+
+
+def _patience(early_stopping: Any) -> int:
+    """``early_stopping`` as a patience: False → 0 (off), True → 5, an int >= 1 → itself."""
+    if early_stopping is True or early_stopping is False:
+        return 5 if early_stopping else 0
+    if not isinstance(early_stopping, numbers.Integral):
+        raise TypeError(f"early_stopping must be True, False or a patience (an integer >= 1); "
+                        f"got {early_stopping!r} ({type(early_stopping).__name__})")
+    if early_stopping < 1:
+        raise ValueError(f"early_stopping must be True, False or a patience (an integer >= 1); got {early_stopping!r}"
+                         " (False turns it off)")
+    return int(early_stopping)
 
 
 def fit(
@@ -115,6 +216,7 @@ def fit(
     early_stopping: bool | int = False,
     seed: int | None = 0,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    one_hot: int | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -123,70 +225,89 @@ def fit(
     model
         A :class:`Sequential` that outputs the pre-activation of the head (logits).
     X, y
-        Features ``(n, d)``; targets as the loss expects them (integer labels,
-        one-hot/soft targets, or regression values; 1-d targets of an
-        elementwise loss are one output column).
+        Features ``(n, d)``, real and finite (complex input is refused, and so are values
+        that overflow the model's dtype, such as 1e39 for a float32 model); targets as the
+        loss expects them (integer labels, one-hot/soft targets, or regression values;
+        1-d targets of an elementwise loss are one output column).
     loss
         A ``compose(activation, loss)`` head — e.g. ``compose(Softmax(), MSELoss())`` —
         or a loss / loss name applied to the raw output.
     optimizer
-        Default ``Adam(lr=1e-3)``.
+        Default ``Adam(lr=1e-3)``. Its learning rate must fit the model's dtype.
     epochs, batch_size
         ``batch_size`` is clipped to the number of samples.
     validation_split, validation_data
-        Hold out the last fraction of the (shuffled) data, or give ``(X_val, y_val)``.
+        Hold out the last fraction of the (shuffled) data, or give ``(X_val, y_val)``
+        (non-empty, finite); not both. The split must leave at least one training sample.
     early_stopping
-        ``True`` (patience 5) or a patience: stop when the validation loss has not
-        improved for that many epochs and restore the best weights.
+        ``True`` (patience 5) or a patience (an integer >= 1): stop when the validation loss
+        has not improved for that many epochs and restore the best weights.
     seed
         Seeds shuffling and the split: a fixed seed gives identical histories.
     callback
         Called as ``callback(epoch, logs)`` after every epoch (progress bars).
+    one_hot
+        The number of classes when ``y`` (and ``y_val``) are integer labels that the loss
+        wants as one-hot rows (``compose(Softmax(), MSELoss())``, …): each batch's rows are
+        built for that batch only, so the ``n × one_hot`` matrix never exists.
 
     Raises
     ------
+    ValueError, TypeError
+        For bad input, naming the argument.
     DivergenceError
-        When the loss becomes NaN or infinite; the message names the epoch and
-        batch and suggests a lower learning rate. The weights are not updated with it.
+        When the loss, the gradients or an update becomes NaN or infinite; the message names
+        the epoch and batch and suggests a lower learning rate. The weights and the
+        optimizer's state are not updated with it.
     """
-    X = np.asarray(X)
-    y = np.asarray(y)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must be a non-empty 2-d array (samples, features); got shape {X.shape}")
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"X and y must have the same number of samples; got {X.shape[0]} and {y.shape[0]}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or infinity")
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a gradkit.nn.Sequential; got {type(model).__name__}")
     epochs = check_int(epochs, "epochs")
     batch_size = check_int(batch_size, "batch_size")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1; got {epochs}, {batch_size}")
+    if one_hot is not None and check_int(one_hot, "one_hot") < 2:
+        raise ValueError(f"one_hot must be the number of classes, >= 2; got {one_hot}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a gradkit.nn.Optimizer or None; got {type(optimizer).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+    patience = _patience(early_stopping)
     head = as_head(loss)
-    if y.ndim == 1 and not isinstance(head.loss, ClassLoss):
-        y = y[:, None]  # one output column (regression, binary bce)
+    X, y = _check_xy(model, head, X, y, "X", "y", one_hot)
     optimizer = optimizer if optimizer is not None else Adam()
-    X = X.astype(model.dtype, copy=False)
-    if np.issubdtype(y.dtype, np.floating):
-        y = y.astype(model.dtype, copy=False)
+    optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
     rng = np.random.default_rng(seed)
+    frac = check_positive(validation_split, "validation_split", allow_zero=True)
+    if frac >= 1:
+        raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
 
     if validation_data is not None:
-        X_val, y_val = (np.asarray(a) for a in validation_data)
-        X_val = X_val.astype(model.dtype, copy=False)
-    elif validation_split:
-        frac = check_positive(validation_split, "validation_split")
-        if frac >= 1:
-            raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
+        if frac:
+            raise ValueError(f"pass validation_split or validation_data, not both; got validation_split="
+                             f"{validation_split!r} and validation_data")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(f"validation_data must be a pair (X_val, y_val); got {type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list))
+                                else ""))
+        X_val, y_val = _check_xy(model, head, validation_data[0], validation_data[1],
+                                 "validation_data X", "validation_data y", one_hot)
+        if X_val.shape[1] != X.shape[1] or y_val.shape[1:] != y.shape[1:]:
+            raise ValueError(f"validation_data must have the shape of (X, y) past the first axis, {X.shape[1:]} "
+                             f"and {y.shape[1:]}; got {X_val.shape[1:]} and {y_val.shape[1:]}")
+    elif frac:
+        n_val = max(1, round(frac * X.shape[0]))
+        if n_val >= X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} holds out {n_val} of the {X.shape[0]} samples "
+                             "and leaves none to train on: pass more samples, or validation_split=0")
         order = rng.permutation(X.shape[0])
-        n_val = max(1, int(round(frac * X.shape[0])))
         X, y, X_val, y_val = X[order[n_val:]], y[order[n_val:]], X[order[:n_val]], y[order[:n_val]]
     else:
         X_val = y_val = None
-    patience = 5 if early_stopping is True else int(early_stopping)
     if patience and X_val is None:
         raise ValueError("early_stopping needs validation_split or validation_data")
 
-    labels = class_labels(head, y)
+    labels = y if one_hot is not None else class_labels(head, y)
     history = History()
     best, best_params, waiting = math.inf, None, 0
     n = X.shape[0]
@@ -199,6 +320,8 @@ def fit(
         for b, start in enumerate(range(0, n, batch_size)):
             idx = order[start : start + batch_size]
             xb, yb = X[idx], y[idx]
+            if one_hot is not None:
+                yb = _one_hot(yb, one_hot, model.dtype)
             with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the epoch
                 logits = model.forward(xb, training=True)
                 value, grad = head.value_and_grad(logits, yb)
@@ -208,7 +331,10 @@ def fit(
                     finite = all(np.isfinite(g).all() for g in model.grads.values())
             if not finite:
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
-            optimizer.step(model.params, model.grads)
+            try:  # computes every update, checks it is finite, then applies them all
+                optimizer.step(model.params, model.grads)
+            except DivergenceError as exc:
+                raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr, exc.reason) from None
             total += float(value) * len(idx)
             if labels is not None:
                 correct += int(np.sum(predicted_classes(head, logits) == labels[idx]))
@@ -216,7 +342,7 @@ def fit(
         if labels is not None:
             logs["accuracy"] = correct / n
         if X_val is not None:
-            logs.update({f"val_{k}": v for k, v in evaluate(model, head, X_val, y_val).items()})
+            logs.update({f"val_{k}": v for k, v in _evaluate(model, head, X_val, y_val, 1024, one_hot).items()})
         logs["lr"] = optimizer.lr
         logs["time"] = time.perf_counter() - start_time
         history.append(**logs)

@@ -1,0 +1,334 @@
+"""Hostile input to training (issue 13, "Training"): learning rates and updates that overflow the
+parameters' dtype, input that overflows the model's dtype or is complex, degenerate validation and
+early-stopping arguments, an n_classes² one-hot matrix, NaN in one Dask block, and a Dask scheduler
+address that accepts TCP connections but never speaks."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit import nn
+
+OPTIMIZERS = {
+    "sgd": lambda lr: nn.SGD(lr),
+    "sgd-wd": lambda lr: nn.SGD(lr, weight_decay=0.1),
+    "momentum": lambda lr: nn.SGD(lr, momentum=0.9),
+    "nesterov-wd": lambda lr: nn.SGD(lr, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda lr: nn.Adam(lr),
+    "adam-wd": lambda lr: nn.Adam(lr, weight_decay=0.1),
+    "adamw": lambda lr: nn.AdamW(lr, weight_decay=0.1),
+}
+SOFTMAX_XENT = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
+
+
+def _model(dtype=np.float32, d=4, out=3):
+    return nn.Sequential([nn.Dense(d, 8, seed=0, dtype=dtype), "tanh", nn.Dense(8, out, seed=1, dtype=dtype)])
+
+
+def _data(n=64, d=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, classes, n)
+
+
+def _snapshot(model, opt):
+    return ({k: v.copy() for k, v in model.params.items()}, copy.deepcopy(opt.state), opt.steps)
+
+
+def _assert_unchanged(model, opt, snap):
+    params, state, steps = snap
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, params[k], err_msg=k)
+    assert opt.steps == steps
+    assert sorted(opt.state) == sorted(state)
+    for name, slot in state.items():
+        assert sorted(opt.state[name]) == sorted(slot)
+        for key, buf in slot.items():
+            np.testing.assert_array_equal(opt.state[name][key], buf, err_msg=f"{name}.{key}")
+
+
+# -- learning rates and updates that overflow ------------------------------------------------------
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_lr_overflowing_float32_is_refused_before_the_weights_are_touched(name):
+    X, y = _data()
+    model, opt = _model(np.float32), OPTIMIZERS[name](1e39)
+    snap = _snapshot(model, opt)
+    with pytest.raises(ValueError, match=r"lr=1e\+39 overflows the parameters' dtype float32"):
+        nn.fit(model, X, y, loss=SOFTMAX_XENT, optimizer=opt, epochs=2, batch_size=16)
+    _assert_unchanged(model, opt, snap)
+    grads = {k: np.random.default_rng(1).standard_normal(v.shape).astype(np.float32) for k, v in model.params.items()}
+    with pytest.raises(ValueError, match="lr=1e"):
+        opt.step(model.params, grads)
+    _assert_unchanged(model, opt, snap)
+    # the same learning rate is representable in float64: no refusal up front
+    model64 = _model(np.float64)
+    OPTIMIZERS[name](1e39).check_lr(model64.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_an_update_that_overflows_changes_neither_params_nor_state(name, dtype):
+    rng = np.random.default_rng(7)
+    model, opt = _model(dtype), OPTIMIZERS[name](10.0)
+    params = model.params
+    for _ in range(2):  # build up momentum buffers / moments and a step count
+        opt.step(params, {k: rng.standard_normal(v.shape).astype(dtype) * 1e-3 for k, v in params.items()})
+    snap = _snapshot(model, opt)
+    huge = float(np.finfo(dtype).max) / 4  # finite, but lr·g (SGD) or g·g (Adam's second moment) overflows
+    grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+    last = list(params)[-1]  # the last parameter: every earlier update was computed (and, before, applied)
+    grads[last][0] = huge
+    with pytest.raises(nn.DivergenceError, match=rf"update of parameter '{last}' \({np.dtype(dtype)}\) is not finite"):
+        opt.step(params, grads)
+    _assert_unchanged(model, opt, snap)
+    # the optimizer stays usable: a sane step goes through
+    opt.step(params, {k: rng.standard_normal(v.shape).astype(dtype) * 1e-3 for k, v in params.items()})
+    assert opt.steps == snap[2] + 1 and all(np.isfinite(v).all() for v in params.values())
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fit_reports_an_overflowing_update_with_the_epoch_and_keeps_everything(name):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((8, 4)) * 1e17  # finite in float32; gradients ~1e35 (finite), lr·g overflows
+    y = rng.standard_normal(8)
+    model = nn.Sequential([nn.Dense(4, 1, seed=0, dtype=np.float32)])
+    opt = OPTIMIZERS[name](1e5) if name.startswith(("sgd", "momentum", "nesterov")) else OPTIMIZERS[name](1e38)
+    snap = _snapshot(model, opt)
+    with pytest.raises(nn.DivergenceError, match=r"epoch 1, batch 1; training stopped before updating"):
+        nn.fit(model, X, y, loss="mse", optimizer=opt, epochs=1, batch_size=8)
+    _assert_unchanged(model, opt, snap)
+
+
+def test_schedule_and_grads_are_checked():
+    opt = nn.SGD(0.1, schedule=lambda epoch: float("nan"))
+    with pytest.raises(ValueError, match=r"schedule\(0\) gave the learning rate"):
+        opt.set_epoch(0)
+    with pytest.raises(TypeError, match="schedule must be a callable"):
+        nn.SGD(0.1, schedule=3)
+    model = _model(np.float64)
+    params = model.params
+    bad = {k: np.zeros((1,)) for k in params}
+    with pytest.raises(ValueError, match=r"grads\['0.W'\] must have the shape of its parameter"):
+        nn.SGD(0.1).step(params, bad)
+    with pytest.raises(ValueError, match="grads has no entry for parameter"):
+        nn.SGD(0.1).step(params, {})
+
+
+# -- X and y: overflow, complex, degenerate validation -----------------------------------------------
+def test_input_overflowing_the_models_float32_is_an_input_error_naming_X():
+    X, y = _data()
+    X[5, 2] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"X has values up to 1e\+39 .* float32") as err:
+        nn.fit(_model(np.float32), X, y, loss=SOFTMAX_XENT, epochs=1)
+    assert "learning rate" not in str(err.value)
+    nn.fit(_model(np.float64), X / 1e39, y, loss=SOFTMAX_XENT, epochs=1)  # float64 model: fine
+    Xv, yv = _data(n=8, seed=1)
+    Xv[0, 0] = -1e39
+    with pytest.raises(ValueError, match="validation_data X has values up to 1e"):
+        nn.fit(_model(np.float32), _data()[0], y, loss=SOFTMAX_XENT, validation_data=(Xv, yv))
+    with pytest.raises(ValueError, match="y has values up to 1e"):
+        nn.fit(_model(np.float32, out=1), _data()[0], np.full(64, 1e39), loss="mse")
+    with pytest.raises(ValueError, match="X has values up to 1e"):
+        nn.evaluate(_model(np.float32), SOFTMAX_XENT, X, y)
+
+
+@pytest.mark.parametrize("where", ["X", "validation_data X"])
+def test_complex_input_is_refused(where):
+    X, y = _data()
+    Xc = X + 1j
+    args = {"loss": SOFTMAX_XENT, "epochs": 1}
+    if where == "X":
+        args.update(X=Xc, y=y)
+    else:
+        args.update(X=X, y=y, validation_data=(Xc[:8], y[:8]))
+    with pytest.raises(TypeError, match=rf"{where} must be real; got complex data"):
+        nn.fit(_model(), **args)
+
+
+@pytest.mark.parametrize("kwargs,exc,pattern", [
+    ({"validation_split": 0.5}, ValueError, r"validation_split=0.5 holds out 1 of the 1 samples and leaves none"),
+    ({"validation_data": (np.zeros((0, 4)), np.zeros(0, int))}, ValueError, "validation_data X must be a non-empty"),
+    ({"validation_data": (np.full((2, 4), np.nan), np.zeros(2, int))}, ValueError, "validation_data X contains NaN"),
+    ({"validation_data": (np.zeros((2, 3)), np.zeros(2, int))}, ValueError, "validation_data must have the shape"),
+    ({"validation_data": (np.zeros((2, 4)),)}, ValueError, "validation_data must be a pair"),
+    ({"validation_data": (np.zeros((2, 4)), np.zeros(2, int)), "validation_split": 0.5}, ValueError, "not both"),
+    ({"validation_split": -0.5}, ValueError, "validation_split must be finite and >= 0"),
+    ({"validation_split": 0.5, "early_stopping": 0}, ValueError, r"early_stopping must be .*an integer >= 1\); got 0"),
+    ({"validation_split": 0.5, "early_stopping": -3}, ValueError, r"early_stopping must be .*; got -3"),
+    ({"validation_split": 0.5, "early_stopping": 2.5}, TypeError, r"early_stopping must be .*got 2.5 \(float\)"),
+    ({"one_hot": 3}, ValueError, "with one_hot=3, y must be 1-d integer class labels"),
+])
+def test_degenerate_validation_and_early_stopping(kwargs, exc, pattern):
+    X, y = _data(n=1)
+    with pytest.raises(exc, match=pattern):
+        nn.fit(_model(np.float64), X, y.astype(float) if "one_hot" in kwargs else y, loss=SOFTMAX_XENT, **kwargs)
+
+
+def test_nan_in_validation_targets_and_float_targets():
+    X, y = _data()
+    Y = np.eye(3)[y]
+    Yv = Y[:4].copy()
+    Yv[2, 1] = np.nan
+    head = gk.compose(gk.Softmax(), gk.MSELoss())
+    with pytest.raises(ValueError, match=r"validation_data y contains NaN or infinity \(NaN; first at row 2\)"):
+        nn.fit(_model(np.float64), X, Y, loss=head, validation_data=(X[:4], Yv))
+    Y[7, 0] = np.inf
+    with pytest.raises(ValueError, match=r"y contains NaN or infinity \(infinity; first at row 7\)"):
+        nn.fit(_model(np.float64), X, Y, loss=head)
+
+
+def test_one_hot_per_batch_equals_the_full_one_hot_matrix():
+    X, y = _data(n=50)
+    head = gk.compose(gk.Softmax(), gk.MSELoss())
+    a, b = _model(np.float64), _model(np.float64)
+    ha = nn.fit(a, X, np.eye(3)[y], loss=head, epochs=3, batch_size=8, validation_split=0.2, seed=4)
+    hb = nn.fit(b, X, y, loss=head, epochs=3, batch_size=8, validation_split=0.2, seed=4, one_hot=3)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert ha.records == {k: v for k, v in hb.records.items() if k != "time"} | {"time": ha["time"]}
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\]; got labels from 0 to 3"):
+        nn.fit(_model(np.float64), X, np.r_[y[:-1], 3], loss=head, one_hot=3)
+
+
+# -- scikit-learn estimators ---------------------------------------------------------------------------
+skl = pytest.importorskip("gradkit.sklearn")
+
+
+@pytest.fixture(scope="module")
+def clf32():
+    X, y = _data(n=60)
+    return skl.MLPClassifier((5,), max_iter=2, random_state=0).fit(X.astype(np.float32), y)
+
+
+def test_sklearn_predict_proba_refuses_rows_that_overflow_float32(clf32):
+    bad = np.zeros((3, 4))
+    bad[1, 3] = 1e39
+    for method in (clf32.predict_proba, clf32.predict, clf32.predict_log_proba):
+        with pytest.raises(ValueError, match=r"X has values up to 1e\+39 .* float32"):
+            method(bad)
+    huge = np.full((2, 4), 3e38, dtype=np.float32)  # representable, but the network's output overflows
+    huge[0] = 0
+    with pytest.raises(ValueError, match=r"1 row\(s\) \(first: row 1\) for which the network's output overflows"):
+        clf32.predict_proba(huge)
+    with pytest.raises(ValueError, match="X has values up to 1e"):
+        copy.deepcopy(clf32).partial_fit(bad, [0, 1, 2])
+
+
+def test_sklearn_refuses_complex_input_and_an_overflowing_learning_rate(clf32):
+    X, y = _data(n=20)
+    with pytest.raises(ValueError, match="Complex data not supported: X has dtype complex128"):
+        clf32.predict_proba(X + 1j)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        skl.MLPRegressor((3,), max_iter=1).fit(X, y + 1j)
+    with pytest.raises(ValueError, match=r"learning_rate=1e\+39 overflows float32"):
+        skl.MLPClassifier((3,), learning_rate=1e39).fit(X.astype(np.float32), y)
+    skl.MLPClassifier((3,), learning_rate=1e39, max_iter=1, optimizer="adam").fit(X, y)  # float64: allowed
+
+
+def test_sklearn_partial_fit_with_100k_classes_does_not_build_n_classes_squared():
+    X, _ = _data(n=16)
+    classes = np.arange(100_000)
+    tracemalloc.start()
+    try:
+        clf = skl.MLPClassifier((2,), loss="mse", random_state=0, batch_size=8)
+        clf.partial_fit(X, np.arange(16) * 6000, classes=classes)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # np.eye(100_000) alone is 74.5 GiB; the output layer, its Adam moments and a batch's rows are ~30 MB
+    assert peak < 300 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    assert clf.predict(X[:2]).shape == (2,) and clf.n_iter_ == 1
+
+
+# -- gradkit.distributed ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_distributed_nan_in_one_block_says_X_contains_NaN(dask_client):
+    da = pytest.importorskip("dask.array")
+    gd = pytest.importorskip("gradkit.distributed")
+    X, y = _data(n=90)
+    X[47, 1] = np.nan  # block 1 of three blocks of 30 rows
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(NaN; first at row 17\) \(in block 1"):
+        gd.fit(_model(np.float64), da.from_array(X, chunks=(30, 4)), y, loss=SOFTMAX_XENT, client=dask_client)
+    X[47, 1] = 1e39
+    with pytest.raises(ValueError, match=r"X has values up to 1e\+39 .*float32.* \(in block 1"):
+        gd.fit(_model(np.float32), da.from_array(X, chunks=(30, 4)), y, loss=SOFTMAX_XENT, client=dask_client)
+    with pytest.raises(TypeError, match="X must be real; got complex data"):
+        gd.fit(_model(np.float64), X + 1j, y, loss=SOFTMAX_XENT, client=dask_client)
+    model, opt = _model(np.float32), nn.Adam(1e39)
+    snap = _snapshot(model, opt)
+    with pytest.raises(ValueError, match=r"lr=1e\+39 overflows"):
+        gd.fit(model, X, y, loss=SOFTMAX_XENT, optimizer=opt, client=dask_client)
+    _assert_unchanged(model, opt, snap)
+
+
+def test_distributed_overflowing_update_leaves_the_weights(dask_client):
+    gd = pytest.importorskip("gradkit.distributed")
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((8, 4)) * 1e17, rng.standard_normal(8)
+    model, opt = nn.Sequential([nn.Dense(4, 1, seed=0, dtype=np.float32)]), nn.SGD(1e5, momentum=0.9)
+    snap = _snapshot(model, opt)
+    with pytest.raises(nn.DivergenceError, match=r"update of parameter .* is not finite at epoch 1, step 1"):
+        gd.fit(model, X, y, loss="mse", optimizer=opt, client=dask_client)
+    _assert_unchanged(model, opt, snap)
+
+
+def test_distributed_scheduler_address_that_never_answers_times_out():
+    pytest.importorskip("distributed")
+    gd = pytest.importorskip("gradkit.distributed")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept_and_stay_silent, daemon=True).start()
+    outcome: list[BaseException | None] = []
+
+    def train() -> None:
+        try:
+            gd.fit(_model(np.float64), *_data(n=8), loss=SOFTMAX_XENT, client=f"tcp://127.0.0.1:{port}", timeout=2)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    start = time.perf_counter()
+    worker = threading.Thread(target=train, daemon=True)
+    worker.start()
+    worker.join(30)  # the old code waits forever
+    elapsed = time.perf_counter() - start
+    stop.set()
+    for conn in accepted:
+        conn.close()
+    server.close()
+    assert not worker.is_alive(), "gradkit.distributed.fit hung on a silent scheduler address"
+    assert accepted, "the client never connected"
+    assert isinstance(outcome[0], TimeoutError), outcome
+    assert f"tcp://127.0.0.1:{port}" in str(outcome[0]) and "timeout=2 s" in str(outcome[0])
+    assert elapsed < 12, elapsed
+    with pytest.raises(ValueError, match="timeout must be finite and > 0"):
+        gd.fit(_model(np.float64), *_data(n=8), loss=SOFTMAX_XENT, client=f"tcp://127.0.0.1:{port}", timeout=0)
