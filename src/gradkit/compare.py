@@ -24,7 +24,7 @@ from ._io import atomic_open, save_png, staged_outputs, writable_dir
 from ._optional import require
 from .compose import compose
 from .nn import Adam, fit
-from .training_job import build_mlp, load_data, one_hot, split_and_scale
+from .training_job import build_mlp, load_data, split_and_scale
 
 __all__ = ["PAIRS", "CompareConfig", "run"]
 
@@ -82,10 +82,10 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
     for seed in range(config.seeds):
         X_train, X_test, y_train, y_test, _ = split_and_scale(X, y, seed)
         for label, head in heads:
-            target = y_train if isinstance(head.loss, losses.ClassLoss) else one_hot(y_train, n_classes)
+            one_hot = None if isinstance(head.loss, losses.ClassLoss) else n_classes
             model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, seed)
             start = time.perf_counter()
-            fit(model, X_train, target, loss=head, optimizer=Adam(config.lr), epochs=config.epochs,
+            fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,
                 batch_size=config.batch_size, seed=seed)
             seconds = time.perf_counter() - start
             p = _probabilities(head, model.forward(X_test.astype(model.dtype)))

@@ -23,7 +23,7 @@ from .nn import Adam, Dense, Sequential, fit, save
 from .nn.train import predicted_classes
 from .tabular import read_table
 
-__all__ = ["TrainConfig", "build_mlp", "load_data", "one_hot", "run", "split_and_scale"]
+__all__ = ["TrainConfig", "build_mlp", "load_data", "run", "split_and_scale"]
 
 
 @dataclass
@@ -53,13 +53,6 @@ def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, n
     table = read_table(path, label)
     _, y = np.unique(table.y, return_inverse=True)
     return table.X, y, table.description
-
-
-def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Rows of the identity for ``labels`` (float64), without building the ``n_classes²`` identity."""
-    out = np.zeros((len(labels), n_classes))
-    out[np.arange(len(labels)), labels] = 1.0
-    return out
 
 
 def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, seed: int) -> Sequential:
@@ -128,7 +121,7 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
     print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
     X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, config.seed)
-    target = (lambda labels: labels) if isinstance(head.loss, ClassLoss) else (lambda labels: one_hot(labels, n_classes))
+    one_hot = None if isinstance(head.loss, ClassLoss) else n_classes  # elementwise losses: one-hot rows per batch
 
     model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, config.seed)
 
@@ -140,7 +133,7 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
 
     start = time.perf_counter()
     try:
-        history = fit(model, X_train, target(y_train), loss=head, optimizer=Adam(config.lr), epochs=config.epochs,
+        history = fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,
                       batch_size=config.batch_size, validation_split=0.1, seed=config.seed, callback=progress)
     finally:
         bar.close()
