@@ -272,3 +272,34 @@ def test_bench_without_its_extra_names_it(monkeypatch, capsys):
     assert main(["bench", "--quick"]) == 1
     assert _err_lines(capsys) == ["gradkit bench needs the 'bench' extra: "
                                   "pip install \"gradkit[bench]\" (missing: matplotlib)"]
+
+
+_BLOCK = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.mark.parametrize("blocked,code,message", [
+    ({"scipy"}, "from gradkit.sklearn import MLPClassifier",
+     "ImportError: gradkit.sklearn needs the 'train' extra: pip install \"gradkit[train]\" (missing: scipy)"),
+    ({"dask", "distributed"}, "import gradkit.distributed",
+     "ImportError: gradkit.distributed needs the 'dask' extra: pip install \"gradkit[dask]\" (missing: dask, distributed)"),
+    ({"sklearn", "scipy", "tqdm", "matplotlib", "numba", "dask", "distributed"},
+     "import gradkit as gk, numpy as np; print(gk.Softmax()(np.array([1.0, 2.0])).round(3))", None),
+])
+def test_optional_modules_name_their_extra_in_a_process_without_them(blocked, code, message):
+    """As after a bare ``pip install gradkit``: the core imports and works; extras name themselves."""
+    script = _BLOCK.format(blocked=sorted(blocked)) + code
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    if message is None:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "[0.269 0.731]"
+    else:
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines()[-1].endswith(message.split(": ", 1)[1])
+        assert "MissingExtraError" in proc.stderr.strip().splitlines()[-1]

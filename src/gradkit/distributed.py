@@ -36,11 +36,14 @@ from typing import Any
 import numpy as np
 
 from ._array import check_int, check_positive
+from ._optional import require
 from .compose import Composed
 from .nn.layers import ActivationLayer, Dropout
 from .nn.model import Sequential
 from .nn.optim import Adam, Optimizer
 from .nn.train import DivergenceError, History, as_head, cast_finite, class_labels, predicted_classes
+
+require("gradkit.distributed", "dask")
 
 __all__ = ["fit", "from_npy", "from_zarr", "minibatch_rows"]
 

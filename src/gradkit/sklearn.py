@@ -68,6 +68,10 @@ from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
+
+from ._optional import require
+
+require("gradkit.sklearn", "train")  # before the imports below, which would blame scipy
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
