@@ -1,15 +1,28 @@
-"""Atomic writes for files users keep: write a temp file beside the target, fsync, ``os.replace``."""
+"""Atomic writes for files users keep: write a temp file beside the target, fsync, ``os.replace``.
+
+The temp file is named ``.<name>.gradkit-<pid>-<16 hex digits>.tmp`` (``<name>`` cut to 100
+characters), in the directory of the file a symlink points to: a symlink given as the
+path is kept and its target replaced. A writer killed mid-way (SIGKILL, power loss)
+leaves its temp file behind; the next successful write of the same target removes
+those of processes that no longer run. Temp files of a live process are never
+touched: it may be writing right now.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
-__all__ = ["atomic_open", "save_png", "staged_outputs", "writable_dir"]
+__all__ = ["atomic_open", "resolve_target", "save_png", "staged_outputs", "writable_dir"]
+
+_TEMP_NAME_CHARS = 100  # of the target's name kept in a temp file's name (names are at most 255 bytes)
 
 
 def _mode_for(target: Path) -> int:
@@ -22,17 +35,98 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~umask
 
 
+def resolve_target(path: str | os.PathLike[str]) -> Path:
+    """The file a write to ``path`` should replace: ``path`` itself, or the file its symlinks lead to.
+
+    Raises ``ValueError`` for a symlink loop (there is no file to replace).
+    """
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:  # a new file, or a dangling symlink: the file it would create
+        return Path(os.path.realpath(path))
+    except OSError as exc:
+        raise ValueError(f"path {os.fspath(path)!r} cannot be written: {exc.strerror or exc} "
+                         f"(a symlink loop has no file at its end)") from None
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name[:_TEMP_NAME_CHARS]}.gradkit-"
+
+
+def _make_temp(target: Path) -> tuple[int, str]:
+    """Create ``.<name>.gradkit-<pid>-<hex>.tmp`` beside ``target`` exclusively (mode 0600 until chmod)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = f"{_temp_prefix(target)}{os.getpid()}-{secrets.token_hex(8)}.tmp"
+        tmp = os.path.join(target.parent, name)
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temp file beside {str(target)!r}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove temp files of ``target`` left by writers that were killed (their process is gone).
+
+    Only names this module makes are considered, only regular files, only those of a
+    process that no longer exists (never this one's: another thread may be writing).
+    POSIX only: on Windows ``os.kill(pid, 0)`` would terminate the process.
+    """
+    if os.name != "posix":
+        return
+    pattern = re.compile(re.escape(_temp_prefix(target)) + r"(\d+)-[0-9a-f]{16}\.tmp\Z")
+    own = os.getpid()
+    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+        for entry in entries:
+            found = pattern.match(entry.name)
+            if found is None or int(found.group(1)) == own or _pid_alive(int(found.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Open a temp file in ``path``'s directory; on success it replaces ``path`` atomically.
 
-    If the block raises, the temp file is removed and ``path`` is left as it was.
+    If ``path`` is a symlink, the file it points to is replaced and the link kept. If
+    the block raises, the temp file is removed and ``path`` is left as it was. After a
+    successful write, temp files of the same target left by killed writers are removed.
     """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    target = resolve_target(path)
+    fd, tmp = _make_temp(target)
     try:
-        os.chmod(tmp, _mode_for(target))  # mkstemp makes 0600; give the file its usual mode
-        with os.fdopen(fd, mode) as handle:
+        try:
+            os.chmod(tmp, _mode_for(target))  # a temp file is made 0600; give the file its usual mode
+            handle = os.fdopen(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -41,6 +135,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_directory(target.parent)
+    _remove_stale_temps(target)
 
 
 def save_png(fig: Any, path: str | os.PathLike[str]) -> None:

@@ -55,6 +55,18 @@ def _rng(seed: Any) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
+def _dense_args(in_features: Any, out_features: Any, init: Any, dtype: Any) -> tuple[int, int, str, np.dtype]:
+    """``Dense``'s arguments checked and normalized (shared by ``__init__`` and ``_from_arrays``)."""
+    n_in, n_out = check_int(in_features, "in_features"), check_int(out_features, "out_features")
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"in_features and out_features must be >= 1; got {in_features}, {out_features}")
+    init = check_choice(init, "init", ("he", "glorot"))
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype must be a floating dtype; got {dtype}")
+    return n_in, n_out, init, dtype
+
+
 class Dense(Layer):
     _cache_attrs = ("_x",)
 
@@ -87,14 +99,7 @@ class Dense(Layer):
         self, in_features: int, out_features: int, *, init: str = "he", seed: Any = None, dtype: Any = np.float32
     ) -> None:
         super().__init__()
-        self.in_features = check_int(in_features, "in_features")
-        self.out_features = check_int(out_features, "out_features")
-        if self.in_features < 1 or self.out_features < 1:
-            raise ValueError(f"in_features and out_features must be >= 1; got {in_features}, {out_features}")
-        self.init = check_choice(init, "init", ("he", "glorot"))
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating dtype; got {self.dtype}")
+        self.in_features, self.out_features, self.init, self.dtype = _dense_args(in_features, out_features, init, dtype)
         rng = _rng(seed)
         fan_in, fan_out = self.in_features, self.out_features
         if init == "he":
@@ -105,6 +110,42 @@ class Dense(Layer):
         self.params = {"W": w.astype(self.dtype), "b": np.zeros(fan_out, dtype=self.dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._x: np.ndarray | None = None
+
+    @classmethod
+    def _from_arrays(cls, W: np.ndarray, b: np.ndarray, *, init: str = "he") -> Dense:
+        """A layer holding ``W`` and ``b`` themselves: no copy, no random initialization.
+
+        :func:`gradkit.nn.load` builds its layers this way, so a load costs the arrays'
+        memory once. The gradient buffers are allocated when ``grads`` is first used.
+        """
+        if not isinstance(W, np.ndarray) or not isinstance(b, np.ndarray):
+            raise TypeError(f"W and b must be NumPy arrays; got {type(W).__name__}, {type(b).__name__}")
+        if W.ndim != 2 or b.shape != W.shape[1:]:
+            raise ValueError(f"W must be 2-d and b of shape (W.shape[1],); got shapes {W.shape}, {b.shape}")
+        if W.dtype != b.dtype:
+            raise ValueError(f"W and b must share one dtype; got {W.dtype}, {b.dtype}")
+        layer = cls.__new__(cls)
+        Layer.__init__(layer)
+        layer.in_features, layer.out_features, layer.init, layer.dtype = _dense_args(W.shape[0], W.shape[1], init, W.dtype)
+        layer.params = {"W": W, "b": b}
+        layer._x = None
+        return layer
+
+    @property  # type: ignore[override]
+    def grads(self) -> dict[str, np.ndarray]:
+        """Gradients by parameter name; a zero buffer is made for any parameter that has none yet."""
+        state = self.__dict__
+        grads = state.get("_grads")
+        if grads is None:  # a Dense pickled before grads became a property kept them as "grads"
+            grads = state["_grads"] = state.pop("grads", {})
+        for name, value in self.params.items():
+            if name not in grads:
+                grads[name] = np.zeros_like(value)
+        return grads
+
+    @grads.setter
+    def grads(self, value: dict[str, np.ndarray]) -> None:
+        self.__dict__["_grads"] = value
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != self.in_features:
