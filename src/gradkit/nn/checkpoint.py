@@ -442,7 +442,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, sou
                 else:
                     raise ValueError(f".npy format version {version}; a checkpoint's arrays are version 1.0 or 2.0")
             except ValueError as exc:
-                if "magic string" in str(exc) or "EOF" in str(exc):
+                if "magic string" in str(exc):  # wrong, or a member too short to hold one
                     raise _Unreadable(f"entry {name!r} is not a .npy array; not a gradkit checkpoint ({exc})") from None
                 raise _Unreadable(f"truncated or corrupt checkpoint: array {name!r} has an unreadable .npy header "
                                   f"({exc})") from None
