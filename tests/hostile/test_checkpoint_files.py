@@ -455,3 +455,169 @@ def test_a_missing_file_or_dangling_link_stays_file_not_found(tmp_path):
     (tmp_path / "dangling.npz").symlink_to(tmp_path / "absent.npz")
     with pytest.raises(FileNotFoundError):
         nn.load(tmp_path / "dangling.npz")
+
+
+# --- a legitimate load costs the parameters once --------------------------------------------------
+
+
+def _wide_model(mib: int, seed: int = 0) -> nn.Sequential:
+    """Two float32 Dense layers holding ``mib`` MiB of parameters in all."""
+    n = int((mib * MiB / 8) ** 0.5)
+    return nn.Sequential([nn.Dense(n, n, seed=seed), "relu", nn.Dense(n, n, seed=seed + 1)])
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
+def test_peak_memory_of_a_load_is_under_twice_the_file(tmp_path, compressed):
+    """Before: every Dense was randomly initialized (float64) and then overwritten: 4x the file."""
+    model = _wide_model(32)
+    path = tmp_path / "wide.npz"
+    if compressed:
+        np.savez_compressed(path, **model.params, **{HEADER: np.frombuffer(
+            json.dumps(_header(model)).encode(), dtype=np.uint8)})
+    else:
+        nn.save(model, path)
+    size = path.stat().st_size
+    assert size > 28 * MiB  # random weights barely deflate
+    tracemalloc.start()
+    loaded = nn.load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= 2 * size, f"peak {peak / MiB:.1f} MiB for a {size / MiB:.1f} MiB file"
+    for name, value in model.params.items():
+        assert loaded.params[name].tobytes() == value.tobytes()
+        assert loaded.params[name].flags.writeable and loaded.params[name].flags.c_contiguous
+    grads = loaded.grads  # allocated now, at first use, as zeros of each parameter's shape and dtype
+    assert {k: (g.shape, g.dtype, bool(g.any())) for k, g in grads.items()} == {
+        k: (v.shape, v.dtype, False) for k, v in model.params.items()}
+
+
+def test_a_loaded_model_trains_like_a_built_one(tmp_path):
+    """The layers built from arrays (lazy gradient buffers) give the same step as the saved model."""
+    import gradkit as gk
+
+    rng = np.random.default_rng(3)
+    model = nn.Sequential([nn.Dense(5, 7, seed=0, dtype=np.float64), "tanh", nn.Dense(7, 3, seed=1, dtype=np.float64)])
+    for p in model.params.values():
+        p[...] = rng.standard_normal(p.shape)
+    nn.save(model, tmp_path / "m.npz")
+    loaded = nn.load(tmp_path / "m.npz")
+    x, y = rng.standard_normal((9, 5)), rng.integers(0, 3, 9)
+    loss = gk.compose(gk.LogSoftmax(), gk.NLLLoss())
+    for m in (model, loaded):
+        nn.fit(m, x, y, loss=loss, epochs=2, batch_size=3, seed=0)
+    for name, value in model.params.items():
+        np.testing.assert_array_equal(loaded.params[name], value)
+        np.testing.assert_array_equal(loaded.grads[name], model.grads[name])
+
+
+def test_fortran_ordered_weights_round_trip(tmp_path):
+    model = _model()
+    w = model.layers[0].params["W"]
+    model.layers[0].params["W"] = np.asfortranarray(w)
+    nn.save(model, tmp_path / "f.npz")
+    loaded = nn.load(tmp_path / "f.npz")
+    assert loaded.params["0.W"].tobytes() == w.tobytes() and loaded.params["0.W"].shape == (5, 16)
+
+
+# --- save: symlinks, SIGKILL mid-way, stale temp files --------------------------------------------
+
+
+def _tmp_files(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
+
+
+def test_save_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    real_dir, link_dir = tmp_path / "store", tmp_path / "links"
+    real_dir.mkdir()
+    link_dir.mkdir()
+    nn.save(_model(), real_dir / "model.npz", metadata={"v": 1})
+    link = link_dir / "current.npz"
+    link.symlink_to(os.path.join("..", "store", "model.npz"))  # relative, as `ln -s` makes them
+    chain = link_dir / "latest.npz"
+    chain.symlink_to("current.npz")  # a link to a link
+    nn.save(_model(), chain, metadata={"v": 2})
+    assert chain.is_symlink() and os.readlink(chain) == "current.npz"
+    assert link.is_symlink() and os.readlink(link) == os.path.join("..", "store", "model.npz")
+    assert nn.load(real_dir / "model.npz").metadata == {"v": 2}
+    assert sorted(os.listdir(real_dir)) == ["model.npz"] and sorted(os.listdir(link_dir)) == ["current.npz",
+                                                                                             "latest.npz"]
+    dangling = link_dir / "next.npz"
+    dangling.symlink_to(os.path.join("..", "store", "next.npz"))
+    nn.save(_model(), dangling, metadata={"v": 3})  # a dangling link: its target is created
+    assert dangling.is_symlink() and nn.load(real_dir / "next.npz").metadata == {"v": 3}
+
+
+def test_save_to_a_symlink_loop_is_a_value_error(tmp_path):
+    (tmp_path / "a.npz").symlink_to(tmp_path / "b.npz")
+    (tmp_path / "b.npz").symlink_to(tmp_path / "a.npz")
+    with pytest.raises(ValueError, match=r"path '.*a\.npz' cannot be written: Too many levels of symbolic links"):
+        nn.save(_model(), tmp_path / "a.npz")
+    assert (tmp_path / "a.npz").is_symlink() and _tmp_files(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sigkill_at_random_moments_of_a_save(tmp_path):
+    """20 children are killed mid-save: the checkpoint always loads whole; the next save removes their temp files."""
+    models = [_wide_model(4, seed=0), _wide_model(4, seed=7)]  # 4 MiB each
+    path = tmp_path / "model.npz"
+    nn.save(models[0], path, metadata={"v": 0})
+    start = time.perf_counter()
+    nn.save(models[1], path, metadata={"v": 1})
+    one_save = time.perf_counter() - start
+    rng = np.random.default_rng(20)
+    orphans = 0
+    for _ in range(20):
+        ready_r, ready_w = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork() with threads running
+            pid = os.fork()
+        if pid == 0:  # the child: save the two models in turn until killed
+            try:
+                os.close(ready_r)
+                os.write(ready_w, b"!")
+                i = 0
+                while True:
+                    nn.save(models[i % 2], path, metadata={"v": i % 2})
+                    i += 1
+            finally:
+                os._exit(1)
+        os.close(ready_w)
+        try:
+            assert os.read(ready_r, 1) == b"!"
+        finally:
+            os.close(ready_r)
+        time.sleep(rng.uniform(0, 3 * one_save))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)  # reaped: its pid no longer runs
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        loaded = nn.load(path)  # always one whole checkpoint, the old or the new
+        expected = models[loaded.metadata["v"]]
+        assert all(loaded.params[k].tobytes() == v.tobytes() for k, v in expected.params.items())
+        orphans += len(_tmp_files(tmp_path))
+    assert orphans > 0  # some kills did land inside a write (a temp file was left behind)
+    nn.save(models[0], path, metadata={"v": 0})
+    assert os.listdir(tmp_path) == ["model.npz"]
+    assert nn.load(path).metadata == {"v": 0}
+
+
+def test_stale_temp_cleanup_touches_only_dead_writers_temp_files_of_this_target(tmp_path):
+    path = tmp_path / "model.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)  # a process that has exited and been reaped
+    stale = f".model.npz.gradkit-{dead_pid}-{'0123456789abcdef'}.tmp"
+    kept = [
+        f".model.npz.gradkit-{os.getpid()}-{'a' * 16}.tmp",  # this process: another thread may be writing it
+        f".model.npz.gradkit-{os.getppid()}-{'b' * 16}.tmp",  # a live process
+        f".other.npz.gradkit-{dead_pid}-{'c' * 16}.tmp",  # another target's
+        ".model.npz.abcdefgh.tmp",  # not a name gradkit makes
+        f".model.npz.gradkit-{dead_pid}-{'d' * 15}.tmp",  # not quite
+        "model.npz.tmp",
+    ]
+    for name in [stale, *kept]:
+        (tmp_path / name).write_bytes(b"partial")
+    (tmp_path / "folder.tmp").mkdir()
+    link = f".model.npz.gradkit-{dead_pid}-{'e' * 16}.tmp"
+    (tmp_path / link).symlink_to(tmp_path / "model.npz.tmp")  # not a regular file: left alone
+    nn.save(_model(), path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.npz", "folder.tmp", link, *kept])

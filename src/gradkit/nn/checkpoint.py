@@ -12,8 +12,9 @@ Loading reads the zip archive and every ``.npy`` member itself (never
 ``np.load``): nothing is unpickled, so a checkpoint can never run code, and no
 member is decompressed before its declared size has been checked against what
 the architecture in the header needs. The architecture is rebuilt with
-:func:`gradkit.nn.layers.from_config` and every array is checked against it
-(name, shape, dtype). Saving is atomic: the archive is written to a temp file
+:func:`gradkit.nn.layers.from_config` (``Dense`` layers from the loaded arrays
+themselves, never randomly initialized first) and every array is checked against
+it (name, shape, dtype). Saving is atomic: the archive is written to a temp file
 beside the target, fsynced, then moved over it.
 
 What :func:`load` refuses, always with ``ValueError`` naming the path and the problem
@@ -250,12 +251,12 @@ def load(path: str | os.PathLike[str]) -> Sequential:
             _check_members(members, expected, size, source)
             arrays = {name: _read_member(archive, members[name], name, source, spec=value)
                       for name, value in expected.items()}
-
-    table, spec = header["params"], _spec(arrays)
-    wrong = [name for name in sorted(set(table) | set(spec)) if table.get(name) != spec.get(name)]
-    if wrong:
-        raise ValueError(f"{source}: the header's params table disagrees with the arrays at {wrong[0]!r}: "
-                         f"it says {table.get(wrong[0])}, the array is {spec.get(wrong[0])}")
+            # every array now has the architecture's shape and dtype: the header's table must say the same
+            table, spec = header["params"], _spec(arrays)
+            wrong = [name for name in sorted(set(table) | set(spec)) if table.get(name) != spec.get(name)]
+            if wrong:
+                raise ValueError(f"{source}: the header's params table disagrees with the arrays at {wrong[0]!r}: "
+                                 f"it says {_short(table.get(wrong[0]))}, the array is {spec.get(wrong[0])}")
     for name, value in arrays.items():
         index, key = name.split(".", 1)
         model.layers[int(index)].params[key] = value  # replaces a placeholder; grads follow at first use
@@ -577,6 +578,8 @@ def _build(architecture: Any) -> Sequential:
             if config.get("type") == "Dense":
                 shape = (config["in_features"], config["out_features"])
                 args = _dense_args(*shape, config["init"], config["dtype"])
+                if args[0] * args[1] * args[3].itemsize > np.iinfo(np.intp).max:
+                    raise ValueError(f"Dense{shape} of {args[3]} would need more bytes than any array can hold")
                 zero = np.zeros((), dtype=args[3])
                 layer = Dense._from_arrays(np.broadcast_to(zero, args[:2]), np.broadcast_to(zero, args[1:2]),
                                            init=args[2])
