@@ -281,7 +281,7 @@ def test_bombs_are_refused_unread_under_a_memory_limit(bomb_files, name):
     src = str(Path(nn.__file__).parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True, timeout=120,
-                          env=env)
+                          env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["type"] == "ValueError", out
@@ -324,14 +324,14 @@ def _method(method):
         (lambda good: _replace(good, Member("0.W.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", 60_000) + bytes(400))),
          "array '0.W' has an unreadable .npy header (EOF: reading array header, expected 60000 bytes got 400)"),
         (lambda good: _replace(good, _deflated(Member("0.W.npy", _npy_header("<f4", (5, 16)) * 40 + bytes(320)))),
-         "the member for parameter '0.W' declares 5440 bytes; the architecture's float32 array of shape (5, 16) "
-         "needs 320 plus a .npy header of at most 4096 (refused unread)"),
+         ("the member for parameter '0.W' declares 5440 bytes; the architecture's float32 array of shape (5, 16) "
+          "needs 320 plus a .npy header of at most 4096 (refused unread)")),
         (lambda good: _replace(good, Member("0.W.npy", b"\x93NUMPY\x03\x00" + bytes(500))),
          "array '0.W' has an unreadable .npy header (.npy format version (3, 0)"),
         (lambda good: _replace(good, Member("0.W.npy", b"PK\x03\x04 not a .npy")), "entry '0.W' is not a .npy array"),
         (lambda good: _replace(good, Member("0.W.npy", _npy(np.zeros((5, 16), np.float32))[:-4])),
-         "array '0.W' is a float32 array of shape (5, 16) (320 bytes after a 128-byte .npy header) but its member "
-         "declares 444 bytes"),
+         ("array '0.W' is a float32 array of shape (5, 16) (320 bytes after a 128-byte .npy header) but its member "
+          "declares 444 bytes")),
     ],
     ids=["encrypted", "encrypted+strong", "strong-encryption", "patch-data", "lzma", "bzip2", "method-99",
          "duplicate-weight", "duplicate-header", "stored-size-lie", "npy-header-too-long", "npy-header-cut", "member-too-long", "npy-version-3",
@@ -422,6 +422,24 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     assert time.perf_counter() - start < 5
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_swapped_in_after_the_stat_is_refused_by_fstat(tmp_path, monkeypatch):
+    """The race between os.stat and open: the opened descriptor is checked again (O_NONBLOCK: no hang)."""
+    fifo, regular = tmp_path / "model.npz", tmp_path / "regular.npz"
+    os.mkfifo(fifo)
+    nn.save(_model(), regular)
+    real_stat = os.stat
+
+    def stat_before_the_swap(p, *args, **kwargs):  # what os.stat saw just before the file was replaced
+        return real_stat(regular) if os.fspath(p) == str(fifo) else real_stat(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_before_the_swap)
+    outcome = _load_with_timeout(fifo)
+    monkeypatch.undo()
+    assert isinstance(outcome.get("error"), ValueError), outcome
+    assert "model.npz: not a gradkit checkpoint: it is a FIFO (named pipe), not a regular file" in str(outcome["error"])
+
+
 def test_a_symlink_loop_is_a_value_error(tmp_path):
     (tmp_path / "a.npz").symlink_to(tmp_path / "b.npz")
     (tmp_path / "b.npz").symlink_to(tmp_path / "a.npz")
@@ -455,6 +473,15 @@ def test_a_missing_file_or_dangling_link_stays_file_not_found(tmp_path):
     (tmp_path / "dangling.npz").symlink_to(tmp_path / "absent.npz")
     with pytest.raises(FileNotFoundError):
         nn.load(tmp_path / "dangling.npz")
+
+
+def test_an_architecture_no_array_can_hold_is_refused_before_allocation(tmp_path):
+    header = _header(_model())
+    header["architecture"][0].update(in_features=10**10, out_features=10**10)
+    path = _zip(tmp_path / "huge.npz", _replace(_members(), _header_member(header)))
+    with pytest.raises(ValueError, match=r"huge\.npz: layer 0 of the architecture cannot be built: "
+                                         r"Dense\(10000000000, 10000000000\) of float32 would need more bytes"):
+        nn.load(path)
 
 
 # --- a legitimate load costs the parameters once --------------------------------------------------
