@@ -303,3 +303,19 @@ def test_optional_modules_name_their_extra_in_a_process_without_them(blocked, co
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines()[-1].endswith(message.split(": ", 1)[1])
         assert "MissingExtraError" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_outputs_that_are_symlinks_stay_symlinks(tmp_path):
+    from gradkit._io import staged_outputs
+
+    out, elsewhere = tmp_path / "out", tmp_path / "kept"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "history.json").write_text("old")
+    (out / "history.json").symlink_to(elsewhere / "history.json")
+    with staged_outputs(out) as stage:
+        (stage / "history.json").write_text("new")
+        (stage / "training.png").write_text("png")
+    assert (out / "history.json").is_symlink() and (elsewhere / "history.json").read_text() == "new"
+    assert (out / "training.png").read_text() == "png" and not (out / "training.png").is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["history.json", "training.png"]

@@ -171,7 +171,8 @@ def writable_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
 def staged_outputs(out: Path) -> Iterator[Path]:
     """Write a job's output files into a hidden folder inside ``out``; move them in together on success.
 
-    On any error the staging folder is removed and ``out`` keeps what it had: a run never leaves
+    An output that is a symlink in ``out`` is kept, and the file it leads to replaced (as
+    :func:`atomic_open` does). On any error the staging folder is removed and ``out`` keeps what it had: a run never leaves
     half of its files (a new plot beside an old history). Each move is an ``os.replace`` within
     one file system, so the set appears at once, in practice.
     """
@@ -179,6 +180,11 @@ def staged_outputs(out: Path) -> Iterator[Path]:
     try:
         yield stage
         for item in sorted(stage.iterdir()):
-            os.replace(item, out / item.name)
+            dest = resolve_target(out / item.name)  # a symlink in ``out`` is kept: its target is replaced
+            if dest.parent == stage.parent.resolve():
+                os.replace(item, dest)
+            else:  # the link leads elsewhere, maybe another file system: copy there atomically
+                with open(item, "rb") as src, atomic_open(dest) as handle:
+                    shutil.copyfileobj(src, handle)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
