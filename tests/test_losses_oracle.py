@@ -262,9 +262,10 @@ class ClassKind:
         return gk.losses.get(self.name, axis=axis, reduction=reduction, **self.kwargs, **kw)
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...], axis: int, normalized: bool = True) -> np.ndarray:
-        """Probabilities / log-probabilities along ``axis`` (or positive / real values off the simplex)."""
+        """Probabilities / log-probabilities along ``axis`` (or, off the simplex, unnormalised values
+        inside the domain: p in (0, 1], q <= 0; outside it the losses refuse, see tests/hostile/test_domains.py)."""
         if not normalized:
-            return rng.standard_normal(shape) - 1.0 if self.log_input else rng.uniform(0.05, 1.5, shape)
+            return -np.abs(rng.standard_normal(shape)) - 0.05 if self.log_input else rng.uniform(0.05, 1.0, shape)
         z = 1.5 * rng.standard_normal(shape)
         return scipy.special.log_softmax(z, axis=axis) if self.log_input else scipy.special.softmax(z, axis=axis)
 
@@ -323,7 +324,7 @@ def test_class_loss_matches_torch(kind, target_kind, opts, geometry, reduction):
 @GEOMETRY
 def test_class_loss_off_the_simplex(kind, target_kind, opts, geometry):
     """pred need not be normalised: cross_entropy's gradient is -w t / p (no softmax
-    term), nll's is -w t, for any positive p / real q; every reduction."""
+    term), nll's is -w t, for any p in (0, 1] / q <= 0; every reduction."""
     items, n, axis = geometry
     rng = rng_for("off", kind.id, target_kind, opts.id, items, axis)
     shape = pred_shape(items, n, axis)

@@ -45,8 +45,14 @@ def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask:
     log_p = s - xp.log(total)
     wt = tgt.weighted()
     items = -xp.sum(xlogy(xp, wt, log_p), axis=axis)
-    # a class at -inf cannot move: its target mass adds to the loss (inf), not to the gradient
-    wt = xp.where(log_p == -xp.inf, 0.0, wt)
+    # a class at -inf (a -inf or masked logit, or a finite one beside +inf) cannot move: its target
+    # mass adds to the loss (inf), not to the gradient. A finite logit whose shift z - max merely
+    # overflowed (a row spanning more than the float range) still moves: gradient p·Σt - t, finite.
+    if bool(xp.any(log_p == -xp.inf)):
+        zl = z if mask is None else xp.where(mask, z, -xp.inf)
+        m = xp.max(zl, axis=axis, keepdims=True)
+        movable = xp.isfinite(zl) & xp.isfinite(m)
+        wt = xp.where((log_p == -xp.inf) & ~movable, 0.0, wt)
     grad = (e / total) * xp.sum(wt, axis=axis, keepdims=True) - wt
     return items, grad if act.temperature == 1.0 else grad / act.temperature, tgt.denom
 
@@ -190,9 +196,12 @@ class Composed:
                 value, gz = loss._reduce(xp, items, grad, denom, upstream)
         else:
             p = act._forward(xp, zc, axis, mask)
+            # the activation's range is inside the domain (compose checked): this clips rounding
+            # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at
+            p = loss.in_domain(xp, p, live=mask)
             items, grad, denom = loss._items(xp, p, target, live=mask)
             if sums:
-                value, gp = xp.sum(items), grad
+                value, gp = xp.sum(items), loss.sum_grad(grad)
             else:
                 upstream = None if g is None else loss._upstream(xp, g, items)
                 value, gp = loss._reduce(xp, items, grad, denom, upstream)

@@ -18,23 +18,29 @@ import numpy as np
 
 from ._exp import row_kernel, row_max
 from ._exp import exp as _exp
-from .softmax import rows, unrows
+from .softmax import overflow_bound, rows, shift_overflows, unrows, warn_overflow
 
 __all__ = ["xent"]
 
 
 @row_kernel
-def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: ignore[no-untyped-def]
+def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps, big):  # type: ignore[no-untyped-def]
     r, n = z.shape
     zero = inv_t - inv_t
     keep = 1.0 - eps  # the label's share
     share = eps / n  # every class's share
     rare = 0
+    over = 0  # shifts that overflowed to -inf from a finite logit (see softmax._forward_rows)
+    over_t = 0
     for i in nb.prange(r):
         mx = row_max(z, i, neg_inf)
         if not (mx > neg_inf and mx < -neg_inf):
             rare += 1
             continue
+        if mx >= big or inv_t > 1:  # a shift may overflow (the portable path shifts ignored rows too)
+            o, ot = shift_overflows(z, i, mx, inv_t, neg_inf)
+            over += o
+            over_t += ot
         if not valid[i]:
             loss[i] = zero
             for j in range(n):
@@ -67,7 +73,7 @@ def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: igno
             grad[i, j] = (p * s_live - live_share) * inv_t
         if label_live:
             grad[i, c] -= keep * inv_t
-    return rare
+    return rare, over, over_t
 
 
 def xent(
@@ -86,8 +92,10 @@ def xent(
     grad = np.empty_like(zr)
     loss = np.empty(zr.shape[0], dtype=zr.dtype)
     t = zr.dtype.type
-    rare = _xent_rows(zr.size)(zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
-                      grad, loss, t(1.0 / temperature), t(-np.inf), t(eps))
+    rare, over, over_t = _xent_rows(zr.size)(
+        zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
+        grad, loss, t(1.0 / temperature), t(-np.inf), t(eps), overflow_bound(zr.dtype))
     if rare:
         return None
+    warn_overflow(over, over_t)
     return loss.reshape(labels.shape), unrows(grad, z, axis)

@@ -30,13 +30,30 @@ __all__ = ["Loss", "ElementwiseLoss"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
+#: how far (in units of the dtype's machine epsilon, relative to max(1, |bound|)) ``pred`` may lie
+#: outside a finite bound of ``input_domain`` and still be taken as rounding: a softmax computed as
+#: ``e * (1/Σe)`` can exceed 1 by an ulp or two, ``log`` of such a value is ~1e-16 > 0, a
+#: sparsemax ``z - τ`` can overshoot by a few ulps. 16 ulps covers these with room; a real logit,
+#: even 1.0001, is far outside. Values within the tolerance are clipped onto the bound.
+DOMAIN_ULPS = 16
+
 
 class Loss:
     """Base class for losses; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
-    #: closed hull of the ``pred`` values on which the loss is defined
+    #: closed hull of the ``pred`` values on which the loss is defined; calls refuse
+    #: ``pred`` outside it (beyond rounding, see ``DOMAIN_ULPS``) and :func:`gradkit.compose`
+    #: refuses activations whose ``output_range`` leaves it
     input_domain: tuple[float, float] = (-math.inf, math.inf)
+    #: what ``pred`` must be, for the error message (e.g. "probabilities")
+    domain_name: ClassVar[str] = "values"
+    #: what to do instead, for the error message
+    domain_hint: ClassVar[str] = ""
+    #: the gradient ``_terms`` returns is this factor times the true one (MSE returns ``p - t``
+    #: for ``2(p - t)``): the factor is applied after the division by the mean's denominator,
+    #: so a gradient whose mean is finite does not overflow on the way
+    _grad_factor: ClassVar[float] = 1.0
 
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
@@ -52,23 +69,64 @@ class Loss:
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         """Return the loss and its gradient w.r.t. ``pred`` in one pass."""
-        xp, p, out_dtype = as_float(pred, "pred")
+        xp, p, out_dtype = self._prepare_pred(pred)
         value, grad = self._reduce(xp, *self._items(xp, p, target))
         return cast(xp, value, out_dtype), cast(xp, grad, out_dtype)
 
     def vjp(self, pred: Any, target: Any, g: Any) -> Any:
         """Return :math:`g^\\top \\partial L/\\partial\\,\\mathrm{pred}` for ``g`` shaped like the loss."""
-        xp, p, out_dtype = as_float(pred, "pred")
+        xp, p, out_dtype = self._prepare_pred(pred)
         items, grad, denom = self._items(xp, p, target)
         _, grad = self._reduce(xp, items, grad, denom, self._upstream(xp, g, items))
         return cast(xp, grad, out_dtype)
 
     def jvp(self, pred: Any, target: Any, v: Any) -> Any:
         """Return the directional derivative of the loss along ``v`` (shape of the loss)."""
-        xp, p, out_dtype = as_float(pred, "pred")
+        xp, p, out_dtype = self._prepare_pred(pred)
         vc = like(v, p, xp, "v", "pred")
         _, grad = self._reduce(xp, *self._items(xp, p, target))
         return cast(xp, self._contract(xp, grad * vc, p.ndim), out_dtype)
+
+    def _prepare_pred(self, pred: Any) -> tuple[Any, Any, Any]:
+        """``as_float`` plus the domain check with the caller's dtype's rounding (float16 input is
+        computed in float32, but its probabilities are rounded to float16)."""
+        xp, p, out_dtype = as_float(pred, "pred")
+        if p.ndim and math.prod(p.shape):  # empty and 0-d input get their own errors later
+            p = self.in_domain(xp, p, eps=float(xp.finfo(out_dtype).eps))
+        return xp, p, out_dtype
+
+    # -- the domain --------------------------------------------------------
+    def in_domain(self, xp: Any, p: Any, live: Any = None, eps: float | None = None) -> Any:
+        """Return ``p``, refusing values outside ``input_domain`` with ``ValueError``.
+
+        Values outside by no more than rounding (``DOMAIN_ULPS`` machine epsilons of
+        ``eps``'s dtype, relative to the bound) are clipped onto the bound. ``live``: only
+        these entries are checked (masked entries of a ``where=`` may hold anything).
+        NaN is not refused here (it propagates). One comparison pass when ``p`` is inside.
+        """
+        lo, hi = self.input_domain
+        if lo == -math.inf and hi == math.inf:
+            return p
+        inside = min(max(0.0, lo), hi)  # a stand-in inside the domain
+        q = p if live is None else xp.where(live, p, inside)
+        outside = xp.zeros(q.shape, dtype=xp.bool, device=device(q))
+        if lo > -math.inf:
+            outside = outside | (q < lo)
+        if hi < math.inf:
+            outside = outside | (q > hi)
+        if not bool(xp.any(outside)):
+            return p
+        tol = DOMAIN_ULPS * (float(xp.finfo(p.dtype).eps) if eps is None else eps)
+        lo_ok, hi_ok = lo - tol * max(1.0, abs(lo)), hi + tol * max(1.0, abs(hi))
+        if bool(xp.any((q < lo_ok) | (q > hi_ok))):
+            live_q = xp.where(xp.isnan(q), inside, q)
+            shown = f"got values in [{float(xp.min(live_q))}, {float(xp.max(live_q))}]"
+            bounds = f"in [{lo}, {hi}]" if lo > -math.inf and hi < math.inf else (f"<= {hi}" if hi < math.inf else f">= {lo}")
+            raise ValueError(
+                f"pred must be {self.domain_name} {bounds} for {self.name}; {shown}"
+                + (f". {self.domain_hint}" if self.domain_hint else "")
+            )
+        return xp.clip(p, lo if lo > -math.inf else None, hi if hi < math.inf else None)
 
     # -- shared machinery ------------------------------------------------
     def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
@@ -99,6 +157,8 @@ class Loss:
     def _reduce(self, xp: Any, items: Any, grad: Any, denom: Any, g: Any = None) -> tuple[Any, Any]:
         """Reduce items; scale the gradient by the reduction and the upstream ``g``."""
         if self.reduction == "none":
+            if self._grad_factor != 1.0:
+                grad = grad * self._grad_factor
             if g is not None:
                 axis = self._item_axis(grad.ndim)
                 grad = grad * (g if axis is None else xp.expand_dims(g, axis=axis))
@@ -106,14 +166,20 @@ class Loss:
         value = xp.sum(items)
         if self.reduction == "mean":
             if isinstance(denom, int):  # elementwise losses: the element count, > 0
-                value, grad = value / denom, grad / denom
+                value, grad = value / denom, grad * (self._grad_factor / denom)
             else:  # an array: the sum of item weights, which may be 0 (all ignored)
                 ok = denom > 0
                 scale = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)  # a scalar: one pass over grad
-                value, grad = value * scale, grad * scale
+                value, grad = value * scale, grad * (scale * self._grad_factor)
+        elif self._grad_factor != 1.0:
+            grad = grad * self._grad_factor
         if g is not None:
             grad = grad * g
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
+
+    def sum_grad(self, grad: Any) -> Any:
+        """The gradient of the items' sum from ``_items``' gradient (which omits ``_grad_factor``)."""
+        return grad if self._grad_factor == 1.0 else grad * self._grad_factor
 
     def _params(self) -> dict[str, Any]:
         return {"reduction": self.reduction}

@@ -24,10 +24,11 @@ class MSELoss(ElementwiseLoss):
     """
 
     name = "mse"
+    _grad_factor = 2.0  # applied after the mean's division: 2·d/n stays finite where 2·d would not
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
-        return d * d, 2.0 * d
+        return d * d, d
 
 
 class MAELoss(ElementwiseLoss):
