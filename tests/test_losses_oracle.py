@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -334,7 +335,7 @@ def test_class_loss_off_the_simplex(kind, target_kind, opts, geometry):
     for reduction in REDUCTIONS:
         assert_matches_torch(
             kind.make(axis, reduction, **kw), pred, target,
-            lambda x: class_oracle(kind.name, kind.log_input, x, target, axis=axis, reduction=reduction, **kw),
+            lambda x, reduction=reduction: class_oracle(kind.name, kind.log_input, x, target, axis=axis, reduction=reduction, **kw),
             reduction, rng, item_axis=axis % len(shape),
         )
 
@@ -356,7 +357,7 @@ def test_kl_div_mean_is_torch_batchmean(log_input, soft):
 
     for gk_red, torch_red in [("mean", "batchmean"), ("sum", "sum")]:
         loss = gk.KLDivLoss(log_input=log_input, reduction=gk_red)
-        assert_matches_torch(loss, pred, t, lambda x: F.kl_div(torch_in(x), t64(t), reduction=torch_red), gk_red, rng)
+        assert_matches_torch(loss, pred, t, lambda x, r=torch_red: F.kl_div(torch_in(x), t64(t), reduction=r), gk_red, rng)
     torch_mean = F.kl_div(torch_in(t64(pred)), t64(t), reduction="mean")
     assert_close(gk.KLDivLoss(log_input=log_input)(pred, t), n * torch_mean, RTOL_VALUE)
 

@@ -17,7 +17,8 @@ Tests prove fused == generic (float64, rtol 1e-10), soft targets included.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from ._array import cast, like, normalize_axis
 from .activations.elementwise import Sigmoid

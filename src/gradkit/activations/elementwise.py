@@ -9,7 +9,8 @@ follows PyTorch: ``relu'(0) = 0``, ``leaky_relu'(0) = negative_slope``,
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
@@ -19,12 +20,12 @@ from ..base import ElementwiseActivation
 __all__ = [
     "ELU",
     "GELU",
+    "SELU",
     "HardSigmoid",
     "Identity",
     "LeakyReLU",
     "Mish",
     "ReLU",
-    "SELU",
     "SiLU",
     "Sigmoid",
     "Softplus",

@@ -16,6 +16,7 @@ from typing import Any
 
 import numba as nb
 import numpy as np
+
 from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
 
@@ -35,7 +36,7 @@ def _forward_rows(x, out, inv_t, neg_inf, log, big):  # type: ignore[no-untyped-
             for j in range(m):
                 if x[i, j] != x[i, j]:
                     mx = x[i, j]
-        if mx != mx:  # a NaN logit makes its row NaN
+        if mx != mx:  # noqa: PLR0124 - a NaN logit makes its row NaN
             for j in range(m):
                 out[i, j] = mx
         elif mx == neg_inf:  # no live entry

@@ -16,8 +16,8 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from ._exp import row_kernel, row_max
 from ._exp import exp as _exp
+from ._exp import row_kernel, row_max
 from .softmax import overflow_bound, rows, shift_overflows, unrows, warn_overflow
 
 __all__ = ["xent"]

@@ -26,7 +26,7 @@ from array_api_compat import device
 
 from .._array import as_float, cast, check_choice, like, to_array
 
-__all__ = ["Loss", "ElementwiseLoss"]
+__all__ = ["ElementwiseLoss", "Loss"]
 
 REDUCTIONS = ("mean", "sum", "none")
 

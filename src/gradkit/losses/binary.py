@@ -118,7 +118,7 @@ class BCEWithLogitsLoss(_Binary):
         # coefficient of z is 0 (t = 1 at +inf, w·t = 0 at -inf), never 0·inf = NaN.
         neg = p < 0
         slope = xp.where(neg, 0.0 - wt, 1.0 - t)
-        linear = xp.where((slope != 0) | xp.isnan(p), slope * p, 0.0)
+        linear = slope * xp.where(slope != 0, p, 0.0)  # 0 · ±inf is 0 here (NaN p stays NaN via softplus)
         value = linear + coef * softplus(xp, xp.where(neg, p, -p))
         grad = (1.0 - t) - coef * sigmoid(xp, -p)
         return self._weighted(xp, p, value, grad)

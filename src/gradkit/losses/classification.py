@@ -30,7 +30,7 @@ class PreparedTarget:
     """Per-class targets ``t`` (shape of pred), class weights broadcast along the
     class axis (or None), and the mean's denominator."""
 
-    __slots__ = ("t", "w", "denom")
+    __slots__ = ("denom", "t", "w")
 
     def __init__(self, t: Any, w: Any, denom: Any) -> None:
         self.t, self.w, self.denom = t, w, denom
