@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ._array import cast, like, normalize_axis
 from .activations.elementwise import Sigmoid
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
@@ -147,6 +149,12 @@ class Composed:
     def jvp(self, z: Any, target: Any, v: Any, *, where: Any = None) -> Any:
         """Return the directional derivative of the loss along ``v`` (the shape of the loss)."""
         act, loss = self.activation, self.loss
+        if where is None and self._fused is None:
+            # forward mode: J v first, then the loss's JVP. Exact where contracting the gradient is not:
+            # that gradient can overflow (SELU's 1.76 times an MSE gradient near the float maximum)
+            # while the directional derivative is finite
+            p = act(z)
+            return loss.jvp(p, target, act.jvp(z, v, y=p))
         if loss.reduction == "none" and isinstance(loss, ElementwiseLoss) and act.supports_mask:
             # each element's loss depends on its whole row: chain the JVPs
             p = act(z, where=where)
@@ -201,12 +209,23 @@ class Composed:
             # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at
             p = loss.in_domain(xp, p, live=mask)
             items, grad, denom = loss._items(xp, p, target, live=mask)
-            if sums:
-                value, gp = xp.sum(items), loss.sum_grad(grad)
-            else:
-                upstream = None if g is None else loss._upstream(xp, g, items)
-                value, gp = loss._reduce(xp, items, grad, denom, upstream)
-            gz = act._vjp(xp, zc, p, gp, axis, mask)
+            upstream = None if sums or g is None else loss._upstream(xp, g, items)
+
+            def backward(raw: Any) -> tuple[Any, Any]:
+                if sums:
+                    return xp.sum(items), act._vjp(xp, zc, p, loss.sum_grad(raw), axis, mask)
+                value, gp = loss._reduce(xp, items, raw, denom, upstream)
+                return value, act._vjp(xp, zc, p, gp, axis, mask)
+
+            with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below,
+                value, gz = backward(grad)  # and that pass warns where the answer itself overflows
+            if not bool(xp.all(xp.isfinite(gz))):
+                # dL/dp may overflow (2·(p - t) at p - t ~ max) where dL/dz is finite (a softmax or sparsemax
+                # Jacobian removes the common part: inf - inf = NaN). The VJP is linear: redo it on dL/dp / F
+                # and scale back; keep the first answer wherever it was finite
+                big = 2.0 ** min(xp.finfo(zc.dtype).maxexp // 8, 128)  # float32: 2^16, float64: 2^128
+                _, gz_small = backward(grad / big)
+                gz = xp.where(xp.isfinite(gz), gz, gz_small * big)
         if sums and loss.reduction == "sum":
             denom = 1
         return _Run(xp, zc, value, gz, out_dtype, denom)

@@ -30,8 +30,8 @@ LABELS = np.array([0, 3, 1])
 @pytest.mark.parametrize(
     "loss,pred,pattern",
     [
-        (gk.CrossEntropyLoss(), P * 2.5, r"pred must be probabilities in \[0.0, 1.0\] for cross_entropy; got values in "
-         r"\[.*\]\. Logits \(what PyTorch's CrossEntropyLoss takes\) go through compose\(Softmax\(\), CrossEntropyLoss\(\)\)"),
+        (gk.CrossEntropyLoss(), P * 2.5, (r"pred must be probabilities in \[0.0, 1.0\] for cross_entropy; got values in "
+         r"\[.*\]\. Logits \(what PyTorch's CrossEntropyLoss takes\) go through compose\(Softmax\(\), CrossEntropyLoss\(\)\)")),
         (gk.CrossEntropyLoss(), RNG.standard_normal((3, 4)) * 3, r"probabilities in \[0.0, 1.0\] for cross_entropy"),
         (gk.NLLLoss(), np.abs(RNG.standard_normal((3, 4))) + 0.1,
          r"pred must be log-probabilities <= 0.0 for nll; got values in \[.*\]\. Logits go through compose\(LogSoftmax\(\), NLLLoss\(\)\)"),
@@ -276,15 +276,94 @@ def test_fused_cross_entropy_kernel_warns_and_answers_like_the_portable_path(dty
     z = np.array([[-big, big, 0.0]], dtype=dtype)
     for act, loss in ((gk.Softmax(), gk.CrossEntropyLoss()), (gk.LogSoftmax(), gk.NLLLoss())):
         head = gk.compose(act, loss)
-        (L, g), w_fast = _record(lambda: head.value_and_grad(z, np.array([0])))
+        (L, g), w_fast = _record(lambda head=head: head.value_and_grad(z, np.array([0])))
         with kernels.disabled():
-            (L_ref, g_ref), w_ref = _record(lambda: head.value_and_grad(z, np.array([0])))
+            (L_ref, g_ref), w_ref = _record(lambda head=head: head.value_and_grad(z, np.array([0])))
         assert w_fast == w_ref == [("RuntimeWarning", "overflow encountered in subtract")]
         assert L == L_ref == np.inf  # -log p = 2·big: beyond the range
         np.testing.assert_array_equal(g, [[-1.0, 1.0, 0.0]])
         np.testing.assert_array_equal(g_ref, g)
         # ignored rows are shifted too on the portable path: same warning
-        _, w_fast = _record(lambda: head.value_and_grad(z, np.array([-100])))
+        _, w_fast = _record(lambda head=head: head.value_and_grad(z, np.array([-100])))
         with kernels.disabled():
-            _, w_ref = _record(lambda: head.value_and_grad(z, np.array([-100])))
+            _, w_ref = _record(lambda head=head: head.value_and_grad(z, np.array([-100])))
         assert w_fast == w_ref
+
+
+# -- found by the property tests (tests/hostile/test_properties.py) -----------------------------
+
+MAX64 = float(np.finfo(np.float64).max)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the loss values themselves (d², p - t): inf, right
+def test_mse_factors_are_combined_before_they_touch_the_gradient():
+    """Was inf: 2·d with d = -max before the upstream 0.125 (vjp), before v (jvp); p - t itself overflowing."""
+    p, t = np.array([[0.0]]), np.array([[MAX64]])
+    np.testing.assert_allclose(gk.MSELoss().vjp(p, t, np.float64(0.125)), [[-0.25 * MAX64]], rtol=1e-15)
+    np.testing.assert_allclose(gk.MSELoss().jvp(p, t, np.array([[-0.125]])), 0.25 * MAX64, rtol=1e-15)
+    # the terms 2·(p - t)·v (±4·max·v) overflow, with both signs: their sum is finite
+    pp, tt = np.array([MAX64, MAX64]), np.array([-MAX64, -MAX64])
+    np.testing.assert_allclose(gk.MSELoss(reduction="sum").jvp(pp, tt, np.array([-0.5, 0.625])),
+                               0.5 * MAX64, rtol=1e-15)  # 2·(2·max)·0.125
+    # p - t = 2·max is beyond the range, the mean's gradient 2·(p - t)/4 = max is not
+    g = gk.MSELoss().grad(np.array([MAX64, 0, 0, 0]), np.array([-MAX64, 0, 0, 0]))
+    np.testing.assert_allclose(g, [MAX64, 0, 0, 0], rtol=1e-15)
+
+
+def test_mean_of_items_whose_sum_overflows_is_finite():
+    """Was inf: Σ items overflowed before the division by n."""
+    big = np.float32(1.7014117e38)
+    L = gk.HuberLoss()(np.zeros(3, np.float32), np.full(3, big, np.float32))
+    np.testing.assert_allclose(L, big - 0.5, rtol=1e-6)
+    L = gk.MAELoss()(np.full(4, MAX64), np.zeros(4))
+    assert L == MAX64
+
+
+def test_huber_does_not_warn_about_the_branch_it_does_not_use():
+    """Was: RuntimeWarning 'overflow encountered in multiply' from ½d² at |d| = 1e200, a finite loss."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        L, g = gk.HuberLoss(delta=2.0).value_and_grad(np.array([1e200]), np.array([0.0]))
+    assert L == 2.0 * (1e200 - 1.0) and g[0] == 2.0
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply")
+def test_heads_whose_loss_gradient_overflows_but_whose_own_gradient_does_not():
+    """Was NaN: dL/dp = 2(p - t) = -2·max, then the sparsemax / softmax Jacobian's inf - inf; exactly 0.
+    Was inf: the JVP of SELU into MSE contracted the (overflowing) gradient; forward mode is finite."""
+    z, t = np.array([[0.0]]), np.array([[MAX64]])
+    for act in (gk.Sparsemax(), gk.Softmax(), gk.Entmax15()):
+        assert gk.compose(act, gk.MSELoss()).grad(z, t)[0, 0] == 0.0
+    v = np.array([[-0.125, 0.625]])
+    jvp = gk.compose(gk.SELU(), gk.MSELoss()).jvp(np.zeros((1, 2)), np.full((1, 2), MAX64), v)
+    slope = gk.SELU().derivative(np.array([0.0]))[0]
+    np.testing.assert_allclose(jvp, -MAX64 * (slope * 0.5), rtol=1e-14)  # Σ 2(p - t)·slope·v / 2
+
+
+def test_fenchel_young_loss_of_a_row_spanning_the_range_is_finite():
+    """Was inf: ⟨y - t, z - max z⟩ with z - max z = -1.5·max overflowing; the loss is 0.75·max - 0.39."""
+    z = np.array([[MAX64, -MAX64 / 2]])
+    for loss in (gk.losses.SparsemaxLoss(), gk.losses.Entmax15Loss()):
+        L = loss(z, np.array([[1.0, 1.0]]))
+        assert np.isfinite(L) and abs(L - 0.75 * MAX64) < 1e-12 * MAX64
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["kernels", "portable"])
+def test_log_softmax_with_temperature_keeps_the_scaled_shift_when_the_shift_overflows(disabled):
+    """Was -inf: (z - max) overflowed before the division by T = 2.5; exactly -2·max/2.5 = -0.8·max."""
+    z = np.array([[MAX64, -MAX64]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # z - max overflows: NumPy's warning, kept
+        with kernels.disabled() if disabled else _nothing():
+            y = gk.LogSoftmax(temperature=2.5)(z)
+            L = gk.compose(gk.LogSoftmax(temperature=2.5), gk.NLLLoss())(z, np.array([1]))
+    np.testing.assert_allclose(y, [[0.0, -0.8 * MAX64]], rtol=1e-15)
+    np.testing.assert_allclose(L, 0.8 * MAX64, rtol=1e-15)
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

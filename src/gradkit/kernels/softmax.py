@@ -148,14 +148,20 @@ def unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(out.reshape(np.moveaxis(like, axis, -1).shape), -1, axis)
 
 
-def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) -> np.ndarray:
-    """Softmax (``log=False``) or log-softmax of ``x`` along ``axis``; masked entries excluded."""
+def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) -> np.ndarray | None:
+    """Softmax (``log=False``) or log-softmax of ``x`` along ``axis``; masked entries excluded.
+
+    None for log-softmax with ``T > 1`` on a row spanning more than the float range (the caller
+    uses the portable path, which keeps ``(z - max)/T`` finite there)."""
     if mask is not None:
         x = np.where(mask, x, x.dtype.type(-np.inf))
     xr = rows(x, axis)
     out = np.empty_like(xr)
     t = xr.dtype.type
-    warn_overflow(*_forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log, overflow_bound(xr.dtype)))
+    over, over_t = _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log, overflow_bound(xr.dtype))
+    if over and log and temperature > 1.0:
+        return None  # (z - max)/T may fit where z - max overflowed: the portable path computes it (and warns)
+    warn_overflow(over, over_t)
     return unrows(out, x, axis)
 
 

@@ -95,7 +95,7 @@ def xent(
     rare, over, over_t = _xent_rows(zr.size)(
         zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
         grad, loss, t(1.0 / temperature), t(-np.inf), t(eps), overflow_bound(zr.dtype))
-    if rare:
+    if rare or (over and temperature > 1.0):  # the portable path keeps (z - max)/T finite there
         return None
     warn_overflow(over, over_t)
     return loss.reshape(labels.shape), unrows(grad, z, axis)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 from array_api_compat import device
 
 from .._array import as_float, cast, check_choice, like, to_array
@@ -84,8 +85,17 @@ class Loss:
         """Return the directional derivative of the loss along ``v`` (shape of the loss)."""
         xp, p, out_dtype = self._prepare_pred(pred)
         vc = like(v, p, xp, "v", "pred")
-        _, grad = self._reduce(xp, *self._items(xp, p, target))
-        return cast(xp, self._contract(xp, grad * vc, p.ndim), out_dtype)
+        items, raw, denom = self._items(xp, p, target)
+        with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below
+            _, gv = self._reduce(xp, items, raw * vc, denom)  # the reduction is linear in the gradient
+            out = self._contract(xp, gv, p.ndim)
+        if not bool(xp.all(xp.isfinite(out))):
+            # a term (2·d·v at d ~ max) or the sum of terms of both signs overflowed, where the
+            # directional derivative may be finite: redo it on v / F and scale back, where needed
+            big = 2.0 ** min(xp.finfo(p.dtype).maxexp // 8, 128)  # float32: 2^16, float64: 2^128
+            _, small = self._reduce(xp, items, raw * (vc / big), denom)
+            out = xp.where(xp.isfinite(out), out, self._contract(xp, small, p.ndim) * big)
+        return cast(xp, out, out_dtype)
 
     def _prepare_pred(self, pred: Any) -> tuple[Any, Any, Any]:
         """``as_float`` plus the domain check with the caller's dtype's rounding (float16 input is
@@ -155,26 +165,35 @@ class Loss:
         return cast(xp, g, items.dtype)
 
     def _reduce(self, xp: Any, items: Any, grad: Any, denom: Any, g: Any = None) -> tuple[Any, Any]:
-        """Reduce items; scale the gradient by the reduction and the upstream ``g``."""
+        """Reduce items; scale the gradient by the reduction and the upstream ``g``.
+
+        Every factor (``_grad_factor``, ``1/D``, a scalar ``g``) is combined into one scalar
+        before it touches the gradient, so a gradient whose exact value is finite does not
+        overflow on the way (``2·(p - t)`` for ``p - t`` near the float maximum).
+        """
         if self.reduction == "none":
-            if self._grad_factor != 1.0:
-                grad = grad * self._grad_factor
+            scale = self._grad_factor if g is None else g * self._grad_factor
             if g is not None:
                 axis = self._item_axis(grad.ndim)
-                grad = grad * (g if axis is None else xp.expand_dims(g, axis=axis))
-            return items, grad
-        value = xp.sum(items)
+                scale = scale if axis is None else xp.expand_dims(scale, axis=axis)
+            return items, grad if g is None and scale == 1.0 else grad * scale
+        with np.errstate(over="ignore"):  # NumPy: a sum that overflows where the mean does not is redone below
+            value = xp.sum(items)
+        scale: Any = self._grad_factor
         if self.reduction == "mean":
             if isinstance(denom, int):  # elementwise losses: the element count, > 0
-                value, grad = value / denom, grad * (self._grad_factor / denom)
+                inv: Any = 1.0 / denom
             else:  # an array: the sum of item weights, which may be 0 (all ignored)
                 ok = denom > 0
-                scale = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)  # a scalar: one pass over grad
-                value, grad = value * scale, grad * (scale * self._grad_factor)
-        elif self._grad_factor != 1.0:
-            grad = grad * self._grad_factor
+                inv = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)
+            mean = value * inv
+            if bool(xp.isinf(mean)) and bool(xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
+                mean = xp.sum(items * inv)
+            value, scale = mean, inv * scale
         if g is not None:
-            grad = grad * g
+            scale = scale * g
+        if not (isinstance(scale, float) and scale == 1.0):
+            grad = grad * scale  # a scalar: one pass over grad
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
 
     def sum_grad(self, grad: Any) -> Any:
