@@ -13,6 +13,12 @@ exact where the generic path is clamped (``p`` underflowing to 0) and cheaper:
 * sigmoid + bce: the :class:`~gradkit.losses.BCEWithLogitsLoss` formula.
 
 Tests prove fused == generic (float64, rtol 1e-10), soft targets included.
+
+The generic path clips the activation's output onto the loss's domain (rounding:
+a softmax of 1 + 1 ulp into ``bce``). Where ``dL/dp`` overflows but ``dL/dz`` is
+finite (``2(p - t)`` at ``p - t`` near the float maximum, then a softmax or sparsemax
+Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. Without
+a mask the head's JVP is forward mode, ``loss.jvp(p, t, act.jvp(z, v))``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ Fused = Callable[["Composed", Any, Any, Any, int, Any], tuple[Any, Any, Any]]
 
 
 def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
-    act, loss = head.activation, head.loss
+    act: Any = head.activation  # Softmax or LogSoftmax
+    loss: Any = head.loss  # CrossEntropyLoss or NLLLoss
     fast = _fused_kernel(xp, loss, z, target, axis, mask, act.temperature)
     if fast is not None:
         return fast
@@ -81,12 +88,13 @@ def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any,
 
 
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
-    loss = head.loss
+    loss: Any = head.loss  # BCELoss
     return BCEWithLogitsLoss(weight=loss.weight, reduction=loss.reduction)._items(xp, z, target)
 
 
 def _on_scores(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
-    return head.loss.items_with(head.activation, xp, z, target, live=mask)
+    loss: Any = head.loss  # a FenchelYoungLoss
+    return loss.items_with(head.activation, xp, z, target, live=mask)
 
 
 #: a Fenchel–Young loss with its own prediction map: the loss takes the scores, the map predicts
@@ -294,5 +302,5 @@ def compose(activation: Activation, loss: Loss, *, fused: bool | None = None) ->
         )
     if fused and (type(activation), type(loss)) not in _FUSED:
         raise ValueError(f"no fused path for {activation.name} + {loss.name}; fused pairs: "
-                         + ", ".join(f"{a.name} + {b.name}" for a, b in _FUSED))
+                         + ", ".join(f"{getattr(a, 'name', a)} + {getattr(b, 'name', b)}" for a, b in _FUSED))
     return Composed(activation, loss, fused is not False)

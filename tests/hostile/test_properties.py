@@ -38,7 +38,7 @@ if np.finfo(np.longdouble).max < np.longdouble("1e400"):  # pragma: no cover - e
     pytest.skip("np.longdouble has no wider range than float64 here: no oracle for 'beyond the range'",
                 allow_module_level=True)
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -85,7 +85,8 @@ def beyond(dtype, a) -> bool:
 
 def items_beyond(dtype, loss, p, t) -> bool:
     """Documented limit 1: a per-item loss beyond the range (sparsemax loss ⟨y - t, z⟩ = 2·max) is inf,
-    and so is a sum or mean over it, also where the mean itself would fit."""
+    and so is a sum or mean over it, also where the mean itself would fit (the value only: gradients stay
+    finite wherever their exact value is)."""
     per_item = type(loss)(**{**loss._params(), "reduction": "none"})
     try:
         return beyond(dtype, per_item(_wide(p), _wide(t)))
@@ -94,22 +95,17 @@ def items_beyond(dtype, loss, p, t) -> bool:
 
 
 def output_beyond(dtype, p_wide) -> bool:
-    """Documented limit 3: where the activation's own output is beyond the range (SELU(max) = 1.05·max),
+    """Documented limit 2: where the activation's own output is beyond the range (SELU(max) = 1.05·max),
     the loss sees inf and follows its rules for infinite input: the value is inf or NaN (a Fenchel–Young
     loss of +inf scores), and a JVP whose infinite terms have both signs is NaN; the exact answers may
     be finite, but computing them needs a wider range than the dtype's."""
     return beyond(dtype, p_wide)
 
 
-def terms_beyond(dtype, grad_wide, v) -> bool:
-    """Documented limit 2: a JVP ``Σ_i ∂L/∂x_i · v_i`` whose terms are beyond the range but cancel in the
-    sum (−1.1·max + 0.2·max) may be inf: each term is computed in the dtype."""
-    return beyond(dtype, np.asarray(grad_wide) * _wide(v))
-
-
-def check(name: str, dtype, fn, *args, allow_inf: bool = False, allow_nan: bool = False, **kwargs):
+def check(name: str, dtype, fn, *args, allow_inf=False, allow_nan: bool = False, **kwargs):
     """Run ``fn(*args)``; its outputs must be finite, or inf where the long-double answer is beyond ``dtype``
-    (or anywhere with ``allow_inf``, a documented limit); never NaN (but with ``allow_nan``, limit 3)."""
+    (or anywhere in the outputs ``allow_inf`` names — True: all — a documented limit); never NaN (but with
+    ``allow_nan``, limit 2)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow warnings go with a right inf
         out = fn(*args, **kwargs)
@@ -130,7 +126,7 @@ def check(name: str, dtype, fn, *args, allow_inf: bool = False, allow_nan: bool 
     for k, o in enumerate(bad):
         assert allow_nan or not np.isnan(o).any(), f"{name}: NaN in output {k} for finite input\n{args}\n{o}"
         inf = np.isinf(o)
-        if inf.any() and not allow_inf:
+        if inf.any() and not (allow_inf is True or (allow_inf and k in allow_inf)):
             assert ref is not None, f"{name}: inf in output {k} and no long-double oracle\n{args}\n{o}"
             r = np.broadcast_to(np.asarray(refs[k]), o.shape)
             beyond = np.abs(r) > fmax * (1 - 1e-6)
@@ -204,13 +200,10 @@ def test_losses_finite_in_finite_out(dtype, data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         limit = items_beyond(dtype, loss, p, t)
-    check(f"{label}.value_and_grad", dtype, loss.value_and_grad, p, t, allow_inf=limit)
-    check(f"{label}.vjp", dtype, loss.vjp, p, t, _upstream(loss, items_shape, rng, dtype), allow_inf=limit)
+    check(f"{label}.value_and_grad", dtype, loss.value_and_grad, p, t, allow_inf={0} if limit else False)
+    check(f"{label}.vjp", dtype, loss.vjp, p, t, _upstream(loss, items_shape, rng, dtype))
     v = rng.standard_normal(shape).astype(dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        limit = limit or terms_beyond(dtype, loss.grad(_wide(p), _wide(t)), v)
-    check(f"{label}.jvp", dtype, loss.jvp, p, t, v, allow_inf=limit)
+    check(f"{label}.jvp", dtype, loss.jvp, p, t, v)
 
 
 # -- composed heads -------------------------------------------------------------------------
@@ -270,19 +263,13 @@ def test_composed_heads_finite_in_finite_out(dtype, data):
             if where is None:  # (under a mask the loss's items are those of the live classes only)
                 limit = items_beyond(dtype, loss, z if head.paired else p_wide, t)
         act_beyond = output_beyond(dtype, p_wide)
-        limit = limit or act_beyond
-        check(f"{label}.value_and_grad", dtype, head.value_and_grad, z, t, where=where, allow_inf=limit,
+        value_inf = True if act_beyond else ({0} if limit else False)
+        check(f"{label}.value_and_grad", dtype, head.value_and_grad, z, t, where=where, allow_inf=value_inf,
               allow_nan=act_beyond)
         check(f"{label}.vjp", dtype, head.vjp, z, t, _upstream(loss, items_shape, rng, dtype), where=where,
-              allow_inf=limit, allow_nan=act_beyond)
+              allow_inf=act_beyond, allow_nan=act_beyond)
         v = rng.standard_normal(shape).astype(dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            try:
-                limit = limit or terms_beyond(dtype, head.grad(_wide(z), _wide(t), where=where), v)
-            except TypeError:  # GELU: no long-double path
-                pass
-        check(f"{label}.jvp", dtype, head.jvp, z, t, v, where=where, allow_inf=limit, allow_nan=act_beyond)
+        check(f"{label}.jvp", dtype, head.jvp, z, t, v, where=where, allow_inf=act_beyond, allow_nan=act_beyond)
 
 
 class _nullcontext:

@@ -228,7 +228,7 @@ class ELU(ElementwiseActivation):
     def __init__(self, alpha: float = 1.0, axis: int = -1) -> None:
         super().__init__(axis)
         self.alpha = check_positive(alpha, "alpha")
-        self.output_range = (-self.alpha * self._scale, math.inf)
+        self.output_range = (-self.alpha * self._scale, math.inf)  # type: ignore[misc]  # depends on alpha
 
     def _params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, **super()._params()}

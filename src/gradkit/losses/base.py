@@ -15,6 +15,23 @@ and reduces them:
 own gradient, side by side. ``vjp(pred, target, g)`` weights items by an
 upstream ``g`` of the loss's output shape; ``jvp(pred, target, v)`` is the
 directional derivative.
+
+Domains: each loss declares ``input_domain``, the closed hull of the ``pred`` it
+is defined on (probabilities ``[0, 1]`` for ``cross_entropy``, ``kl_div`` and
+``bce``; log-probabilities ``<= 0`` for ``nll`` and ``kl_div(log_input=True)``).
+Calls refuse ``pred`` outside it with ``ValueError`` (logits passed as
+probabilities give a negative loss, not an error, otherwise); values outside by
+no more than rounding, ``DOMAIN_ULPS`` = 16 machine epsilons of the caller's
+dtype, are clipped onto the bound. :func:`gradkit.compose` uses the same domain
+to refuse activations whose range leaves it, and clips the activation's output
+(masked entries are not looked at).
+
+Huge finite inputs: the reduction's factors (``1/D``, a scalar upstream ``g``, a
+loss's own constant such as MSE's 2) are combined into one scalar before they
+touch the gradient, a mean whose sum overflows is redone as a sum of scaled items,
+and a JVP whose products overflow is redone on ``v / 2^k``: where the exact answer
+fits the dtype the result is finite. A per-item loss beyond the range (MSE's
+``(1e200)²``) is ``inf``, and so is its mean.
 """
 
 from __future__ import annotations
@@ -172,11 +189,11 @@ class Loss:
         overflow on the way (``2·(p - t)`` for ``p - t`` near the float maximum).
         """
         if self.reduction == "none":
-            scale = self._grad_factor if g is None else g * self._grad_factor
-            if g is not None:
-                axis = self._item_axis(grad.ndim)
-                scale = scale if axis is None else xp.expand_dims(scale, axis=axis)
-            return items, grad if g is None and scale == 1.0 else grad * scale
+            if g is None:
+                return items, grad if self._grad_factor == 1.0 else grad * self._grad_factor
+            axis = self._item_axis(grad.ndim)
+            per_item = g * self._grad_factor
+            return items, grad * (per_item if axis is None else xp.expand_dims(per_item, axis=axis))
         with np.errstate(over="ignore"):  # NumPy: a sum that overflows where the mean does not is redone below
             value = xp.sum(items)
         scale: Any = self._grad_factor
