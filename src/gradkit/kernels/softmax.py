@@ -24,7 +24,7 @@ __all__ = ["forward", "jacobian", "jvp", "rows", "unrows", "vjp"]
 
 
 @row_kernel
-def _forward_rows(x, out, inv_t, neg_inf, log, big):  # type: ignore[no-untyped-def]
+def _forward_rows(x, out, inv_t, neg_inf, log, big, check_t):  # type: ignore[no-untyped-def]
     # returns how many finite entries had their shift x - max (over) or scaled shift (x - max)/T
     # (over_t) overflow to -inf: the portable path's NumPy warns for those
     n, m = x.shape
@@ -53,7 +53,7 @@ def _forward_rows(x, out, inv_t, neg_inf, log, big):  # type: ignore[no-untyped-
                 else:
                     out[i, j] = share if x[i, j] == mx else 0.0
         else:
-            if mx >= big or inv_t > 1:  # only then can a shift overflow: a separate pass, off the common path
+            if mx >= big or check_t:  # only then can a shift overflow: a separate pass, off the common path
                 o, ot = shift_overflows(x, i, mx, inv_t, neg_inf)
                 over += o
                 over_t += ot
@@ -81,7 +81,8 @@ def shift_overflows(x, i, mx, inv_t, neg_inf):  # type: ignore[no-untyped-def]
     """How many finite entries of row ``i`` have ``x - mx`` (and ``(x - mx)·(1/T)``) overflow to -inf.
 
     ``x - mx`` can overflow only where ``mx >= max·eps/4`` (``x >= -max`` and rounding to nearest),
-    the scaled shift only where ``1/T > 1``: the kernels call this for such rows only."""
+    the scaled shift only where ``T < 1`` and ``|x| > max·T/2`` (``scaled_may_overflow``): the kernels
+    call this for such rows only."""
     o = 0
     ot = 0
     for j in range(x.shape[1]):
@@ -95,6 +96,21 @@ def overflow_bound(dtype: Any) -> Any:
     """The row maximum from which ``x - max`` can overflow (``shift_overflows``)."""
     info = np.finfo(dtype)
     return dtype.type(info.max * info.eps / 4)
+
+
+def scaled_may_overflow(x: np.ndarray, temperature: float) -> bool:
+    """Whether ``(x - max)/T`` can overflow somewhere: only for ``T < 1`` and ``|x|`` above ``max·T/2``
+    (two vectorized reductions instead of a per-row pass in the kernel)."""
+    if temperature >= 1.0:
+        return False
+    lim = float(np.finfo(x.dtype).max) * temperature / 2
+    hi, lo = x.max(initial=-np.inf), x.min(initial=np.inf)
+    if -lim <= lo and hi <= lim:
+        return False
+    if np.isfinite(hi) and np.isfinite(lo):
+        return True
+    a = np.abs(x)  # ±inf (or NaN) present: only finite entries can overflow a shift
+    return bool(np.any((a > lim) & (a < np.inf)))
 
 
 def warn_overflow(over: int, over_t: int) -> None:
@@ -153,12 +169,14 @@ def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) 
 
     None for log-softmax with ``T > 1`` on a row spanning more than the float range (the caller
     uses the portable path, which keeps ``(z - max)/T`` finite there)."""
+    check_t = scaled_may_overflow(x, temperature)
     if mask is not None:
         x = np.where(mask, x, x.dtype.type(-np.inf))
     xr = rows(x, axis)
     out = np.empty_like(xr)
     t = xr.dtype.type
-    over, over_t = _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log, overflow_bound(xr.dtype))
+    over, over_t = _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log, overflow_bound(xr.dtype),
+                                          check_t)
     if over and log and temperature > 1.0:
         return None  # (z - max)/T may fit where z - max overflowed: the portable path computes it (and warns)
     warn_overflow(over, over_t)

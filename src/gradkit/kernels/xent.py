@@ -18,13 +18,13 @@ import numpy as np
 
 from ._exp import exp as _exp
 from ._exp import row_kernel, row_max
-from .softmax import overflow_bound, rows, shift_overflows, unrows, warn_overflow
+from .softmax import overflow_bound, rows, scaled_may_overflow, shift_overflows, unrows, warn_overflow
 
 __all__ = ["xent"]
 
 
 @row_kernel
-def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps, big):  # type: ignore[no-untyped-def]
+def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, check_t):  # type: ignore[no-untyped-def]
     r, n = z.shape
     zero = inv_t - inv_t
     keep = 1.0 - eps  # the label's share
@@ -37,7 +37,7 @@ def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps, big):  # type:
         if not (mx > neg_inf and mx < -neg_inf):
             rare += 1
             continue
-        if mx >= big or inv_t > 1:  # a shift may overflow (the portable path shifts ignored rows too)
+        if mx >= big or check_t:  # a shift may overflow (the portable path shifts ignored rows too)
             o, ot = shift_overflows(z, i, mx, inv_t, neg_inf)
             over += o
             over_t += ot
@@ -84,6 +84,7 @@ def xent(
     Under a mask, a label on a masked class carries no target mass (as in the portable
     path): its item gives loss 0 and gradient 0 but still counts in the mean.
     """
+    check_t = scaled_may_overflow(z, temperature)
     if mask is not None:
         z = np.where(mask, z, z.dtype.type(-np.inf))
         live_label = np.take_along_axis(rows(mask, axis), labels.reshape(-1, 1), axis=1).reshape(labels.shape)
@@ -94,7 +95,7 @@ def xent(
     t = zr.dtype.type
     rare, over, over_t = _xent_rows(zr.size)(
         zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
-        grad, loss, t(1.0 / temperature), t(-np.inf), t(eps), overflow_bound(zr.dtype))
+        grad, loss, t(1.0 / temperature), t(-np.inf), t(eps), overflow_bound(zr.dtype), check_t)
     if rare or (over and temperature > 1.0):  # the portable path keeps (z - max)/T finite there
         return None
     warn_overflow(over, over_t)

@@ -129,19 +129,15 @@ class Loss:
         Values outside by no more than rounding (``DOMAIN_ULPS`` machine epsilons of
         ``eps``'s dtype, relative to the bound) are clipped onto the bound. ``live``: only
         these entries are checked (masked entries of a ``where=`` may hold anything).
-        NaN is not refused here (it propagates). One comparison pass when ``p`` is inside.
+        NaN is not refused here (it propagates). One or two reductions when ``p`` is inside.
         """
         lo, hi = self.input_domain
         if lo == -math.inf and hi == math.inf:
             return p
         inside = min(max(0.0, lo), hi)  # a stand-in inside the domain
         q = p if live is None else xp.where(live, p, inside)
-        outside = xp.zeros(q.shape, dtype=xp.bool, device=device(q))
-        if lo > -math.inf:
-            outside = outside | (q < lo)
-        if hi < math.inf:
-            outside = outside | (q > hi)
-        if not bool(xp.any(outside)):
+        # two reductions, no temporaries (NaN fails them and takes the slow path, which lets it through)
+        if (lo == -math.inf or bool(xp.min(q) >= lo)) and (hi == math.inf or bool(xp.max(q) <= hi)):
             return p
         tol = DOMAIN_ULPS * (float(xp.finfo(p.dtype).eps) if eps is None else eps)
         lo_ok, hi_ok = lo - tol * max(1.0, abs(lo)), hi + tol * max(1.0, abs(hi))

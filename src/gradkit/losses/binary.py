@@ -7,7 +7,6 @@ from typing import Any
 from array_api_compat import device
 
 from .._array import check_weight
-from ..activations.elementwise import sigmoid, softplus
 from .base import ElementwiseLoss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss"]
@@ -116,9 +115,11 @@ class BCEWithLogitsLoss(_Binary):
         # Each form adds two terms of one sign (no cancellation, no overflow where the loss is
         # finite, e.g. z = -1e308), and at z = ±inf gives the limit: +inf, or 0 where the
         # coefficient of z is 0 (t = 1 at +inf, w·t = 0 at -inf), never 0·inf = NaN.
+        e = xp.exp(-xp.abs(p))  # in [0, 1]: shared by softplus(-|z|) and σ(-z)
         neg = p < 0
-        slope = xp.where(neg, 0.0 - wt, 1.0 - t)
-        linear = slope * xp.where(slope != 0, p, 0.0)  # 0 · ±inf is 0 here (NaN p stays NaN via softplus)
-        value = linear + coef * softplus(xp, xp.where(neg, p, -p))
-        grad = (1.0 - t) - coef * sigmoid(xp, -p)
+        one_minus_t = 1.0 - t
+        slope = xp.where(neg, 0.0 - wt, one_minus_t)
+        linear = slope * xp.where(slope != 0, p, 0.0)  # 0 · ±inf is 0 here (NaN z stays NaN through e)
+        value = linear + coef * xp.log1p(e)
+        grad = one_minus_t - coef * (xp.where(neg, 1.0, e) / (1.0 + e))  # σ(-z)
         return self._weighted(xp, p, value, grad)

@@ -31,7 +31,10 @@ class MSELoss(ElementwiseLoss):
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
-        return d * d, 0.5 * p - 0.5 * t
+        half = 0.5 * d  # = p/2 - t/2 wherever d is finite (halving commutes with rounding)
+        if not (bool(xp.max(d) < xp.inf) and bool(xp.min(d) > -xp.inf)):  # two reductions, no temporaries
+            half = 0.5 * p - 0.5 * t  # d overflowed (or NaN): the halves cannot
+        return d * d, half
 
 
 class MAELoss(ElementwiseLoss):
