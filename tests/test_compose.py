@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import gradkit as gk
-
 from gradkit.gradcheck import random_target
 
 PAIRS = [
@@ -212,8 +211,8 @@ def test_losses_and_heads_keep_low_precision_dtypes(dtype, loss_name):
     for obj, x in ((loss, pred), (head, z)):
         L, g = obj.value_and_grad(x.astype(dtype), target)
         assert L.dtype == dtype and g.dtype == dtype, type(obj).__name__
-        L32, g32 = obj.value_and_grad(x.astype(dtype).astype(np.float32), target)
+        _L32, g32 = obj.value_and_grad(x.astype(dtype).astype(np.float32), target)
         if dtype == np.float16:
             np.testing.assert_array_equal(g, g32.astype(np.float16))
-        L64, g64 = obj.value_and_grad(x.astype(dtype).astype(np.float64), target)
+        _L64, g64 = obj.value_and_grad(x.astype(dtype).astype(np.float64), target)
         np.testing.assert_allclose(g.astype(np.float64), g64, rtol=2e-3 if dtype == np.float16 else 1e-5, atol=1e-3 if dtype == np.float16 else 1e-7)

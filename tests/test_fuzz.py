@@ -80,5 +80,5 @@ def test_bce_with_logits_is_finite(z, t):
     n = min(z.size, t.size)
     L, dz = gk.BCEWithLogitsLoss().value_and_grad(z[:n], t[:n])
     assert np.isfinite(L) and np.isfinite(dz).all()
-    L2, dz2 = gk.compose(gk.Sigmoid(), gk.BCELoss()).value_and_grad(z[:n], t[:n])
+    L2, _dz2 = gk.compose(gk.Sigmoid(), gk.BCELoss()).value_and_grad(z[:n], t[:n])
     np.testing.assert_allclose(L2, L, rtol=1e-12)

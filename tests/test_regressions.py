@@ -42,7 +42,7 @@ def test_target_mass_on_masked_classes_is_dropped_and_fused_equals_generic(targe
             head = gk.compose(act, loss_cls(label_smoothing=label_smoothing), fused=fused)
             L, dz = head.value_and_grad(z, target, where=mask)
             assert np.isfinite(L) and np.isfinite(dz).all()
-            assert np.all(dz[mask == False] == 0)  # noqa: E712
+            assert np.all(dz[~mask] == 0)
             np.testing.assert_allclose(dz.sum(axis=-1), 0.0, atol=1e-15)  # shift invariance on live classes
             results.append((L, dz))
     for L, dz in results[1:]:
@@ -181,7 +181,10 @@ def test_masked_entries_take_no_part_in_elementwise_losses(loss):
     y = act(z, where=where)
     expected = type(loss)(reduction="sum")(np.where(where, y, 0.0)[where], t[where])
     np.testing.assert_allclose(L * z.size, expected, rtol=1e-12)  # the mean still divides by all elements
-    f = lambda x: head(x, t, where=where)  # noqa: E731
+
+    def f(x):
+        return head(x, t, where=where)
+
     v = rng.standard_normal(z.shape)
     np.testing.assert_allclose(head.jvp(z, t, v, where=where), np.sum(dz * v), rtol=1e-10)
     assert gk.gradcheck(f, z, vjp=lambda x, g: g * head.grad(x, t, where=where)).ok

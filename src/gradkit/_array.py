@@ -30,7 +30,17 @@ __all__ = [
 
 
 def to_array(x: Any, name: str) -> Any:
-    """Return ``x`` if it is an Array API array, else ``np.asarray(x)``."""
+    """Return ``x`` if it is an Array API array, else ``np.asarray(x)``.
+
+    NumPy arrays of object, string or other non-numeric dtypes raise ``TypeError``
+    (their arithmetic would run element by element in Python, or fail later).
+    """
+    if isinstance(x, (np.ndarray, np.generic)):
+        if x.dtype.kind not in "biuf":  # bool, ints, floats: object, str, bytes, void, datetime, complex refused
+            if x.dtype.kind == "c":
+                return x  # complex: each caller names what it expects
+            raise TypeError(f"{name} must be a numeric array, got dtype {x.dtype}")
+        return x
     if is_array_api_obj(x):
         return x
     if x is None or isinstance(x, (str, bytes)):
@@ -41,6 +51,8 @@ def to_array(x: Any, name: str) -> Any:
         raise TypeError(f"{name} must be an array or a number, got {type(x).__name__}: {exc}") from exc
     if arr.dtype == object:
         raise TypeError(f"{name} must be a numeric array, got a ragged or object array")
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     return arr
 
 
@@ -82,8 +94,9 @@ def cast(xp: Any, a: Any, dtype: Any) -> Any:
 
 def like(a: Any, ref: Any, xp: Any, name: str, ref_name: str = "x") -> Any:
     """Convert ``a`` to ``ref``'s namespace, device and floating dtype; shapes must match."""
-    if not is_array_api_obj(a) or array_namespace(a) is not xp:
-        a = xp.asarray(to_array(a, name), device=device(ref))
+    a = to_array(a, name)
+    if array_namespace(a) is not xp:
+        a = xp.asarray(a, device=device(ref))
     if tuple(a.shape) != tuple(ref.shape):
         raise ValueError(
             f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}; got {tuple(a.shape)}"
@@ -95,8 +108,9 @@ def like(a: Any, ref: Any, xp: Any, name: str, ref_name: str = "x") -> Any:
 
 def mask_like(where: Any, ref: Any, xp: Any) -> Any:
     """Validate a boolean mask and broadcast it to ``ref``'s shape."""
-    if not is_array_api_obj(where) or array_namespace(where) is not xp:
-        where = xp.asarray(to_array(where, "where"), device=device(ref))
+    where = to_array(where, "where")
+    if array_namespace(where) is not xp:
+        where = xp.asarray(where, device=device(ref))
     if not xp.isdtype(where.dtype, "bool"):
         raise TypeError(f"where must be a boolean mask, got dtype {where.dtype}")
     try:

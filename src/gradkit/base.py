@@ -26,7 +26,7 @@ from array_api_compat import device
 
 from ._array import as_float, cast, check_int, like, mask_like, moveaxis, normalize_axis
 
-__all__ = ["Activation", "ElementwiseActivation", "AxisActivation"]
+__all__ = ["Activation", "AxisActivation", "ElementwiseActivation"]
 
 Interval = tuple[float, float]
 
@@ -81,7 +81,10 @@ class Activation:
         if xc.ndim == 0:
             raise ValueError("x must have at least one dimension for jacobian(); got a 0-d array")
         yc = self._output(xp, xc, y, axis, mask)
-        last = lambda a: None if a is None else moveaxis(xp, a, axis, -1)  # noqa: E731
+
+        def last(a: Any) -> Any:
+            return None if a is None else moveaxis(xp, a, axis, -1)
+
         jac = self._jacobian_last(xp, last(xc), last(yc), last(mask))
         return cast(xp, moveaxis(xp, jac, -2, axis), out_dtype)
 

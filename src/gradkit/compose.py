@@ -13,11 +13,20 @@ exact where the generic path is clamped (``p`` underflowing to 0) and cheaper:
 * sigmoid + bce: the :class:`~gradkit.losses.BCEWithLogitsLoss` formula.
 
 Tests prove fused == generic (float64, rtol 1e-10), soft targets included.
+
+The generic path clips the activation's output onto the loss's domain (rounding:
+a softmax of 1 + 1 ulp into ``bce``). Where ``dL/dp`` overflows but ``dL/dz`` is
+finite (``2(p - t)`` at ``p - t`` near the float maximum, then a softmax or sparsemax
+Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. Without
+a mask the head's JVP is forward mode, ``loss.jvp(p, t, act.jvp(z, v))``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from ._array import cast, like, normalize_axis
 from .activations.elementwise import Sigmoid
@@ -35,7 +44,8 @@ Fused = Callable[["Composed", Any, Any, Any, int, Any], tuple[Any, Any, Any]]
 
 
 def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
-    act, loss = head.activation, head.loss
+    act: Any = head.activation  # Softmax or LogSoftmax
+    loss: Any = head.loss  # CrossEntropyLoss or NLLLoss
     fast = _fused_kernel(xp, loss, z, target, axis, mask, act.temperature)
     if fast is not None:
         return fast
@@ -45,8 +55,14 @@ def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask:
     log_p = s - xp.log(total)
     wt = tgt.weighted()
     items = -xp.sum(xlogy(xp, wt, log_p), axis=axis)
-    # a class at -inf cannot move: its target mass adds to the loss (inf), not to the gradient
-    wt = xp.where(log_p == -xp.inf, 0.0, wt)
+    # a class at -inf (a -inf or masked logit, or a finite one beside +inf) cannot move: its target
+    # mass adds to the loss (inf), not to the gradient. A finite logit whose shift z - max merely
+    # overflowed (a row spanning more than the float range) still moves: gradient p·Σt - t, finite.
+    if bool(xp.any(log_p == -xp.inf)):
+        zl = z if mask is None else xp.where(mask, z, -xp.inf)
+        m = xp.max(zl, axis=axis, keepdims=True)
+        movable = xp.isfinite(zl) & xp.isfinite(m)
+        wt = xp.where((log_p == -xp.inf) & ~movable, 0.0, wt)
     grad = (e / total) * xp.sum(wt, axis=axis, keepdims=True) - wt
     return items, grad if act.temperature == 1.0 else grad / act.temperature, tgt.denom
 
@@ -72,12 +88,13 @@ def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any,
 
 
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
-    loss = head.loss
+    loss: Any = head.loss  # BCELoss
     return BCEWithLogitsLoss(weight=loss.weight, reduction=loss.reduction)._items(xp, z, target)
 
 
 def _on_scores(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
-    return head.loss.items_with(head.activation, xp, z, target, live=mask)
+    loss: Any = head.loss  # a FenchelYoungLoss
+    return loss.items_with(head.activation, xp, z, target, live=mask)
 
 
 #: a Fenchel–Young loss with its own prediction map: the loss takes the scores, the map predicts
@@ -140,6 +157,12 @@ class Composed:
     def jvp(self, z: Any, target: Any, v: Any, *, where: Any = None) -> Any:
         """Return the directional derivative of the loss along ``v`` (the shape of the loss)."""
         act, loss = self.activation, self.loss
+        if where is None and self._fused is None:
+            # forward mode: J v first, then the loss's JVP. Exact where contracting the gradient is not:
+            # that gradient can overflow (SELU's 1.76 times an MSE gradient near the float maximum)
+            # while the directional derivative is finite
+            p = act(z)
+            return loss.jvp(p, target, act.jvp(z, v, y=p))
         if loss.reduction == "none" and isinstance(loss, ElementwiseLoss) and act.supports_mask:
             # each element's loss depends on its whole row: chain the JVPs
             p = act(z, where=where)
@@ -190,13 +213,27 @@ class Composed:
                 value, gz = loss._reduce(xp, items, grad, denom, upstream)
         else:
             p = act._forward(xp, zc, axis, mask)
+            # the activation's range is inside the domain (compose checked): this clips rounding
+            # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at
+            p = loss.in_domain(xp, p, live=mask)
             items, grad, denom = loss._items(xp, p, target, live=mask)
-            if sums:
-                value, gp = xp.sum(items), grad
-            else:
-                upstream = None if g is None else loss._upstream(xp, g, items)
-                value, gp = loss._reduce(xp, items, grad, denom, upstream)
-            gz = act._vjp(xp, zc, p, gp, axis, mask)
+            upstream = None if sums or g is None else loss._upstream(xp, g, items)
+
+            def backward(raw: Any) -> tuple[Any, Any]:
+                if sums:
+                    return xp.sum(items), act._vjp(xp, zc, p, loss.sum_grad(raw), axis, mask)
+                value, gp = loss._reduce(xp, items, raw, denom, upstream)
+                return value, act._vjp(xp, zc, p, gp, axis, mask)
+
+            with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below,
+                value, gz = backward(grad)  # and that pass warns where the answer itself overflows
+            if not bool(xp.all(xp.isfinite(gz))):
+                # dL/dp may overflow (2·(p - t) at p - t ~ max) where dL/dz is finite (a softmax or sparsemax
+                # Jacobian removes the common part: inf - inf = NaN). The VJP is linear: redo it on dL/dp / F
+                # and scale back; keep the first answer wherever it was finite
+                big = 2.0 ** min(xp.finfo(zc.dtype).maxexp // 8, 128)  # float32: 2^16, float64: 2^128
+                _, gz_small = backward(grad / big)
+                gz = xp.where(xp.isfinite(gz), gz, gz_small * big)
         if sums and loss.reduction == "sum":
             denom = 1
         return _Run(xp, zc, value, gz, out_dtype, denom)
@@ -265,5 +302,5 @@ def compose(activation: Activation, loss: Loss, *, fused: bool | None = None) ->
         )
     if fused and (type(activation), type(loss)) not in _FUSED:
         raise ValueError(f"no fused path for {activation.name} + {loss.name}; fused pairs: "
-                         + ", ".join(f"{a.name} + {b.name}" for a, b in _FUSED))
+                         + ", ".join(f"{getattr(a, 'name', a)} + {getattr(b, 'name', b)}" for a, b in _FUSED))
     return Composed(activation, loss, fused is not False)

@@ -9,7 +9,8 @@ follows PyTorch: ``relu'(0) = 0``, ``leaky_relu'(0) = negative_slope``,
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
@@ -19,12 +20,12 @@ from ..base import ElementwiseActivation
 __all__ = [
     "ELU",
     "GELU",
+    "SELU",
     "HardSigmoid",
     "Identity",
     "LeakyReLU",
     "Mish",
     "ReLU",
-    "SELU",
     "SiLU",
     "Sigmoid",
     "Softplus",
@@ -227,7 +228,7 @@ class ELU(ElementwiseActivation):
     def __init__(self, alpha: float = 1.0, axis: int = -1) -> None:
         super().__init__(axis)
         self.alpha = check_positive(alpha, "alpha")
-        self.output_range = (-self.alpha * self._scale, math.inf)
+        self.output_range = (-self.alpha * self._scale, math.inf)  # type: ignore[misc]  # depends on alpha
 
     def _params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, **super()._params()}

@@ -37,7 +37,14 @@ def shifted_logits(xp: Any, z: Any, axis: int, mask: Any, temperature: float) ->
     else:
         s = z - xp.where(xp.isfinite(m), m, 0.0)
         s = xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), s)
-    return s if temperature == 1.0 else s / temperature
+    if temperature == 1.0:
+        return s
+    if temperature > 1.0 and bool(xp.any((s == -xp.inf) & xp.isfinite(z))):
+        # z - max overflowed (a row spanning more than the float range) but (z - max)/T may fit:
+        # halve first (exact), divide, double; the overflow warning of z - max stays, as without T
+        half = (0.5 * z - 0.5 * xp.where(xp.isfinite(m), m, 0.0)) / temperature
+        return xp.where((s == -xp.inf) & xp.isfinite(z) & xp.isfinite(m), 2.0 * half, s / temperature)
+    return s / temperature
 
 
 def exp_and_sum(xp: Any, s: Any, axis: int) -> tuple[Any, Any]:
@@ -155,8 +162,8 @@ class LogSoftmax(_Tempered):
     output_range = (-float("inf"), 0.0)
 
     def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
-        if fast := _kernel(xp, x, mask):
-            return fast.forward(x, axis, mask, self.temperature, log=True)
+        if (fast := _kernel(xp, x, mask)) and (out := fast.forward(x, axis, mask, self.temperature, log=True)) is not None:
+            return out
         s = shifted_logits(xp, x, axis, mask, self.temperature)
         _, total = exp_and_sum(xp, s, axis)
         return s - xp.log(total)

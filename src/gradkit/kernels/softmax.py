@@ -3,32 +3,40 @@
 Each row (the class axis, moved last and made contiguous) is processed by one
 thread, in a few passes that stay in cache. Semantics equal the portable path:
 masked entries arrive as ``-inf``; a row with no live entry gives 0 (``-inf``);
-``+inf`` entries share the mass; a NaN logit makes its row NaN.
+``+inf`` entries share the mass; a NaN logit makes its row NaN. Where a row spans
+more than the float range (``z - max z`` overflows to ``-inf``, the right answer) the
+same ``RuntimeWarning`` as NumPy's on the portable path is emitted.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numba as nb
 import numpy as np
-from ._exp import row_kernel, row_max
+
+from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
 
 __all__ = ["forward", "jacobian", "jvp", "rows", "unrows", "vjp"]
 
 
 @row_kernel
-def _forward_rows(x, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
+def _forward_rows(x, out, inv_t, neg_inf, log, big, check_t):  # type: ignore[no-untyped-def]
+    # returns how many finite entries had their shift x - max (over) or scaled shift (x - max)/T
+    # (over_t) overflow to -inf: the portable path's NumPy warns for those
     n, m = x.shape
+    over = 0
+    over_t = 0
     for i in nb.prange(n):
         mx = row_max(x, i, neg_inf)  # NaN is skipped here; it reaches the sum below and spreads over the row
         if mx == neg_inf or mx == -neg_inf:  # rare rows: check for NaN explicitly
             for j in range(m):
                 if x[i, j] != x[i, j]:
                     mx = x[i, j]
-        if mx != mx:  # a NaN logit makes its row NaN
+        if mx != mx:  # noqa: PLR0124 - a NaN logit makes its row NaN
             for j in range(m):
                 out[i, j] = mx
         elif mx == neg_inf:  # no live entry
@@ -44,22 +52,74 @@ def _forward_rows(x, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
                     out[i, j] = math.log(share) if x[i, j] == mx else neg_inf
                 else:
                     out[i, j] = share if x[i, j] == mx else 0.0
-        elif log:
-            total = mx - mx
-            for j in range(m):
-                total += _exp((x[i, j] - mx) * inv_t)
-            log_total = math.log(total)
-            for j in range(m):
-                out[i, j] = (x[i, j] - mx) * inv_t - log_total
         else:
-            total = mx - mx
-            for j in range(m):
-                e = _exp((x[i, j] - mx) * inv_t)
-                out[i, j] = e
-                total += e
-            inv = 1.0 / total
-            for j in range(m):
-                out[i, j] = out[i, j] * inv
+            if mx >= big or check_t:  # only then can a shift overflow: a separate pass, off the common path
+                o, ot = shift_overflows(x, i, mx, inv_t, neg_inf)
+                over += o
+                over_t += ot
+            if log:
+                total = mx - mx
+                for j in range(m):
+                    total += _exp((x[i, j] - mx) * inv_t)
+                log_total = math.log(total)
+                for j in range(m):
+                    out[i, j] = (x[i, j] - mx) * inv_t - log_total
+            else:
+                total = mx - mx
+                for j in range(m):
+                    e = _exp((x[i, j] - mx) * inv_t)
+                    out[i, j] = e
+                    total += e
+                inv = 1.0 / total
+                for j in range(m):
+                    out[i, j] = out[i, j] * inv
+    return over, over_t
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def shift_overflows(x, i, mx, inv_t, neg_inf):  # type: ignore[no-untyped-def]
+    """How many finite entries of row ``i`` have ``x - mx`` (and ``(x - mx)·(1/T)``) overflow to -inf.
+
+    ``x - mx`` can overflow only where ``mx >= max·eps/4`` (``x >= -max`` and rounding to nearest),
+    the scaled shift only where ``T < 1`` and ``|x| > max·T/2`` (``scaled_may_overflow``): the kernels
+    call this for such rows only."""
+    o = 0
+    ot = 0
+    for j in range(x.shape[1]):
+        d = x[i, j] - mx
+        o += (d == neg_inf) & (x[i, j] != neg_inf)
+        ot += (d * inv_t == neg_inf) & (d != neg_inf)
+    return o, ot
+
+
+def overflow_bound(dtype: Any) -> Any:
+    """The row maximum from which ``x - max`` can overflow (``shift_overflows``)."""
+    info = np.finfo(dtype)
+    return dtype.type(info.max * info.eps / 4)
+
+
+def scaled_may_overflow(x: np.ndarray, temperature: float) -> bool:
+    """Whether ``(x - max)/T`` can overflow somewhere: only for ``T < 1`` and ``|x|`` above ``max·T/2``
+    (two vectorized reductions instead of a per-row pass in the kernel)."""
+    if temperature >= 1.0:
+        return False
+    lim = float(np.finfo(x.dtype).max) * temperature / 2
+    hi, lo = x.max(initial=-np.inf), x.min(initial=np.inf)
+    if -lim <= lo and hi <= lim:
+        return False
+    if np.isfinite(hi) and np.isfinite(lo):
+        return True
+    a = np.abs(x)  # ±inf (or NaN) present: only finite entries can overflow a shift
+    return bool(np.any((a > lim) & (a < np.inf)))
+
+
+def warn_overflow(over: int, over_t: int) -> None:
+    """Emit what NumPy emits on the portable path when a row spans more than the float range:
+    ``z - max z`` overflowing (subtract), or ``(z - max z) / T`` (divide)."""
+    if over:
+        warnings.warn("overflow encountered in subtract", RuntimeWarning, stacklevel=4)
+    if over_t:
+        warnings.warn("overflow encountered in divide", RuntimeWarning, stacklevel=4)
 
 
 @row_kernel
@@ -104,14 +164,22 @@ def unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(out.reshape(np.moveaxis(like, axis, -1).shape), -1, axis)
 
 
-def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) -> np.ndarray:
-    """Softmax (``log=False``) or log-softmax of ``x`` along ``axis``; masked entries excluded."""
+def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) -> np.ndarray | None:
+    """Softmax (``log=False``) or log-softmax of ``x`` along ``axis``; masked entries excluded.
+
+    None for log-softmax with ``T > 1`` on a row spanning more than the float range (the caller
+    uses the portable path, which keeps ``(z - max)/T`` finite there)."""
+    check_t = scaled_may_overflow(x, temperature)
     if mask is not None:
         x = np.where(mask, x, x.dtype.type(-np.inf))
     xr = rows(x, axis)
     out = np.empty_like(xr)
     t = xr.dtype.type
-    _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log)
+    over, over_t = _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log, overflow_bound(xr.dtype),
+                                          check_t)
+    if over and log and temperature > 1.0:
+        return None  # (z - max)/T may fit where z - max overflowed: the portable path computes it (and warns)
+    warn_overflow(over, over_t)
     return unrows(out, x, axis)
 
 

@@ -16,25 +16,31 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from ._exp import row_kernel, row_max
 from ._exp import exp as _exp
-from .softmax import rows, unrows
+from ._exp import row_kernel, row_max
+from .softmax import overflow_bound, rows, scaled_may_overflow, shift_overflows, unrows, warn_overflow
 
 __all__ = ["xent"]
 
 
 @row_kernel
-def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: ignore[no-untyped-def]
+def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, check_t):  # type: ignore[no-untyped-def]
     r, n = z.shape
     zero = inv_t - inv_t
     keep = 1.0 - eps  # the label's share
     share = eps / n  # every class's share
     rare = 0
+    over = 0  # shifts that overflowed to -inf from a finite logit (see softmax._forward_rows)
+    over_t = 0
     for i in nb.prange(r):
         mx = row_max(z, i, neg_inf)
         if not (mx > neg_inf and mx < -neg_inf):
             rare += 1
             continue
+        if mx >= big or check_t:  # a shift may overflow (the portable path shifts ignored rows too)
+            o, ot = shift_overflows(z, i, mx, inv_t, neg_inf)
+            over += o
+            over_t += ot
         if not valid[i]:
             loss[i] = zero
             for j in range(n):
@@ -67,7 +73,7 @@ def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps):  # type: igno
             grad[i, j] = (p * s_live - live_share) * inv_t
         if label_live:
             grad[i, c] -= keep * inv_t
-    return rare
+    return rare, over, over_t
 
 
 def xent(
@@ -78,6 +84,7 @@ def xent(
     Under a mask, a label on a masked class carries no target mass (as in the portable
     path): its item gives loss 0 and gradient 0 but still counts in the mean.
     """
+    check_t = scaled_may_overflow(z, temperature)
     if mask is not None:
         z = np.where(mask, z, z.dtype.type(-np.inf))
         live_label = np.take_along_axis(rows(mask, axis), labels.reshape(-1, 1), axis=1).reshape(labels.shape)
@@ -86,8 +93,10 @@ def xent(
     grad = np.empty_like(zr)
     loss = np.empty(zr.shape[0], dtype=zr.dtype)
     t = zr.dtype.type
-    rare = _xent_rows(zr.size)(zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
-                      grad, loss, t(1.0 / temperature), t(-np.inf), t(eps))
-    if rare:
+    rare, over, over_t = _xent_rows(zr.size)(
+        zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
+        grad, loss, t(1.0 / temperature), t(-np.inf), t(eps), overflow_bound(zr.dtype), check_t)
+    if rare or (over and temperature > 1.0):  # the portable path keeps (z - max)/T finite there
         return None
+    warn_overflow(over, over_t)
     return loss.reshape(labels.shape), unrows(grad, z, axis)

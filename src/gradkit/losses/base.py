@@ -15,6 +15,23 @@ and reduces them:
 own gradient, side by side. ``vjp(pred, target, g)`` weights items by an
 upstream ``g`` of the loss's output shape; ``jvp(pred, target, v)`` is the
 directional derivative.
+
+Domains: each loss declares ``input_domain``, the closed hull of the ``pred`` it
+is defined on (probabilities ``[0, 1]`` for ``cross_entropy``, ``kl_div`` and
+``bce``; log-probabilities ``<= 0`` for ``nll`` and ``kl_div(log_input=True)``).
+Calls refuse ``pred`` outside it with ``ValueError`` (logits passed as
+probabilities give a negative loss, not an error, otherwise); values outside by
+no more than rounding, ``DOMAIN_ULPS`` = 16 machine epsilons of the caller's
+dtype, are clipped onto the bound. :func:`gradkit.compose` uses the same domain
+to refuse activations whose range leaves it, and clips the activation's output
+(masked entries are not looked at).
+
+Huge finite inputs: the reduction's factors (``1/D``, a scalar upstream ``g``, a
+loss's own constant such as MSE's 2) are combined into one scalar before they
+touch the gradient, a mean whose sum overflows is redone as a sum of scaled items,
+and a JVP whose products overflow is redone on ``v / 2^k``: where the exact answer
+fits the dtype the result is finite. A per-item loss beyond the range (MSE's
+``(1e200)²``) is ``inf``, and so is its mean.
 """
 
 from __future__ import annotations
@@ -22,21 +39,39 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 from array_api_compat import device
 
 from .._array import as_float, cast, check_choice, like, to_array
 
-__all__ = ["Loss", "ElementwiseLoss"]
+__all__ = ["ElementwiseLoss", "Loss"]
 
 REDUCTIONS = ("mean", "sum", "none")
+
+#: how far (in units of the dtype's machine epsilon, relative to max(1, |bound|)) ``pred`` may lie
+#: outside a finite bound of ``input_domain`` and still be taken as rounding: a softmax computed as
+#: ``e * (1/Σe)`` can exceed 1 by an ulp or two, ``log`` of such a value is ~1e-16 > 0, a
+#: sparsemax ``z - τ`` can overshoot by a few ulps. 16 ulps covers these with room; a real logit,
+#: even 1.0001, is far outside. Values within the tolerance are clipped onto the bound.
+DOMAIN_ULPS = 16
 
 
 class Loss:
     """Base class for losses; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
-    #: closed hull of the ``pred`` values on which the loss is defined
+    #: closed hull of the ``pred`` values on which the loss is defined; calls refuse
+    #: ``pred`` outside it (beyond rounding, see ``DOMAIN_ULPS``) and :func:`gradkit.compose`
+    #: refuses activations whose ``output_range`` leaves it
     input_domain: tuple[float, float] = (-math.inf, math.inf)
+    #: what ``pred`` must be, for the error message (e.g. "probabilities")
+    domain_name: ClassVar[str] = "values"
+    #: what to do instead, for the error message
+    domain_hint: ClassVar[str] = ""
+    #: the gradient ``_terms`` returns is this factor times the true one (MSE returns ``p - t``
+    #: for ``2(p - t)``): the factor is applied after the division by the mean's denominator,
+    #: so a gradient whose mean is finite does not overflow on the way
+    _grad_factor: ClassVar[float] = 1.0
 
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
@@ -52,23 +87,69 @@ class Loss:
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         """Return the loss and its gradient w.r.t. ``pred`` in one pass."""
-        xp, p, out_dtype = as_float(pred, "pred")
+        xp, p, out_dtype = self._prepare_pred(pred)
         value, grad = self._reduce(xp, *self._items(xp, p, target))
         return cast(xp, value, out_dtype), cast(xp, grad, out_dtype)
 
     def vjp(self, pred: Any, target: Any, g: Any) -> Any:
         """Return :math:`g^\\top \\partial L/\\partial\\,\\mathrm{pred}` for ``g`` shaped like the loss."""
-        xp, p, out_dtype = as_float(pred, "pred")
+        xp, p, out_dtype = self._prepare_pred(pred)
         items, grad, denom = self._items(xp, p, target)
         _, grad = self._reduce(xp, items, grad, denom, self._upstream(xp, g, items))
         return cast(xp, grad, out_dtype)
 
     def jvp(self, pred: Any, target: Any, v: Any) -> Any:
         """Return the directional derivative of the loss along ``v`` (shape of the loss)."""
-        xp, p, out_dtype = as_float(pred, "pred")
+        xp, p, out_dtype = self._prepare_pred(pred)
         vc = like(v, p, xp, "v", "pred")
-        _, grad = self._reduce(xp, *self._items(xp, p, target))
-        return cast(xp, self._contract(xp, grad * vc, p.ndim), out_dtype)
+        items, raw, denom = self._items(xp, p, target)
+        with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below
+            _, gv = self._reduce(xp, items, raw * vc, denom)  # the reduction is linear in the gradient
+            out = self._contract(xp, gv, p.ndim)
+        if not bool(xp.all(xp.isfinite(out))):
+            # a term (2·d·v at d ~ max) or the sum of terms of both signs overflowed, where the
+            # directional derivative may be finite: redo it on v / F and scale back, where needed
+            big = 2.0 ** min(xp.finfo(p.dtype).maxexp // 8, 128)  # float32: 2^16, float64: 2^128
+            _, small = self._reduce(xp, items, raw * (vc / big), denom)
+            out = xp.where(xp.isfinite(out), out, self._contract(xp, small, p.ndim) * big)
+        return cast(xp, out, out_dtype)
+
+    def _prepare_pred(self, pred: Any) -> tuple[Any, Any, Any]:
+        """``as_float`` plus the domain check with the caller's dtype's rounding (float16 input is
+        computed in float32, but its probabilities are rounded to float16)."""
+        xp, p, out_dtype = as_float(pred, "pred")
+        if p.ndim and math.prod(p.shape):  # empty and 0-d input get their own errors later
+            p = self.in_domain(xp, p, eps=float(xp.finfo(out_dtype).eps))
+        return xp, p, out_dtype
+
+    # -- the domain --------------------------------------------------------
+    def in_domain(self, xp: Any, p: Any, live: Any = None, eps: float | None = None) -> Any:
+        """Return ``p``, refusing values outside ``input_domain`` with ``ValueError``.
+
+        Values outside by no more than rounding (``DOMAIN_ULPS`` machine epsilons of
+        ``eps``'s dtype, relative to the bound) are clipped onto the bound. ``live``: only
+        these entries are checked (masked entries of a ``where=`` may hold anything).
+        NaN is not refused here (it propagates). One or two reductions when ``p`` is inside.
+        """
+        lo, hi = self.input_domain
+        if lo == -math.inf and hi == math.inf:
+            return p
+        inside = min(max(0.0, lo), hi)  # a stand-in inside the domain
+        q = p if live is None else xp.where(live, p, inside)
+        # two reductions, no temporaries (NaN fails them and takes the slow path, which lets it through)
+        if (lo == -math.inf or bool(xp.min(q) >= lo)) and (hi == math.inf or bool(xp.max(q) <= hi)):
+            return p
+        tol = DOMAIN_ULPS * (float(xp.finfo(p.dtype).eps) if eps is None else eps)
+        lo_ok, hi_ok = lo - tol * max(1.0, abs(lo)), hi + tol * max(1.0, abs(hi))
+        if bool(xp.any((q < lo_ok) | (q > hi_ok))):
+            live_q = xp.where(xp.isnan(q), inside, q)
+            shown = f"got values in [{float(xp.min(live_q))}, {float(xp.max(live_q))}]"
+            bounds = f"in [{lo}, {hi}]" if lo > -math.inf and hi < math.inf else (f"<= {hi}" if hi < math.inf else f">= {lo}")
+            raise ValueError(
+                f"pred must be {self.domain_name} {bounds} for {self.name}; {shown}"
+                + (f". {self.domain_hint}" if self.domain_hint else "")
+            )
+        return xp.clip(p, lo if lo > -math.inf else None, hi if hi < math.inf else None)
 
     # -- shared machinery ------------------------------------------------
     def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
@@ -97,23 +178,40 @@ class Loss:
         return cast(xp, g, items.dtype)
 
     def _reduce(self, xp: Any, items: Any, grad: Any, denom: Any, g: Any = None) -> tuple[Any, Any]:
-        """Reduce items; scale the gradient by the reduction and the upstream ``g``."""
+        """Reduce items; scale the gradient by the reduction and the upstream ``g``.
+
+        Every factor (``_grad_factor``, ``1/D``, a scalar ``g``) is combined into one scalar
+        before it touches the gradient, so a gradient whose exact value is finite does not
+        overflow on the way (``2·(p - t)`` for ``p - t`` near the float maximum).
+        """
         if self.reduction == "none":
-            if g is not None:
-                axis = self._item_axis(grad.ndim)
-                grad = grad * (g if axis is None else xp.expand_dims(g, axis=axis))
-            return items, grad
-        value = xp.sum(items)
+            if g is None:
+                return items, grad if self._grad_factor == 1.0 else grad * self._grad_factor
+            axis = self._item_axis(grad.ndim)
+            per_item = g * self._grad_factor
+            return items, grad * (per_item if axis is None else xp.expand_dims(per_item, axis=axis))
+        with np.errstate(over="ignore"):  # NumPy: a sum that overflows where the mean does not is redone below
+            value = xp.sum(items)
+        scale: Any = self._grad_factor
         if self.reduction == "mean":
             if isinstance(denom, int):  # elementwise losses: the element count, > 0
-                value, grad = value / denom, grad / denom
+                inv: Any = 1.0 / denom
             else:  # an array: the sum of item weights, which may be 0 (all ignored)
                 ok = denom > 0
-                scale = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)  # a scalar: one pass over grad
-                value, grad = value * scale, grad * scale
+                inv = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)
+            mean = value * inv
+            if bool(xp.isinf(mean)) and bool(xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
+                mean = xp.sum(items * inv)
+            value, scale = mean, inv * scale
         if g is not None:
-            grad = grad * g
+            scale = scale * g
+        if not (isinstance(scale, float) and scale == 1.0):
+            grad = grad * scale  # a scalar: one pass over grad
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
+
+    def sum_grad(self, grad: Any) -> Any:
+        """The gradient of the items' sum from ``_items``' gradient (which omits ``_grad_factor``)."""
+        return grad if self._grad_factor == 1.0 else grad * self._grad_factor
 
     def _params(self) -> dict[str, Any]:
         return {"reduction": self.reduction}

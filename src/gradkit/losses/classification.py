@@ -30,7 +30,7 @@ class PreparedTarget:
     """Per-class targets ``t`` (shape of pred), class weights broadcast along the
     class axis (or None), and the mean's denominator."""
 
-    __slots__ = ("t", "w", "denom")
+    __slots__ = ("denom", "t", "w")
 
     def __init__(self, t: Any, w: Any, denom: Any) -> None:
         self.t, self.w, self.denom = t, w, denom
@@ -181,10 +181,11 @@ def _clamped_log(xp: Any, p: Any) -> tuple[Any, Any]:
 
 class _ProbabilityInput(ClassLoss):
     input_domain = (0.0, 1.0)  # probabilities: an unnormalized p >= 0 makes -log p unbounded below
-
-    def _check(self, xp: Any, p: Any) -> None:
-        if bool(xp.any(p < 0)):
-            raise ValueError(f"pred must be probabilities (>= 0) for {self.name}; got a minimum of {float(xp.min(p))}")
+    domain_name = "probabilities"
+    domain_hint = (
+        "Logits (what PyTorch's CrossEntropyLoss takes) go through compose(Softmax(), CrossEntropyLoss()), "
+        "or NLLLoss on log_softmax(z)"
+    )
 
 
 class CrossEntropyLoss(_ProbabilityInput):
@@ -228,6 +229,8 @@ class NLLLoss(ClassLoss):
 
     name = "nll"
     input_domain = (-math.inf, 0.0)  # log-probabilities: on any real q, -t·q is unbounded below
+    domain_name = "log-probabilities"
+    domain_hint = "Logits go through compose(LogSoftmax(), NLLLoss()), or pass log_softmax(z)"
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         return -xlogy(xp, t, p), 0.0 - t
@@ -267,13 +270,14 @@ class KLDivLoss(_ProbabilityInput):
             raise TypeError(f"log_input must be a bool; got {log_input!r}")
         self.log_input = log_input
         self.input_domain = (-math.inf, 0.0) if log_input else (0.0, 1.0)
+        if log_input:
+            self.domain_name = "log-probabilities"  # type: ignore[misc]
+            self.domain_hint = "Logits go through compose(LogSoftmax(), KLDivLoss(log_input=True))"  # type: ignore[misc]
+        else:
+            self.domain_hint = "Logits go through compose(Softmax(), KLDivLoss())"  # type: ignore[misc]
 
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "log_input": self.log_input}
-
-    def _check(self, xp: Any, p: Any) -> None:
-        if not self.log_input:
-            super()._check(xp, p)
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_t = xp.log(xp.where(t > 0, t, 1.0))

@@ -79,9 +79,10 @@ class FenchelYoungLoss(ClassLoss):
         # <y - t, z> = <y - t, z - max z> since both sum to 1: shifted scores keep large offsets exact
         scores = z if live is None else xp.where(live, z, -xp.inf)
         m = xp.max(scores, axis=axis, keepdims=True)
-        shifted = z - xp.where(xp.isfinite(m), m, 0.0)
+        # halved: z/2 - m/2 cannot overflow where z - m can (a row spanning [-max, max]); halving is exact
+        half_shifted = 0.5 * z - 0.5 * xp.where(xp.isfinite(m), m, 0.0)
         # 0 where y = t (masked or -inf classes: their score must not reach the loss)
-        inner = xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, shifted, 0.0), 0.0), axis=axis)
+        inner = 2.0 * xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, half_shifted, 0.0), 0.0), axis=axis)
         items = inner - self._omega(xp, y, axis) + self._omega(xp, t, axis)
         items = xp.where(xp.squeeze(has_mass, axis=axis), items, 0.0)
         return items, xp.where(has_mass, diff, 0.0), tgt.denom

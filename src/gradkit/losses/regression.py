@@ -24,10 +24,17 @@ class MSELoss(ElementwiseLoss):
     """
 
     name = "mse"
+    # the gradient 2(p - t) is kept as (p/2 - t/2) times 4, the factor applied after the mean's 1/n:
+    # p/2 - t/2 never overflows (p - t can: 1e308 - (-1e308)), and halving is exact (but for
+    # subnormal p, t, below 2^-1021, where it rounds), so 4·(p/2 - t/2)/n is finite wherever 2(p - t)/n is
+    _grad_factor = 4.0
 
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
-        return d * d, 2.0 * d
+        half = 0.5 * d  # = p/2 - t/2 wherever d is finite (halving commutes with rounding)
+        if not (bool(xp.max(d) < xp.inf) and bool(xp.min(d) > -xp.inf)):  # two reductions, no temporaries
+            half = 0.5 * p - 0.5 * t  # d overflowed (or NaN): the halves cannot
+        return d * d, half
 
 
 class MAELoss(ElementwiseLoss):
@@ -71,5 +78,6 @@ class HuberLoss(ElementwiseLoss):
     def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
         a = xp.abs(d)
-        value = xp.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
-        return value, xp.clip(d, -self.delta, self.delta)
+        dc = xp.clip(d, -self.delta, self.delta)  # the quadratic branch on |d| <= δ only: no overflow where unused
+        value = xp.where(a <= self.delta, 0.5 * dc * dc, self.delta * (a - 0.5 * self.delta))
+        return value, dc
