@@ -71,3 +71,16 @@ def test_integer_input_is_cast_not_rejected():
     """Documented choice: integers are cast to float64 (NumPy's rule for np.exp)."""
     assert gk.Softmax()(np.array([1, 2])).dtype == np.float64
     assert gk.MSELoss()(np.array([1, 2]), np.array([0, 0])) == 2.5
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "sparsemax", "entmax15", "taylor_softmax", "relu"])
+def test_unknown_constructor_arguments_name_the_public_class_and_suggest_axis(name):
+    cls = type(gk.activations.get(name))
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\(\) got unexpected keyword argument\(s\) 'dim'; "
+                                        r"it accepts: .*axis.*\('dim' is called axis here\)"):
+        cls(dim=1)
+
+
+def test_unknown_loss_arguments_name_the_loss():
+    with pytest.raises(TypeError, match=r"^CrossEntropyLoss\(\) got unexpected keyword argument\(s\) 'size_average'"):
+        gk.CrossEntropyLoss(size_average=True)

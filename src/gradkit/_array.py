@@ -7,7 +7,9 @@ mutated in place, and NumPy is only used to turn lists and scalars into arrays.
 
 from __future__ import annotations
 
+import inspect
 import numbers
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -207,3 +209,24 @@ def from_numpy(a: np.ndarray, like: Any) -> Any:
         return a
     xp = array_namespace(like)
     return xp.asarray(a, device=device(like))
+
+
+#: what users of other libraries type, and gradkit's name for it
+_OTHER_NAMES = {"dim": "axis", "beta": "temperature (1/beta)", "size_average": "reduction", "reduce": "reduction"}
+
+
+@lru_cache(maxsize=None)
+def _init_parameters(cls: type) -> tuple[frozenset[str], bool]:
+    params = inspect.signature(cls.__init__).parameters
+    return frozenset(params) - {"self"}, any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def check_constructor_kwargs(cls: type, kwargs: dict[str, Any]) -> None:
+    """Refuse keyword arguments ``cls`` does not take, naming ``cls`` (not a private base class
+    whose ``__init__`` it inherits) and what gradkit calls the thing (``dim`` → ``axis``)."""
+    accepted, open_ended = _init_parameters(cls)
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown and not open_ended:
+        hints = [f"{k!r} is called {_OTHER_NAMES[k]} here" for k in unknown if k in _OTHER_NAMES]
+        raise TypeError(f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"it accepts: {', '.join(sorted(accepted)) or 'none'}" + (f" ({'; '.join(hints)})" if hints else ""))

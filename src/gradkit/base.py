@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from array_api_compat import device
 
-from ._array import as_float, cast, check_int, like, mask_like, moveaxis, normalize_axis
+from ._array import as_float, cast, check_constructor_kwargs, check_int, like, mask_like, moveaxis, normalize_axis
 
 __all__ = ["Activation", "AxisActivation", "ElementwiseActivation"]
 
@@ -47,6 +47,10 @@ class Activation:
     #: whether ``argmax`` of the output along ``axis`` is ``argmax`` of the input, so a
     #: prediction can skip the forward pass (False for Taylor/spherical softmax, Gumbel)
     preserves_order: ClassVar[bool] = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Activation:
+        check_constructor_kwargs(cls, kwargs)
+        return super().__new__(cls)
 
     def __init__(self, axis: int = -1) -> None:
         self.axis = check_int(axis, "axis")

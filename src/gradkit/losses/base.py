@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 from array_api_compat import device
 
-from .._array import as_float, cast, check_choice, like, to_array
+from .._array import as_float, cast, check_choice, check_constructor_kwargs, like, to_array
 
 __all__ = ["ElementwiseLoss", "Loss"]
 
@@ -72,6 +72,10 @@ class Loss:
     #: for ``2(p - t)``): the factor is applied after the division by the mean's denominator,
     #: so a gradient whose mean is finite does not overflow on the way
     _grad_factor: ClassVar[float] = 1.0
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Loss:
+        check_constructor_kwargs(cls, kwargs)
+        return super().__new__(cls)
 
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
