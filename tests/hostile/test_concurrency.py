@@ -96,6 +96,16 @@ def _omp_available() -> bool:
     return True
 
 
+def _tbb_installed() -> bool:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("tbb")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba kernels disabled or numba absent")
 
 
@@ -279,6 +289,8 @@ def test_forked_workers_run_threaded_size_kernels_after_the_parent_did(layer, hi
         assert used == layer
     elif hide_tbb:
         assert used != "tbb"
+    elif _tbb_installed():
+        assert used == "tbb"  # the fast extra's wheel is found although numba alone would not find it
 
 
 def test_a_forked_child_of_a_gnu_openmp_parent_uses_the_serial_kernels(monkeypatch):

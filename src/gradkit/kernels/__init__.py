@@ -4,14 +4,23 @@ The portable Array API code is the reference; every kernel here is tested equal
 to it (float32 rtol 1e-5, float64 rtol 1e-12) including masks, ±inf and NaN.
 Set ``GRADKIT_DISABLE_NUMBA=1`` to use the portable path everywhere (the test
 suite runs once that way), or install without the ``fast`` extra.
+
+Threads and processes: inputs of at least 65,536 elements run on numba's threads.
+The ``fast`` extra installs the ``tbb`` wheel, and gradkit has numba use it (numba
+prefers tbb but does not look in a virtual environment's ``lib/``): tbb is thread-
+and fork-safe. A layer chosen with ``NUMBA_THREADING_LAYER`` is kept, and made safe:
+under ``omp`` (GNU OpenMP, not fork-safe) a child forked after the parent started it
+runs the serial kernels; under ``workqueue`` (not thread-safe) threads take turns in
+the threaded kernels. Details in :mod:`gradkit.kernels._threads`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
