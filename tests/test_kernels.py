@@ -254,3 +254,27 @@ def test_tbb_is_loaded_only_where_numba_may_choose_it(monkeypatch):
         assert path is not None and os.path.basename(path) == _threads._TBB_LIBRARY
     monkeypatch.setattr(_threads, "_started_layer", lambda: "omp")  # too late to choose
     assert _threads.prefer_tbb() is None
+
+
+def test_disabled_holds_only_in_its_thread():
+    import threading
+
+    seen = []
+    inside, checked = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait(timeout=30)
+        seen.append(kernels.enabled())
+        checked.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with kernels.disabled():
+        with kernels.disabled():
+            assert not kernels.enabled()
+        assert not kernels.enabled()  # nested blocks count
+        inside.set()
+        checked.wait(timeout=30)
+    t.join(timeout=30)
+    assert seen == [True]  # before: a block in one thread switched every thread to the portable path
+    assert kernels.enabled()

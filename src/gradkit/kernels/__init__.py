@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -26,23 +27,24 @@ import numpy as np
 
 __all__ = ["available", "disabled", "enabled", "usable"]
 
-_off = 0  # nesting depth of disabled()
+#: nesting depth of disabled() in this thread (or asyncio task): a block in one thread
+#: leaves the others on the kernels, and concurrent blocks cannot lose a count
+_off: ContextVar[int] = ContextVar("gradkit_kernels_off", default=0)
 
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Use the portable path inside the block (the tests compare the two this way)."""
-    global _off
-    _off += 1
+    """Use the portable path inside the block, in this thread (the tests compare the two this way)."""
+    token = _off.set(_off.get() + 1)
     try:
         yield
     finally:
-        _off -= 1
+        _off.reset(token)
 
 
 def enabled() -> bool:
-    """Whether the numba kernels are in use now."""
-    return _off == 0 and available()
+    """Whether the numba kernels are in use now, in this thread."""
+    return _off.get() == 0 and available()
 
 
 @lru_cache(maxsize=1)

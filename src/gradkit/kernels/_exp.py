@@ -87,7 +87,7 @@ def exp64(x):  # type: ignore[no-untyped-def]
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def _larger(a, b):  # type: ignore[no-untyped-def]
-    return a if a > b else b  # noqa: FURB136 - not max(): a NaN ``a`` must lose, and max(b, a) is order-sensitive
+    return a if a > b else b  # noqa: FURB136 - this comparison is row_max's NaN rule; keep it spelled out
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -137,9 +137,9 @@ def row_kernel(fn):  # type: ignore[no-untyped-def]
     """Compile ``fn`` twice, threaded (``prange``) and serial; call the one that fits the size.
 
     Above :data:`PARALLEL_MIN` the threaded variant runs where numba's threading layer allows
-    it (see :mod:`gradkit.kernels._threads`): always under tbb and omp, in one thread at a
-    time under workqueue (the others run serial), never in a child forked from a process
-    that started GNU OpenMP.
+    it (see :mod:`gradkit.kernels._threads`): always under tbb and omp, one thread at a time
+    under workqueue (the others wait), never in a child forked from a process that started
+    GNU OpenMP (the serial variant runs there).
     """
     options = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
     threaded = nb.njit(parallel=True, **options)(fn)
