@@ -121,7 +121,7 @@ def exp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced insid
     raise NotImplementedError
 
 
-@overload(exp, fastmath=FASTMATH)
+@overload(exp, fastmath=FASTMATH)  # type: ignore[call-arg]  # numba passes the option on through **kwargs
 def _exp_overload(x):  # type: ignore[no-untyped-def]
     if x == types.float32:
         return lambda x: exp32(x)
