@@ -388,3 +388,29 @@ def test_bisect_with_few_steps_still_gives_a_distribution_and_compose_uses_the_a
     labels = np.arange(6) % 9
     _, grad = gk.compose(act, gk.SparsemaxLoss(reduction="sum")).value_and_grad(z, labels)
     np.testing.assert_allclose(grad, act(z) - np.eye(9)[labels], rtol=1e-12, atol=1e-15)
+
+
+def test_gumbel_single_thread_draws_are_the_seeded_stream_and_copies_keep_it():
+    import copy
+    import pickle
+
+    x = np.zeros((3, 4))
+    gs, ref = gk.GumbelSoftmax(seed=8), np.random.default_rng(8)
+    for _ in range(3):  # the lock and the per-thread state change nothing for one thread
+        gs(x)
+        np.testing.assert_array_equal(gs.noise, ref.gumbel(size=x.shape))
+    following = gk.Softmax()(ref.gumbel(size=x.shape))
+    for twin in (copy.deepcopy(gs), pickle.loads(pickle.dumps(gs))):  # a lock and a threading.local do not pickle
+        assert twin == gs
+        np.testing.assert_array_equal(twin.noise, gs.noise)  # the last forward's noise travels with it
+        np.testing.assert_array_equal(twin(x), following)  # and so does the generator's state
+
+
+def test_gumbel_frozen_blocks_nest():
+    gs, x = gk.GumbelSoftmax(seed=9), np.array([0.2, -0.1, 0.4])
+    first = gs(x)
+    with gs.frozen():
+        with gs.frozen():
+            pass
+        np.testing.assert_array_equal(gs(x), first)  # the inner block's exit did not unfreeze the outer one
+    assert not np.array_equal(gs(x), first)

@@ -10,7 +10,7 @@ from gradkit import kernels
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed or disabled")
 
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-7), np.float64: dict(rtol=1e-12, atol=1e-15)}
+TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-7}, np.float64: {"rtol": 1e-12, "atol": 1e-15}}
 
 
 def _both(fn):
@@ -87,12 +87,12 @@ def test_row_max_finds_nan_and_the_maximum_at_every_position(dtype):
         x = rng.standard_normal((n, n)).astype(dtype)
         x[np.arange(n), np.arange(n)] = special  # row i has it at position i
         for cls in (gk.Softmax, gk.LogSoftmax):
-            fast, ref = _both(lambda: cls()(x))
+            fast, ref = _both(lambda cls=cls, x=x: cls()(x))
             np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
             np.testing.assert_allclose(fast, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-14)
             z = rng.integers(0, n, n)
             head = gk.compose(cls(), gk.losses.CrossEntropyLoss() if cls is gk.Softmax else gk.losses.NLLLoss())
-            (fv, fg), (rv, rg) = _both(lambda: head.value_and_grad(x, z))
+            (fv, _), (rv, _) = _both(lambda head=head, x=x, z=z: head.value_and_grad(x, z))
             np.testing.assert_allclose(fv, rv, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
@@ -158,7 +158,7 @@ def test_fused_head_kernel_equals_the_portable_path(pair, dtype, shape, axis, sm
             np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
             np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
             fin = np.isfinite(b)
-            tol = dict(TOL[dtype]) if dtype == np.float64 else dict(rtol=1e-5, atol=2e-6 * float(np.max(np.abs(b[fin]), initial=1.0)))
+            tol = dict(TOL[dtype]) if dtype == np.float64 else {"rtol": 1e-5, "atol": 2e-6 * float(np.max(np.abs(b[fin]), initial=1.0))}
             np.testing.assert_allclose(a[fin], b[fin], **tol)
 
 
@@ -179,9 +179,102 @@ def test_fused_head_kernel_is_taken_for_plain_labels():
 
 def test_threaded_and_serial_variants_do_not_share_a_cache_entry():
     """numba's disk cache is keyed by qualified name: a shared one made both variants serial."""
-    from gradkit.kernels import softmax as fast_softmax, xent
+    from gradkit.kernels import softmax as fast_softmax
+    from gradkit.kernels import xent
 
     for kernel in (fast_softmax._forward_rows, fast_softmax._softmax_project, fast_softmax._log_softmax_project,
                    fast_softmax._jacobian_rows, xent._xent_rows):
         assert kernel.threaded.py_func.__qualname__ != kernel.serial.py_func.__qualname__
         assert kernel.threaded.targetoptions["parallel"] and not kernel.serial.targetoptions.get("parallel", False)
+
+
+# -- threads and forked processes (see also tests/hostile/test_concurrency.py) ---------------
+def test_the_variant_follows_the_threading_layer(monkeypatch):
+    from gradkit.kernels import _exp, _threads
+    from gradkit.kernels import softmax as fast_softmax
+
+    kernel = fast_softmax._forward_rows
+    big = _exp.PARALLEL_MIN
+    assert kernel(big - 1) is kernel.serial
+    for layer, expected in [("tbb", kernel.threaded), ("omp", kernel.threaded), ("workqueue", kernel.guarded)]:
+        monkeypatch.setattr(_threads, "_layer", layer)
+        assert kernel(big) is expected, layer
+    monkeypatch.setattr(_threads, "_serial_only", True)  # a child forked from a GNU OpenMP parent
+    assert kernel(big) is kernel.serial
+
+
+def test_one_parallel_region_at_a_time_under_workqueue():
+    import threading
+    import time
+
+    from gradkit.kernels import _threads
+
+    active, most = [0], [0]
+    count = threading.Lock()
+
+    def region(i):
+        with count:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.002)  # releases the GIL: without the lock other threads enter now
+        with count:
+            active[0] -= 1
+        return i
+
+    guarded = _threads.one_region_at_a_time(region)
+    results = []
+    threads = [threading.Thread(target=lambda k=k: results.extend(guarded(k) for _ in range(5))) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == sorted(k for k in range(6) for _ in range(5))
+    assert most[0] == 1
+
+
+def test_tbb_is_loaded_only_where_numba_may_choose_it(monkeypatch):
+    import os
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    import numba
+
+    from gradkit.kernels import _threads
+
+    monkeypatch.setattr(_threads, "_started_layer", lambda: None)  # as before the first parallel call
+    for explicit in ("omp", "workqueue", "OMP"):
+        monkeypatch.setattr(numba.config, "THREADING_LAYER", explicit)
+        assert _threads.prefer_tbb() is None  # the user's choice stays
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "default")
+    path = _threads.prefer_tbb()
+    try:
+        distribution("tbb")
+    except PackageNotFoundError:
+        assert path is None
+    else:  # the fast extra's tbb wheel, in the environment's lib/ where numba does not look
+        assert path is not None and os.path.basename(path) == _threads._TBB_LIBRARY
+    monkeypatch.setattr(_threads, "_started_layer", lambda: "omp")  # too late to choose
+    assert _threads.prefer_tbb() is None
+
+
+def test_disabled_holds_only_in_its_thread():
+    import threading
+
+    seen = []
+    inside, checked = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait(timeout=30)
+        seen.append(kernels.enabled())
+        checked.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with kernels.disabled():
+        with kernels.disabled():
+            assert not kernels.enabled()
+        assert not kernels.enabled()  # nested blocks count
+        inside.set()
+        checked.wait(timeout=30)
+    t.join(timeout=30)
+    assert seen == [True]  # before: a block in one thread switched every thread to the portable path
+    assert kernels.enabled()

@@ -5,15 +5,17 @@ drawn afresh on each forward pass; ``hard=True`` returns the one-hot
 :math:`\mathrm{onehot}(\arg\max y)` instead (straight-through).
 
 Derivatives are those of the softmax at the perturbed scores, for the noise of
-the last forward pass (or the ``noise=`` passed explicitly):
+the calling thread's last forward pass (or the ``noise=`` passed explicitly):
 :math:`J = (\mathrm{diag}(y) - y y^\top)/T`, VJP :math:`y \odot (g - \langle g, y\rangle)/T`,
 with :math:`y` the *soft* sample also when ``hard=True`` (the straight-through estimator).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from array_api_compat import device
@@ -46,6 +48,14 @@ class GumbelSoftmax(AxisActivation):
     its backward pass see the same sample. Every method accepts ``noise=`` to
     make a call deterministic.
 
+    One object may be shared by threads: ``noise`` and :meth:`frozen` are kept per
+    thread (a backward pass uses the noise of the same thread's forward pass), a call
+    with ``noise=`` reads and writes nothing shared but the calling thread's ``noise``,
+    and draws from the generator are serialized by a lock, so a single thread draws
+    exactly the sequence it drew before. Which thread gets which draw is up to the
+    scheduler: for reproducible samples across threads give each thread its own
+    ``seed`` (or pass ``noise=``).
+
     Examples
     --------
     >>> import numpy as np, gradkit as gk
@@ -75,50 +85,84 @@ class GumbelSoftmax(AxisActivation):
         self.seed = seed
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._softmax = Softmax(axis=axis, temperature=temperature)
-        #: the noise :math:`G` of the last forward pass (None before the first)
-        self.noise: Any = None
-        self._given: Any = None  # noise= of the current call
-        self._frozen = False
+        self._draw_lock = threading.Lock()  # a Generator is not meant to be shared by threads unguarded
+        self._local = threading.local()  # per thread: the last forward's noise, the frozen() depth
+
+    # -- per-thread state -----------------------------------------------------
+    @property
+    def noise(self) -> Any:
+        """The noise :math:`G` of this thread's last forward pass (None before the first)."""
+        return getattr(self._local, "noise", None)
+
+    @noise.setter
+    def noise(self, value: Any) -> None:
+        self._local.noise = value
+
+    @property
+    def _frozen(self) -> bool:
+        return getattr(self._local, "frozen", 0) > 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_draw_lock"], state["_local"]  # neither can be pickled; the copy gets its own
+        state["noise"] = self.noise  # this thread's noise becomes the unpickling thread's
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        noise = state.pop("noise", None)
+        self.__dict__.update(state)
+        self._draw_lock = threading.Lock()
+        self._local = threading.local()
+        self.noise = noise
 
     def _params(self) -> dict[str, Any]:
         return {"axis": self.axis, "temperature": self.temperature, "hard": self.hard, "seed": self.seed}
 
-    # -- public methods take noise= -------------------------------------------
+    # -- public methods take noise= ---------------------------------------------
+    # noise= travels as an argument, never through the object: another thread's call
+    # cannot see it, nor replace it between this call's forward and derivative steps
     def forward(self, x: Any, *, where: Any = None, noise: Any = None) -> Any:
-        """Return a sample (soft, or one-hot with ``hard=True``); keeps its noise in ``noise``."""
-        return self._with_noise(noise, super().forward, x, where=where)
+        """Return a sample (soft, or one-hot with ``hard=True``); keeps its noise in ``noise`` (per thread)."""
+        xp, xc, out_dtype, axis, mask = self._prepare(x, where)
+        return cast(xp, self._sample(xp, xc, axis, mask, noise), out_dtype)
 
     def __call__(self, x: Any, *, where: Any = None, noise: Any = None) -> Any:
         return self.forward(x, where=where, noise=noise)
 
     def vjp(self, x: Any, g: Any, y: Any = None, *, where: Any = None, noise: Any = None) -> Any:
         """The softmax VJP at the perturbed scores ``x + noise`` (``y`` is not needed)."""
-        return self._with_noise(noise, super().vjp, x, g, None, where=where)
+        xp, xc, out_dtype, axis, mask = self._prepare(x, where)
+        gc = like(g, xc, xp, "g")
+        soft = self._soft(xp, xc, axis, mask, draw=False, given=noise)
+        return cast(xp, self._softmax._vjp(xp, xc, soft, gc, axis, mask), out_dtype)
 
     def jvp(self, x: Any, v: Any, y: Any = None, *, where: Any = None, noise: Any = None) -> Any:
         """The softmax JVP at the perturbed scores ``x + noise``."""
-        return self._with_noise(noise, super().jvp, x, v, None, where=where)
+        xp, xc, out_dtype, axis, mask = self._prepare(x, where)
+        vc = like(v, xc, xp, "v")
+        soft = self._soft(xp, xc, axis, mask, draw=False, given=noise)
+        return cast(xp, self._softmax._jvp(xp, xc, soft, vc, axis, mask), out_dtype)
 
     def jacobian(self, x: Any, y: Any = None, *, where: Any = None, noise: Any = None) -> Any:
         """The softmax Jacobian at the perturbed scores ``x + noise``."""
         xp, xc, out_dtype = as_float(x, "x")
-        self._given = noise
-        try:
-            perturbed = self._perturbed(xp, xc, draw=False)
-        finally:
-            self._given = None
+        perturbed = self._perturbed(xp, xc, draw=False, given=noise)
         return cast(xp, self._softmax.jacobian(perturbed, where=where), out_dtype)
 
     def sample_noise(self, x: Any) -> Any:
         """Standard Gumbel noise shaped like ``x``, in ``x``'s library, device and float dtype."""
         xp, xc, _ = as_float(x, "x")
-        g = self._rng.gumbel(size=tuple(xc.shape))
+        with self._draw_lock:
+            g = self._rng.gumbel(size=tuple(xc.shape))
         return xp.asarray(g, dtype=xc.dtype, device=device(xc))
 
     @contextmanager
     def frozen(self) -> Iterator[GumbelSoftmax]:
-        """Within this block, forward passes reuse the last noise (same shape) instead of
-        drawing: the sample is a deterministic function of ``x``, as gradient checks need.
+        """Within this block, forward passes of this thread reuse its last noise (same shape)
+        instead of drawing: the sample is a deterministic function of ``x``, as gradient checks need.
+
+        Other threads keep drawing; blocks nest.
 
         >>> import numpy as np, gradkit as gk
         >>> gs = gk.GumbelSoftmax(seed=1)
@@ -128,42 +172,40 @@ class GumbelSoftmax(AxisActivation):
         ...     bool(np.array_equal(gs(x), first))
         True
         """
-        self._frozen = True
+        local = self._local
+        local.frozen = getattr(local, "frozen", 0) + 1
         try:
             yield self
         finally:
-            self._frozen = False
-
-    def _with_noise(self, noise: Any, method: Any, *args: Any, **kwargs: Any) -> Any:
-        self._given = noise
-        try:
-            return method(*args, **kwargs)
-        finally:
-            self._given = None
+            local.frozen -= 1
 
     # -- the contract (also called directly by compose) ---------------------------
-    def _perturbed(self, xp: Any, x: Any, draw: bool) -> Any:
-        if self._given is not None:
-            g = like(self._given, x, xp, "noise")
-            if draw:  # the derivatives that follow use this sample
+    def _perturbed(self, xp: Any, x: Any, draw: bool, given: Any = None) -> Any:
+        if given is not None:
+            g = like(given, x, xp, "noise")
+            if draw:  # the derivatives that follow in this thread use this sample
                 self.noise = g
-        elif draw and not (self._frozen and self.noise is not None and tuple(self.noise.shape) == tuple(x.shape)):
-            g = self.noise = self.sample_noise(x)
-        elif self.noise is None or tuple(self.noise.shape) != tuple(x.shape):
+            return x + g
+        last = self.noise
+        if draw and not (self._frozen and last is not None and tuple(last.shape) == tuple(x.shape)):
+            g = self.sample_noise(x)
+            self.noise = g
+        elif last is None or tuple(last.shape) != tuple(x.shape):
             raise ValueError(
                 "the derivatives of a Gumbel-softmax sample need its noise: call forward(x) first "
-                f"(last noise: {None if self.noise is None else tuple(self.noise.shape)}, x: {tuple(x.shape)}) "
+                "in this thread (the noise is kept per thread) "
+                f"(last noise: {None if last is None else tuple(last.shape)}, x: {tuple(x.shape)}) "
                 "or pass noise="
             )
         else:
-            g = like(self.noise, x, xp, "noise")
+            g = like(last, x, xp, "noise")
         return x + g
 
-    def _soft(self, xp: Any, x: Any, axis: int, mask: Any, draw: bool) -> Any:
-        return self._softmax._forward(xp, self._perturbed(xp, x, draw), axis, mask)
+    def _soft(self, xp: Any, x: Any, axis: int, mask: Any, draw: bool, given: Any = None) -> Any:
+        return self._softmax._forward(xp, self._perturbed(xp, x, draw, given), axis, mask)
 
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
-        y = self._soft(xp, x, axis, mask, draw=True)
+    def _sample(self, xp: Any, x: Any, axis: int, mask: Any, given: Any) -> Any:
+        y = self._soft(xp, x, axis, mask, draw=True, given=given)
         if not self.hard:
             return y
         idx = xp.argmax(y, axis=axis, keepdims=True)
@@ -174,6 +216,9 @@ class GumbelSoftmax(AxisActivation):
         live = xp.sum(y, axis=axis, keepdims=True) > 0  # rows with no live entry stay 0
         hot = xp.astype((positions == idx) & live, y.dtype)
         return xp.where(xp.isnan(y), y, hot)
+
+    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        return self._sample(xp, x, axis, mask, None)
 
     def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         return self._softmax._vjp(xp, x, self._soft(xp, x, axis, mask, draw=False), g, axis, mask)

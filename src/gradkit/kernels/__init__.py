@@ -4,36 +4,47 @@ The portable Array API code is the reference; every kernel here is tested equal
 to it (float32 rtol 1e-5, float64 rtol 1e-12) including masks, ±inf and NaN.
 Set ``GRADKIT_DISABLE_NUMBA=1`` to use the portable path everywhere (the test
 suite runs once that way), or install without the ``fast`` extra.
+
+Threads and processes: inputs of at least 65,536 elements run on numba's threads.
+The ``fast`` extra installs the ``tbb`` wheel, and gradkit has numba use it (numba
+prefers tbb but does not look in a virtual environment's ``lib/``): tbb is thread-
+and fork-safe. A layer chosen with ``NUMBA_THREADING_LAYER`` is kept, and made safe:
+under ``omp`` (GNU OpenMP, not fork-safe) a child forked after the parent started it
+runs the serial kernels; under ``workqueue`` (not thread-safe) threads take turns in
+the threaded kernels. Details in :mod:`gradkit.kernels._threads`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 __all__ = ["available", "disabled", "enabled", "usable"]
 
-_off = 0  # nesting depth of disabled()
+#: nesting depth of disabled() in this thread (or asyncio task): a block in one thread
+#: leaves the others on the kernels, and concurrent blocks cannot lose a count
+_off: ContextVar[int] = ContextVar("gradkit_kernels_off", default=0)
 
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Use the portable path inside the block (the tests compare the two this way)."""
-    global _off
-    _off += 1
+    """Use the portable path inside the block, in this thread (the tests compare the two this way)."""
+    token = _off.set(_off.get() + 1)
     try:
         yield
     finally:
-        _off -= 1
+        _off.reset(token)
 
 
 def enabled() -> bool:
-    """Whether the numba kernels are in use now."""
-    return _off == 0 and available()
+    """Whether the numba kernels are in use now, in this thread."""
+    return _off.get() == 0 and available()
 
 
 @lru_cache(maxsize=1)

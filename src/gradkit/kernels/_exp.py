@@ -8,7 +8,6 @@ Below the smallest normal result it returns exactly 0, as it does at ``-inf``; N
 
 from __future__ import annotations
 
-import math
 import types as pytypes
 
 import numba as nb
@@ -16,6 +15,8 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
+
+from . import _threads
 
 #: fastmath without ``nnan``/``ninf``: inf and NaN keep their IEEE meaning
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -86,7 +87,7 @@ def exp64(x):  # type: ignore[no-untyped-def]
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def _larger(a, b):  # type: ignore[no-untyped-def]
-    return a if a > b else b
+    return a if a > b else b  # noqa: FURB136 - this comparison is row_max's NaN rule; keep it spelled out
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -120,7 +121,7 @@ def exp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced insid
     raise NotImplementedError
 
 
-@overload(exp, fastmath=FASTMATH)
+@overload(exp, fastmath=FASTMATH)  # type: ignore[call-arg]  # numba passes the option on through **kwargs
 def _exp_overload(x):  # type: ignore[no-untyped-def]
     if x == types.float32:
         return lambda x: exp32(x)
@@ -133,17 +134,25 @@ PARALLEL_MIN = 1 << 16
 
 
 def row_kernel(fn):  # type: ignore[no-untyped-def]
-    """Compile ``fn`` twice, threaded (``prange``) and serial; call the one that fits the size."""
-    options = dict(fastmath=FASTMATH, error_model="numpy", cache=True)
+    """Compile ``fn`` twice, threaded (``prange``) and serial; call the one that fits the size.
+
+    Above :data:`PARALLEL_MIN` the threaded variant runs where numba's threading layer allows
+    it (see :mod:`gradkit.kernels._threads`): always under tbb and omp, one thread at a time
+    under workqueue (the others wait), never in a child forked from a process that started
+    GNU OpenMP (the serial variant runs there).
+    """
+    options = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
     threaded = nb.njit(parallel=True, **options)(fn)
     # a separate function object with its own name: numba's on-disk cache is keyed by the
     # function's qualified name, and the two variants must not load each other's code
     twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_serial"
     serial = nb.njit(parallel=False, **options)(twin)
+    guarded = _threads.one_region_at_a_time(threaded)
 
     def pick(size: int):  # type: ignore[no-untyped-def]
-        return threaded if size >= PARALLEL_MIN else serial
+        """The variant for ``size`` elements that is safe here: in this thread, this (forked?) process."""
+        return serial if size < PARALLEL_MIN else _threads.variant(threaded, serial, guarded)
 
-    pick.threaded, pick.serial = threaded, serial  # type: ignore[attr-defined]
+    pick.threaded, pick.serial, pick.guarded = threaded, serial, guarded  # type: ignore[attr-defined]
     return pick
