@@ -138,6 +138,8 @@ def _loss_and_head_tasks(rng: np.random.Generator) -> list[Callable[[], Any]]:
         loss = gk.losses.get(loss_name)
         p = rng.uniform(0.05, 0.95, (4, 6))
         p /= p.sum(-1, keepdims=True)
+        if loss.input_domain[1] <= 0:  # log-probabilities (nll)
+            p = np.log(p)
         t = random_target(loss, p.shape, rng)
         tasks.append(lambda loss=loss, p=p, t=t: loss.value_and_grad(p, t))
         for act_name in gk.activations.names():
