@@ -77,9 +77,8 @@ def all_finite(a: np.ndarray) -> bool:
     (elements beyond ~1e19 in float32) is decided exactly by ``np.isfinite(a).all()``.
     """
     flat = a.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        if math.isfinite(np.dot(flat, flat)):
-            return True
+    if math.isfinite(np.dot(flat, flat)):  # a dot product sets no floating-point warnings
+        return True
     return bool(np.isfinite(a).all())
 
 
@@ -111,6 +110,7 @@ class Optimizer:
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.steps = 0
         self._scratch: dict[str, dict[str, np.ndarray]] = {}
+        self._lr_checked: dict[np.dtype, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -119,6 +119,7 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_scratch", {})
+        state.setdefault("_lr_checked", {})
         self.__dict__.update(state)
 
     def set_epoch(self, epoch: int) -> None:
@@ -179,7 +180,9 @@ class Optimizer:
             dtypes.add(p.dtype)
             checked.append((name, p, g))
         for dtype in dtypes:
-            self.check_lr(dtype)
+            if self._lr_checked.get(dtype) != self.lr:  # once per learning rate and dtype
+                self.check_lr(dtype)
+                self._lr_checked[dtype] = self.lr
         t = self.steps + 1
         staged: list[tuple[np.ndarray, np.ndarray, str, dict[str, np.ndarray]]] = []
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
