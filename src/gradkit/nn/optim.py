@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels as _kernels
 from .._array import check_int, check_positive
 
 __all__ = ["SGD", "Adam", "AdamW", "CosineLR", "DivergenceError", "Optimizer", "StepLR", "all_finite", "get"]
 
 Schedule = Callable[[int], float]
+#: a compiled update (:mod:`gradkit.kernels.optim`), its arguments but the last (``write``), the new state
+Fused = tuple[Callable[..., bool], tuple[Any, ...], dict[str, np.ndarray]]
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class StepLR:
@@ -77,8 +81,9 @@ def all_finite(a: np.ndarray) -> bool:
     (elements beyond ~1e19 in float32) is decided exactly by ``np.isfinite(a).all()``.
     """
     flat = a.reshape(-1)
-    if math.isfinite(np.dot(flat, flat)):  # a dot product sets no floating-point warnings
-        return True
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # float16's dot warns
+        if math.isfinite(np.dot(flat, flat)):
+            return True
     return bool(np.isfinite(a).all())
 
 
@@ -184,20 +189,29 @@ class Optimizer:
                 self.check_lr(dtype)
                 self._lr_checked[dtype] = self.lr
         t = self.steps + 1
-        staged: list[tuple[np.ndarray, np.ndarray, str, dict[str, np.ndarray]]] = []
+        staged: list[tuple[np.ndarray, np.ndarray | None, Fused | None, str, dict[str, np.ndarray]]] = []
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             for name, p, g in checked:
-                new, state = self._compute(name, p, g, t)  # into this optimizer's own buffers
-                if not (all_finite(new) and self._state_finite(state)):
+                fused = self._fused(name, p, g, t) if _kernels.enabled() else None
+                if fused is not None:  # one compiled pass computes and checks, writing nothing
+                    kernel, args, state = fused
+                    new, finite = None, kernel(*args, False)
+                else:  # NumPy: into this optimizer's own buffers
+                    new, state = self._compute(name, p, g, t)
+                    finite = all_finite(new) and self._state_finite(state)
+                if not finite:
                     reason = f"the update of parameter {name!r} ({p.dtype}) is not finite"
                     raise DivergenceError(
                         f"{reason}: step {t} was not applied (parameters and optimizer state unchanged). "
                         f"Try a lower learning rate (now {self.lr:g}).", reason)
-                staged.append((p, new, name, state))
-        for p, new, name, state in staged:  # every update is finite: apply them all
-            np.copyto(p, new)
-            if state:
-                self.state[name] = state  # the spare buffers become the state (swap)
+                staged.append((p, new, fused, name, state))
+            for p, new, fused, name, state in staged:  # every update is finite: apply them all
+                if new is not None:
+                    np.copyto(p, new)
+                else:  # the same values again, written this time
+                    fused[0](*fused[1], True)  # type: ignore[index]
+                if state:
+                    self.state[name] = state  # the spare buffers become the state (swap)
         self.steps = t
 
     def _buffer(self, name: str, key: str, p: np.ndarray) -> np.ndarray:
@@ -220,6 +234,24 @@ class Optimizer:
         """The new value of ``p`` and its new state at step ``t``, computed into this optimizer's
         buffers (see :meth:`_buffer`, :meth:`_spare`) without changing ``p`` or ``state``."""
         raise NotImplementedError
+
+    def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
+        """The compiled update of ``p`` at step ``t`` (:mod:`gradkit.kernels.optim`), or None
+        where it does not apply (then :meth:`_compute` runs)."""
+        return None
+
+    @staticmethod
+    def _flat(p: np.ndarray, g: np.ndarray, *state: np.ndarray | None) -> list[np.ndarray] | None:
+        """1-d views of ``p``, ``g`` and the current state arrays for a compiled kernel: all
+        C-contiguous, float32 or float64 alike, ``p`` writeable and apart from ``g``; else None."""
+        if p.dtype not in _FAST_DTYPES or p.size == 0 or not (p.flags.c_contiguous and p.flags.writeable):
+            return None
+        for a in (g, *state):
+            if a is not None and (a.dtype != p.dtype or not a.flags.c_contiguous):
+                return None
+        if np.may_share_memory(p, g):
+            return None
+        return [a.reshape(-1) if a is not None else None for a in (p, g, *state)]  # type: ignore[misc]
 
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         """Whether the new state is finite where a finite new parameter does not already imply it."""
@@ -266,6 +298,23 @@ class SGD(Optimizer):
         np.multiply(g, p.dtype.type(self.lr), out=new)  # p - lr·g
         np.subtract(p, new, out=new)
         return new, state
+
+    def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
+        state: dict[str, np.ndarray] = {}
+        spare, current = self._spare(name, "v", p) if self.momentum else (p, None)
+        flat = self._flat(p, g, current)
+        if flat is None:
+            return None
+        pf, gf, vf = flat
+        if self.momentum:
+            state["v"] = spare
+        v_new = spare.reshape(-1)  # p itself without momentum: never read or written then
+        dt = p.dtype.type
+        from ..kernels.optim import sgd
+
+        args = (pf, gf, v_new if vf is None else vf, v_new, dt(self.lr), dt(self.momentum), dt(self.weight_decay),
+                bool(self.momentum), self.nesterov, vf is None)
+        return sgd, args, state
 
 
 class Adam(Optimizer):
@@ -316,6 +365,27 @@ class Adam(Optimizer):
         else:
             np.subtract(p, new, out=new)
         return new, {"m": m, "v": v}
+
+    def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
+        m, m_old = self._spare(name, "m", p)
+        v, v_old = self._spare(name, "v", p)
+        flat = self._flat(p, g, m_old, v_old)
+        if flat is None or (m_old is None) != (v_old is None):
+            return None
+        pf, gf, mf, vf = flat
+        m_new, v_new = m.reshape(-1), v.reshape(-1)
+        first = mf is None
+        b1, b2 = self.betas
+        dt = p.dtype.type
+        decoupled = bool(self.decoupled and self.weight_decay)
+        l2 = 0.0 if self.decoupled else self.weight_decay
+        step = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        from ..kernels.optim import adam
+
+        args = (pf, gf, m_new if first else mf, v_new if first else vf, m_new, v_new, dt(b1), dt(1 - b1), dt(b2),
+                dt(1 - b2), dt(step), dt(self.eps * math.sqrt(1 - b2**t)), dt(l2),
+                dt(1.0 - self.lr * self.weight_decay), decoupled, first)
+        return adam, args, {"m": m, "v": v}
 
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         # a finite v means a finite g·g, so a finite g and (with the old m finite) a finite m;
