@@ -6,6 +6,7 @@ gradient (L2); ``AdamW`` decays the weights directly (decoupled).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -21,7 +22,6 @@ __all__ = ["SGD", "Adam", "AdamW", "CosineLR", "DivergenceError", "Optimizer", "
 Schedule = Callable[[int], float]
 #: a compiled update (:mod:`gradkit.kernels.optim`), its arguments but the last (``write``), the new state
 Fused = tuple[Callable[..., bool], tuple[Any, ...], dict[str, np.ndarray]]
-_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class StepLR:
@@ -85,6 +85,14 @@ def all_finite(a: np.ndarray) -> bool:
         if math.isfinite(np.dot(flat, flat)):
             return True
     return bool(np.isfinite(a).all())
+
+
+@functools.cache
+def _compiled() -> Any:
+    """:mod:`gradkit.kernels.optim` (imports numba), loaded at the first compiled step."""
+    from ..kernels import optim
+
+    return optim
 
 
 class Optimizer:
@@ -165,53 +173,52 @@ class Optimizer:
         DivergenceError
             An update (or the optimizer state) is not finite; nothing was changed.
         """
-        checked: list[tuple[str, np.ndarray, np.ndarray]] = []
-        dtypes: set[np.dtype] = set()
-        for name, p in params.items():
-            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+        t = self.steps + 1
+        lr, lr_checked, fast = self.lr, self._lr_checked, _kernels.enabled()
+        staged: list[tuple[np.ndarray, np.ndarray | None, Fused | None, str, dict[str, np.ndarray]]] = []
+        for name, p in params.items():  # nothing below changes a parameter or the state until every update is finite
+            if type(p) is not np.ndarray and not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError(f"params[{name!r}] must be a floating NumPy array; got "
                                 f"{p.dtype if isinstance(p, np.ndarray) else type(p).__name__}")
             if name not in grads:
                 raise ValueError(f"grads has no entry for parameter {name!r}; got {sorted(grads)}")
-            g = np.asarray(grads[name])
+            g = grads[name]
+            if type(g) is not np.ndarray:
+                g = np.asarray(g)
             if g.shape != p.shape:
                 raise ValueError(f"grads[{name!r}] must have the shape of its parameter, {p.shape}; got {g.shape}")
             if g.dtype.kind not in "fiub":
                 raise TypeError(f"grads[{name!r}] must be real numbers; got dtype {g.dtype}")
-            for key, buf in self.state.get(name, {}).items():
-                if np.shape(buf) != p.shape:
-                    raise ValueError(f"the optimizer's state {key!r} of parameter {name!r} has shape {np.shape(buf)}, "
-                                     f"the parameter {p.shape}: use one optimizer per model")
-            dtypes.add(p.dtype)
-            checked.append((name, p, g))
-        for dtype in dtypes:
-            if self._lr_checked.get(dtype) != self.lr:  # once per learning rate and dtype
-                self.check_lr(dtype)
-                self._lr_checked[dtype] = self.lr
-        t = self.steps + 1
-        staged: list[tuple[np.ndarray, np.ndarray | None, Fused | None, str, dict[str, np.ndarray]]] = []
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            for name, p, g in checked:
-                fused = self._fused(name, p, g, t) if _kernels.enabled() else None
-                if fused is not None:  # one compiled pass computes and checks, writing nothing
-                    kernel, args, state = fused
-                    new, finite = None, kernel(*args, False)
-                else:  # NumPy: into this optimizer's own buffers
+            slot = self.state.get(name)
+            if slot:
+                for key, buf in slot.items():
+                    if getattr(buf, "shape", None) != p.shape:
+                        raise ValueError(f"the optimizer's state {key!r} of parameter {name!r} has shape "
+                                         f"{np.shape(buf)}, the parameter {p.shape}: use one optimizer per model")
+            if lr_checked.get(p.dtype) != lr:  # once per learning rate and dtype
+                self.check_lr(p.dtype)
+                lr_checked[p.dtype] = lr
+            fused = self._fused(name, p, g, t) if fast else None
+            if fused is not None:  # one compiled pass computes and checks, writing nothing
+                kernel, args, state = fused
+                new, finite = None, kernel(*args, False)
+            else:  # NumPy: into this optimizer's own buffers
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
                     new, state = self._compute(name, p, g, t)
                     finite = all_finite(new) and self._state_finite(state)
-                if not finite:
-                    reason = f"the update of parameter {name!r} ({p.dtype}) is not finite"
-                    raise DivergenceError(
-                        f"{reason}: step {t} was not applied (parameters and optimizer state unchanged). "
-                        f"Try a lower learning rate (now {self.lr:g}).", reason)
-                staged.append((p, new, fused, name, state))
-            for p, new, fused, name, state in staged:  # every update is finite: apply them all
-                if new is not None:
-                    np.copyto(p, new)
-                else:  # the same values again, written this time
-                    fused[0](*fused[1], True)  # type: ignore[index]
-                if state:
-                    self.state[name] = state  # the spare buffers become the state (swap)
+            if not finite:
+                reason = f"the update of parameter {name!r} ({p.dtype}) is not finite"
+                raise DivergenceError(
+                    f"{reason}: step {t} was not applied (parameters and optimizer state unchanged). "
+                    f"Try a lower learning rate (now {lr:g}).", reason)
+            staged.append((p, new, fused, name, state))
+        for p, new, fused, name, state in staged:  # every update is finite: apply them all
+            if new is not None:
+                np.copyto(p, new)
+            else:  # the same values again, written this time
+                fused[0](*fused[1], True)  # type: ignore[index]
+            if state:
+                self.state[name] = state  # the spare buffers become the state (swap)
         self.steps = t
 
     def _buffer(self, name: str, key: str, p: np.ndarray) -> np.ndarray:
@@ -244,14 +251,18 @@ class Optimizer:
     def _flat(p: np.ndarray, g: np.ndarray, *state: np.ndarray | None) -> list[np.ndarray] | None:
         """1-d views of ``p``, ``g`` and the current state arrays for a compiled kernel: all
         C-contiguous, float32 or float64 alike, ``p`` writeable and apart from ``g``; else None."""
-        if p.dtype not in _FAST_DTYPES or p.size == 0 or not (p.flags.c_contiguous and p.flags.writeable):
+        dtype, flags = p.dtype, p.flags
+        if dtype.char not in "fd" or not dtype.isnative or not (flags.c_contiguous and flags.writeable) or not p.size:
             return None
+        out = [p.reshape(-1)]
         for a in (g, *state):
-            if a is not None and (a.dtype != p.dtype or not a.flags.c_contiguous):
+            if a is None:
+                out.append(None)  # type: ignore[arg-type]
+            elif (a.dtype is not dtype and a.dtype != dtype) or not a.flags.c_contiguous:
                 return None
-        if np.may_share_memory(p, g):
-            return None
-        return [a.reshape(-1) if a is not None else None for a in (p, g, *state)]  # type: ignore[misc]
+            else:
+                out.append(a.reshape(-1))
+        return None if np.may_share_memory(p, g) else out
 
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         """Whether the new state is finite where a finite new parameter does not already imply it."""
@@ -310,11 +321,9 @@ class SGD(Optimizer):
             state["v"] = spare
         v_new = spare.reshape(-1)  # p itself without momentum: never read or written then
         dt = p.dtype.type
-        from ..kernels.optim import sgd
-
         args = (pf, gf, v_new if vf is None else vf, v_new, dt(self.lr), dt(self.momentum), dt(self.weight_decay),
                 bool(self.momentum), self.nesterov, vf is None)
-        return sgd, args, state
+        return _compiled().sgd, args, state
 
 
 class Adam(Optimizer):
@@ -380,12 +389,10 @@ class Adam(Optimizer):
         decoupled = bool(self.decoupled and self.weight_decay)
         l2 = 0.0 if self.decoupled else self.weight_decay
         step = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-        from ..kernels.optim import adam
-
         args = (pf, gf, m_new if first else mf, v_new if first else vf, m_new, v_new, dt(b1), dt(1 - b1), dt(b2),
                 dt(1 - b2), dt(step), dt(self.eps * math.sqrt(1 - b2**t)), dt(l2),
                 dt(1.0 - self.lr * self.weight_decay), decoupled, first)
-        return adam, args, {"m": m, "v": v}
+        return _compiled().adam, args, {"m": m, "v": v}
 
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         # a finite v means a finite g·g, so a finite g and (with the old m finite) a finite m;
