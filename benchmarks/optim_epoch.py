@@ -3,7 +3,8 @@ three source trees: before 396b50e, ``main`` and the working tree (``src/``).
 
 Each measurement runs in its own process (the trees are different ``gradkit`` packages); rounds
 alternate pre, main, ours, pre, main, ours, ... and the minimum over rounds is the headline.
-Inside a process one warm-up epoch runs first (numba compilation, caches), then the timed epoch.
+Inside a process one warm-up epoch runs first (numba compilation, caches), then the timed epoch;
+wall time and process CPU time (all threads) are both reported.
 
     python benchmarks/optim_epoch.py [--rounds 5] [--rows 60000]
 """
@@ -33,11 +34,11 @@ head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
 def run():
     model = nn.Sequential([nn.Dense(784, 256, seed=0), "relu", nn.Dense(256, 10, seed=1)])
     opt = nn.SGD(0.01) if which == "sgd" else nn.Adam(1e-3)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     nn.fit(model, X, y, loss=head, optimizer=opt, epochs=1, batch_size=128, seed=0)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 run()
-print(run())
+print(*run())
 """
 
 
@@ -57,16 +58,20 @@ def main() -> None:
         trees["ours"] = ROOT / "src"
         for which in ("sgd", "adam"):
             runs: dict[str, list[float]] = {tag: [] for tag in trees}
+            cpus: dict[str, list[float]] = {tag: [] for tag in trees}
             for _ in range(args.rounds):
                 for tag, src in trees.items():
                     env = dict(os.environ, PYTHONPATH=str(src))
                     out = subprocess.run([sys.executable, "-c", CHILD, str(args.rows), which], env=env, check=True,
                                          capture_output=True, text=True, timeout=600).stdout
-                    runs[tag].append(float(out.split()[-1]))
-            base = min(runs["pre-396b50e"])
-            print(f"{which:<5}" + "  ".join(
-                f"{tag} min {min(r):.3f} s (median {statistics.median(r):.3f}, {min(r) / base:.3f}x pre)"
-                for tag, r in runs.items()), flush=True)
+                    wall, cpu = out.split()[-2:]
+                    runs[tag].append(float(wall))
+                    cpus[tag].append(float(cpu))
+            for what, table in (("wall", runs), ("cpu", cpus)):
+                base = min(table["pre-396b50e"])
+                print(f"{which:<5}{what:<5}" + "  ".join(
+                    f"{tag} min {min(r):.3f} s (median {statistics.median(r):.3f}, {min(r) / base:.3f}x pre)"
+                    for tag, r in table.items()), flush=True)
 
 
 if __name__ == "__main__":

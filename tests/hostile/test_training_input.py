@@ -238,7 +238,7 @@ def test_all_finite_agrees_with_isfinite_on_generated_arrays(dtype):
         if trial % 2 == 0 and a.size:
             a[rng.integers(0, a.size)] = rng.choice([np.inf, -np.inf, np.nan])
         shaped = a[: a.size // 2 * 2].reshape(-1, 2)[:, ::-1] if trial % 5 == 0 else a  # 2-d, non-contiguous
-        assert nn.optim.all_finite(shaped) == bool(np.isfinite(shaped).all()), shaped
+        assert nn.optim._all_finite(shaped) == bool(np.isfinite(shaped).all()), shaped
         cases += 1
     assert cases == 300
 

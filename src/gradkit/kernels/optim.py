@@ -20,10 +20,7 @@ import numpy as np
 
 __all__ = ["adam", "sgd"]
 
-_OPTIONS = {"boundscheck": False, "error_model": "numpy", "cache": True}  # no fastmath: inf and NaN must survive
-
-
-@nb.njit(**_OPTIONS)
+@nb.njit(boundscheck=False, error_model="numpy", cache=True)  # no fastmath: inf and NaN must survive
 def sgd(p, g, v, v_new, lr, mu, wd, momentum, nesterov, first, write):  # type: ignore[no-untyped-def]
     """``p - lr·d`` with ``d = g'`` (no momentum), ``v' = μv + g'`` (``g'`` on the first step),
     ``d = v'`` or, Nesterov, ``d = g' + μv'``; ``g' = g + wd·p``. Returns whether every
@@ -46,7 +43,7 @@ def sgd(p, g, v, v_new, lr, mu, wd, momentum, nesterov, first, write):  # type: 
     return not bad
 
 
-@nb.njit(**_OPTIONS)
+@nb.njit(boundscheck=False, error_model="numpy", cache=True)  # no fastmath: inf and NaN must survive
 def adam(p, g, m, v, m_new, v_new, b1, c1, b2, c2, step, eps, wd, decay, decoupled, first, write):  # type: ignore[no-untyped-def]
     """``m' = b1·m + c1·g'``, ``v' = b2·v + c2·g'²`` (from zeros on the first step) and
     ``base - step·m' / (√v' + eps)`` with ``base = p·decay`` (decoupled) or ``p``, ``g' = g + wd·p``

@@ -17,7 +17,7 @@ import numpy as np
 from .. import kernels as _kernels
 from .._array import check_int, check_positive
 
-__all__ = ["SGD", "Adam", "AdamW", "CosineLR", "DivergenceError", "Optimizer", "StepLR", "all_finite", "get"]
+__all__ = ["SGD", "Adam", "AdamW", "CosineLR", "DivergenceError", "Optimizer", "StepLR", "get"]
 
 Schedule = Callable[[int], float]
 #: a compiled update (:mod:`gradkit.kernels.optim`), its arguments but the last (``write``), the new state
@@ -72,7 +72,7 @@ class DivergenceError(FloatingPointError):
                    f"with it. Try a lower learning rate (now {lr:g}).", what)
 
 
-def all_finite(a: np.ndarray) -> bool:
+def _all_finite(a: np.ndarray) -> bool:
     """Whether every element of the floating array ``a`` is finite, in about one read of ``a``.
 
     ``a·a`` (a BLAS dot product of the flattened array) is finite only when every element
@@ -105,12 +105,18 @@ class Optimizer:
     they were. A learning rate larger than the parameters' dtype can hold (``lr=1e39``
     for float32) raises ``ValueError`` before anything is computed.
 
-    The new values are computed into buffers the optimizer keeps between steps (one or
-    two per parameter, and a spare for each state array: the new state is computed into
-    the spare and the two swap when the step is applied), so a step allocates no
-    parameter-sized memory once the first one is done. The arrays in ``state`` are
-    therefore reused two steps later: copy them to keep them. The buffers are not
-    pickled or copied with the optimizer (``copy.deepcopy``, ``pickle``).
+    A step allocates no parameter-sized memory once the first one is done. With numba
+    (the ``fast`` extra; ``GRADKIT_DISABLE_NUMBA=1`` turns it off) the update of a
+    C-contiguous float32 or float64 parameter is a compiled kernel run twice: the first
+    pass computes every new value and checks it without writing anything, the second
+    computes the same values again and writes them (:mod:`gradkit.kernels.optim`). Else
+    the new values are computed with NumPy into buffers the optimizer keeps (one or two
+    per parameter), checked (one dot product, see :func:`_all_finite`) and copied in.
+    Either way the new state is computed into a spare buffer that becomes the state when
+    the step is applied (the two swap), so the arrays in ``state`` are reused two steps
+    later: copy them to keep them. Arrays put into ``state`` from outside are read, never
+    written. The buffers are not pickled or copied with the optimizer. Both ways give
+    the same bits.
     """
 
     def __init__(self, lr: float, weight_decay: float = 0.0, schedule: Schedule | None = None) -> None:
@@ -205,7 +211,7 @@ class Optimizer:
             else:  # NumPy: into this optimizer's own buffers
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
                     new, state = self._compute(name, p, g, t)
-                    finite = all_finite(new) and self._state_finite(state)
+                    finite = _all_finite(new) and self._state_finite(state)
             if not finite:
                 reason = f"the update of parameter {name!r} ({p.dtype}) is not finite"
                 raise DivergenceError(
@@ -397,7 +403,7 @@ class Adam(Optimizer):
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         # a finite v means a finite g·g, so a finite g and (with the old m finite) a finite m;
         # an infinite v alone would give a finite (zero) update and freeze the parameter for good
-        return all_finite(state["v"])
+        return _all_finite(state["v"])
 
 
 class AdamW(Adam):

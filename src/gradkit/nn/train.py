@@ -17,7 +17,7 @@ from ..activations import Identity
 from ..compose import Composed, compose
 from ..losses.classification import ClassLoss
 from .model import Sequential
-from .optim import Adam, DivergenceError, Optimizer, all_finite
+from .optim import Adam, DivergenceError, Optimizer, _all_finite
 
 __all__ = ["DivergenceError", "History", "as_head", "class_labels", "evaluate", "fit"]
 
@@ -329,7 +329,7 @@ def fit(
                 if finite:
                     model.backward(grad, input_grad=False)
                     grads = model.grads
-                    finite = all(all_finite(g) for g in grads.values())  # one dot product per array
+                    finite = all(_all_finite(g) for g in grads.values())  # one dot product per array
             if not finite:
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
             try:  # computes every update, checks it is finite, then applies them all
