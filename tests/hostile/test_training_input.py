@@ -301,6 +301,18 @@ def test_step_refuses_complex_gradients_foreign_state_and_non_float_parameters()
     assert opt.steps == 1 and params["w"].sum() == 0
 
 
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_a_read_only_parameter_is_refused_before_any_parameter_is_written(name):
+    rng = np.random.default_rng(4)
+    params = {"a": rng.standard_normal((4, 3)), "frozen": np.broadcast_to(np.zeros(3), (4, 3))}  # read-only view
+    opt = OPTIMIZERS[name](0.1)
+    before = params["a"].copy()
+    with pytest.raises(ValueError, match=r"params\['frozen'\] is read-only"):
+        opt.step(params, {k: rng.standard_normal((4, 3)) for k in params})
+    np.testing.assert_array_equal(params["a"], before)  # the old step had already written 'a'
+    assert opt.steps == 0 and opt.state == {}
+
 # -- scikit-learn estimators ---------------------------------------------------------------------------
 skl = pytest.importorskip("gradkit.sklearn")
 

@@ -173,9 +173,9 @@ class Optimizer:
         TypeError
             A parameter is not a floating NumPy array, or a gradient is not real.
         ValueError
-            A gradient is missing or has another shape than its parameter, ``lr``
-            overflows a parameter's dtype, or the state held for a name has another
-            shape than its parameter (one optimizer per model).
+            A parameter is read-only, a gradient is missing or has another shape than
+            its parameter, ``lr`` overflows a parameter's dtype, or the state held for a
+            name has another shape than its parameter (one optimizer per model).
         DivergenceError
             An update (or the optimizer state) is not finite; nothing was changed.
         """
@@ -186,6 +186,9 @@ class Optimizer:
             if type(p) is not np.ndarray and not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError(f"params[{name!r}] must be a floating NumPy array; got "
                                 f"{p.dtype if isinstance(p, np.ndarray) else type(p).__name__}")
+            if not p.flags.writeable:  # found now, not when half the parameters are written
+                raise ValueError(f"params[{name!r}] is read-only (flags.writeable is False); the step updates "
+                                 "parameters in place: pass a writeable array (e.g. a copy)")
             if name not in grads:
                 raise ValueError(f"grads has no entry for parameter {name!r}; got {sorted(grads)}")
             g = grads[name]
