@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -216,3 +218,95 @@ def test_clear_cache_drops_the_forward_data():
     assert len(pickle.dumps(model)) > small + 100_000
     model.clear_cache()
     assert len(pickle.dumps(model)) <= small + 1_000
+
+
+def _reference_step(kind, kw, p, g, state, t):
+    """The optimizers' formulas written with fresh arrays (as before the step used its own buffers)."""
+    lr, wd = kw["lr"], kw.get("weight_decay", 0.0)
+    if kind == "SGD":
+        mu = kw.get("momentum", 0.0)
+        if wd:
+            g = g + wd * p
+        if mu:
+            state["v"] = g.copy() if "v" not in state else state["v"] * mu + g
+            g = g + mu * state["v"] if kw.get("nesterov") else state["v"]
+        return p - p.dtype.type(lr) * g
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    base = p
+    if wd and kind == "AdamW":
+        base = p * p.dtype.type(1.0 - lr * wd)
+    elif wd:
+        g = g + wd * p
+    m = state["m"] * b1 if "m" in state else np.zeros_like(p)
+    m += (1 - b1) * g
+    v = state["v"] * b2 if "v" in state else np.zeros_like(p)
+    v += (1 - b2) * (g * g)
+    state["m"], state["v"] = m, v
+    step = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+    return base - p.dtype.type(step) * m / (np.sqrt(v) + p.dtype.type(eps * np.sqrt(1 - b2**t)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,kw", [
+    ("SGD", {"lr": 0.1}), ("SGD", {"lr": 0.1, "weight_decay": 0.1}), ("SGD", {"lr": 0.1, "momentum": 0.9}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("Adam", {"lr": 0.01}), ("Adam", {"lr": 0.01, "weight_decay": 0.1}), ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+], ids=["sgd", "sgd-wd", "momentum", "nesterov", "nesterov-wd", "adam", "adam-l2", "adamw"])
+def test_buffered_steps_are_bitwise_the_formulas(kind, kw, dtype):
+    rng = np.random.default_rng(8)
+    p0 = {"W": rng.standard_normal((6, 5)).astype(dtype), "b": rng.standard_normal(5).astype(dtype)}
+    params, ref = {k: v.copy() for k, v in p0.items()}, {k: v.copy() for k, v in p0.items()}
+    ref_state: dict = {k: {} for k in p0}
+    opt = getattr(nn, kind)(**kw)
+    for t in range(1, 7):
+        grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in p0.items()}
+        opt.step(params, grads)
+        for k in p0:
+            ref[k] = _reference_step(kind, kw, ref[k], grads[k], ref_state[k], t)
+            np.testing.assert_array_equal(params[k], ref[k], err_msg=f"{k} at step {t}")
+            for key, buf in ref_state[k].items():
+                np.testing.assert_array_equal(opt.state[k][key], buf, err_msg=f"{k}.{key} at step {t}")
+        if t == 3:  # a pickled (or deep-copied) optimizer goes on identically; its buffers are not carried
+            blob = pickle.dumps(opt)
+            assert len(blob) < 3 * sum(v.nbytes for v in p0.values()) + 2000
+            opt = pickle.loads(blob)
+            params = {k: v.copy() for k, v in params.items()}
+
+
+def test_float64_gradients_for_float32_parameters():
+    rng = np.random.default_rng(2)
+    p32 = {"w": rng.standard_normal((4, 3)).astype(np.float32)}
+    p64 = {"w": p32["w"].astype(np.float64)}
+    a, b = nn.Adam(0.01, weight_decay=0.1), nn.Adam(0.01, weight_decay=0.1)
+    for _ in range(4):
+        g = {"w": rng.standard_normal((4, 3))}
+        a.step(p32, g)
+        b.step(p64, g)
+    assert p32["w"].dtype == np.float32 and a.state["w"]["m"].dtype == np.float32
+    np.testing.assert_allclose(p32["w"], p64["w"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "float16"])
+@pytest.mark.parametrize("make", [
+    lambda: nn.SGD(0.1, weight_decay=0.05), lambda: nn.SGD(0.1, momentum=0.9, weight_decay=0.01),
+    lambda: nn.SGD(0.1, momentum=0.9, nesterov=True), lambda: nn.Adam(0.01, weight_decay=0.1),
+    lambda: nn.AdamW(0.01, weight_decay=0.1),
+], ids=["sgd-wd", "momentum-wd", "nesterov", "adam-l2", "adamw"])
+def test_compiled_and_numpy_steps_agree_bitwise(make, layout):
+    from gradkit import kernels
+
+    rng = np.random.default_rng(9)
+    dtype = np.float16 if layout == "float16" else np.float32
+    p0 = np.asarray(rng.standard_normal((5, 7)).astype(dtype), order="F" if layout == "F" else "C")
+    fast, slow = {"w": p0.copy(order="A")}, {"w": p0.copy(order="A")}
+    a, b = make(), make()
+    for _ in range(5):
+        g = {"w": rng.standard_normal(p0.shape).astype(dtype)}
+        a.step(fast, g)
+        with kernels.disabled():
+            b.step(slow, g)
+        np.testing.assert_array_equal(fast["w"], slow["w"])
+        for key in b.state.get("w", {}):
+            np.testing.assert_array_equal(a.state["w"][key], b.state["w"][key])
+    assert fast["w"].dtype == dtype and fast["w"].flags.f_contiguous == (layout == "F")

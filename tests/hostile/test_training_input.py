@@ -197,6 +197,122 @@ def test_one_hot_per_batch_equals_the_full_one_hot_matrix():
         nn.fit(_model(np.float64), X, np.r_[y[:-1], 3], loss=head, one_hot=3)
 
 
+# -- the all-or-nothing step is allocation-free and exact (its own buffers, a dot-product check) ---------
+def _steady(name, dtype=np.float64, shape=(256, 128), steps=2, seed=11):
+    rng = np.random.default_rng(seed)
+    params = {"W": rng.standard_normal(shape).astype(dtype), "b": rng.standard_normal(shape[1]).astype(dtype)}
+    grads = {k: (rng.standard_normal(v.shape) * 1e-2).astype(dtype) for k, v in params.items()}
+    opt = OPTIMIZERS[name](1e-2)
+    for _ in range(steps):
+        opt.step(params, grads)
+    return opt, params, grads
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_a_steady_state_step_allocates_no_parameter_sized_array(name):
+    opt, params, grads = _steady(name)
+    nbytes = sum(v.nbytes for v in params.values())  # 257 KiB; the old step allocated 2-8 of these per step
+    peaks = []
+    tracemalloc.start()
+    try:
+        for _ in range(3):  # steps 3 to 5; the least peak, in case another thread allocated meanwhile
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            opt.step(params, grads)
+            peaks.append(tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        tracemalloc.stop()
+    assert min(peaks) < 0.05 * nbytes, f"peaks {peaks} B during a step on {nbytes} B of parameters"
+    assert opt.steps == 5
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_all_finite_agrees_with_isfinite_on_generated_arrays(dtype):
+    rng = np.random.default_rng(5)
+    big = float(np.finfo(dtype).max)
+    cases = 0
+    for trial in range(300):
+        a = rng.standard_normal(int(rng.integers(0, 50))).astype(dtype)
+        if trial % 3 == 0 and a.size:  # finite values whose squares (and sums) overflow: the exact fallback
+            a[rng.integers(0, a.size, 3)] = dtype(big / 2) * rng.choice([-1, 1])
+        if trial % 2 == 0 and a.size:
+            a[rng.integers(0, a.size)] = rng.choice([np.inf, -np.inf, np.nan])
+        shaped = a[: a.size // 2 * 2].reshape(-1, 2)[:, ::-1] if trial % 5 == 0 else a  # 2-d, non-contiguous
+        assert nn.optim._all_finite(shaped) == bool(np.isfinite(shaped).all()), shaped
+        cases += 1
+    assert cases == 300
+
+
+def test_finite_updates_whose_squares_overflow_are_applied():
+    # the cheap check (a dot product) overflows for 1e20 in float32; the exact fallback must accept the step
+    params = {"w": np.full((64, 8), 1e20, dtype=np.float32)}
+    opt = nn.SGD(0.5, momentum=0.9)
+    opt.step(params, {"w": np.full((64, 8), 1e19, dtype=np.float32)})
+    np.testing.assert_allclose(params["w"], 1e20 - 0.5e19, rtol=1e-6)
+    assert opt.steps == 1
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_a_nan_in_the_middle_parameter_changes_nothing_and_state_arrays_given_by_the_user_are_not_written(name):
+    opt, params, grads = _steady(name, dtype=np.float32)
+    params = {"a": params["b"].copy(), **params}
+    opt.state = copy.deepcopy(opt.state)  # arrays this optimizer did not allocate: never reused as buffers
+    mine = copy.deepcopy(opt.state)
+    grads = {"a": np.zeros_like(params["a"]), **grads}
+    bad = {k: v.copy() for k, v in grads.items()}
+    bad["W"][3, 4] = np.nan
+    snap = _snapshot_params(params, opt)
+    with pytest.raises(nn.DivergenceError, match=r"update of parameter 'W' \(float32\) is not finite"):
+        opt.step(params, bad)
+    _assert_same(params, opt, snap)
+    held = {name_: dict(slot) for name_, slot in opt.state.items()}
+    for _ in range(3):
+        opt.step(params, grads)
+    for name_, slot in held.items():  # the arrays the user put in opt.state keep their values
+        for key, buf in slot.items():
+            np.testing.assert_array_equal(buf, mine[name_][key])
+            assert all(buf is not other for other in opt.state[name_].values())
+
+
+def _snapshot_params(params, opt):
+    return ({k: v.copy() for k, v in params.items()}, copy.deepcopy(opt.state), opt.steps)
+
+
+def _assert_same(params, opt, snap):
+    before, state, steps = snap
+    for k, v in params.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert opt.steps == steps and sorted(opt.state) == sorted(state)
+    for name, slot in state.items():
+        for key, buf in slot.items():
+            np.testing.assert_array_equal(opt.state[name][key], buf, err_msg=f"{name}.{key}")
+
+
+def test_step_refuses_complex_gradients_foreign_state_and_non_float_parameters():
+    params = {"w": np.zeros((3, 2))}
+    with pytest.raises(TypeError, match=r"grads\['w'\] must be real numbers; got dtype complex128"):
+        nn.SGD(0.1).step(params, {"w": np.zeros((3, 2)) + 1j})
+    opt = nn.Adam(0.1)
+    opt.step({"w": np.zeros(5)}, {"w": np.ones(5)})  # state for another model's 'w'
+    with pytest.raises(ValueError, match=r"state 'm' of parameter 'w' has shape \(5,\), the parameter \(3, 2\)"):
+        opt.step(params, {"w": np.ones((3, 2))})
+    with pytest.raises(TypeError, match=r"params\['w'\] must be a floating NumPy array; got int64"):
+        nn.SGD(0.1).step({"w": np.zeros(3, dtype=np.int64)}, {"w": np.ones(3)})
+    assert opt.steps == 1 and params["w"].sum() == 0
+
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_a_read_only_parameter_is_refused_before_any_parameter_is_written(name):
+    rng = np.random.default_rng(4)
+    params = {"a": rng.standard_normal((4, 3)), "frozen": np.broadcast_to(np.zeros(3), (4, 3))}  # read-only view
+    opt = OPTIMIZERS[name](0.1)
+    before = params["a"].copy()
+    with pytest.raises(ValueError, match=r"params\['frozen'\] is read-only"):
+        opt.step(params, {k: rng.standard_normal((4, 3)) for k in params})
+    np.testing.assert_array_equal(params["a"], before)  # the old step had already written 'a'
+    assert opt.steps == 0 and opt.state == {}
+
 # -- scikit-learn estimators ---------------------------------------------------------------------------
 skl = pytest.importorskip("gradkit.sklearn")
 
@@ -332,3 +448,4 @@ def test_distributed_scheduler_address_that_never_answers_times_out():
     assert elapsed < 12, elapsed
     with pytest.raises(ValueError, match="timeout must be finite and > 0"):
         gd.fit(_model(np.float64), *_data(n=8), loss=SOFTMAX_XENT, client=f"tcp://127.0.0.1:{port}", timeout=0)
+

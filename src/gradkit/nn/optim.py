@@ -6,6 +6,7 @@ gradient (L2); ``AdamW`` decays the weights directly (decoupled).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -13,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels as _kernels
 from .._array import check_int, check_positive
 
 __all__ = ["SGD", "Adam", "AdamW", "CosineLR", "DivergenceError", "Optimizer", "StepLR", "get"]
 
 Schedule = Callable[[int], float]
+#: a compiled update (:mod:`gradkit.kernels.optim`), its arguments but the last (``write``), the new state
+Fused = tuple[Callable[..., bool], tuple[Any, ...], dict[str, np.ndarray]]
 
 
 class StepLR:
@@ -68,6 +72,29 @@ class DivergenceError(FloatingPointError):
                    f"with it. Try a lower learning rate (now {lr:g}).", what)
 
 
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every element of the floating array ``a`` is finite, in about one read of ``a``.
+
+    ``a·a`` (a BLAS dot product of the flattened array) is finite only when every element
+    is: a NaN or an infinity makes the sum NaN or infinite, and the terms are never
+    negative, so no ``inf - inf`` can cancel. A finite ``a`` whose squares overflow
+    (elements beyond ~1e19 in float32) is decided exactly by ``np.isfinite(a).all()``.
+    """
+    flat = a.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # float16's dot warns
+        if math.isfinite(np.dot(flat, flat)):
+            return True
+    return bool(np.isfinite(a).all())
+
+
+@functools.cache
+def _compiled() -> Any:
+    """:mod:`gradkit.kernels.optim` (imports numba), loaded at the first compiled step."""
+    from ..kernels import optim
+
+    return optim
+
+
 class Optimizer:
     """Base: ``step(params, grads)`` updates ``params`` in place; ``set_epoch`` applies the schedule.
 
@@ -77,6 +104,19 @@ class Optimizer:
     leaves the parameters, the state (moments, momentum buffers) and ``steps`` as
     they were. A learning rate larger than the parameters' dtype can hold (``lr=1e39``
     for float32) raises ``ValueError`` before anything is computed.
+
+    A step allocates no parameter-sized memory once the first one is done. With numba
+    (the ``fast`` extra; ``GRADKIT_DISABLE_NUMBA=1`` turns it off) the update of a
+    C-contiguous float32 or float64 parameter is a compiled kernel run twice: the first
+    pass computes every new value and checks it without writing anything, the second
+    computes the same values again and writes them (:mod:`gradkit.kernels.optim`). Else
+    the new values are computed with NumPy into buffers the optimizer keeps (one or two
+    per parameter), checked (one dot product, see :func:`_all_finite`) and copied in.
+    Either way the new state is computed into a spare buffer that becomes the state when
+    the step is applied (the two swap), so the arrays in ``state`` are reused two steps
+    later: copy them to keep them. Arrays put into ``state`` from outside are read, never
+    written. The buffers are not pickled or copied with the optimizer. Both ways give
+    the same bits.
     """
 
     def __init__(self, lr: float, weight_decay: float = 0.0, schedule: Schedule | None = None) -> None:
@@ -88,6 +128,18 @@ class Optimizer:
         self.lr = self.base_lr
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.steps = 0
+        self._scratch: dict[str, dict[str, np.ndarray]] = {}
+        self._lr_checked: dict[np.dtype, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_scratch"] = {}  # working memory: rebuilt by the next step
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_scratch", {})
+        state.setdefault("_lr_checked", {})
+        self.__dict__.update(state)
 
     def set_epoch(self, epoch: int) -> None:
         """Set ``lr`` to ``base_lr × schedule(epoch)``; the product must be finite and >= 0."""
@@ -118,42 +170,108 @@ class Optimizer:
 
         Raises
         ------
+        TypeError
+            A parameter is not a floating NumPy array, or a gradient is not real.
         ValueError
-            A gradient is missing or has another shape than its parameter, or ``lr``
-            overflows a parameter's dtype.
+            A parameter is read-only, a gradient is missing or has another shape than
+            its parameter, ``lr`` overflows a parameter's dtype, or the state held for a
+            name has another shape than its parameter (one optimizer per model).
         DivergenceError
             An update (or the optimizer state) is not finite; nothing was changed.
         """
-        for name, p in params.items():
+        t = self.steps + 1
+        lr, lr_checked, fast = self.lr, self._lr_checked, _kernels.enabled()
+        staged: list[tuple[np.ndarray, np.ndarray | None, Fused | None, str, dict[str, np.ndarray]]] = []
+        for name, p in params.items():  # nothing below changes a parameter or the state until every update is finite
+            if type(p) is not np.ndarray and not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+                raise TypeError(f"params[{name!r}] must be a floating NumPy array; got "
+                                f"{p.dtype if isinstance(p, np.ndarray) else type(p).__name__}")
+            if not p.flags.writeable:  # found now, not when half the parameters are written
+                raise ValueError(f"params[{name!r}] is read-only (flags.writeable is False); the step updates "
+                                 "parameters in place: pass a writeable array (e.g. a copy)")
             if name not in grads:
                 raise ValueError(f"grads has no entry for parameter {name!r}; got {sorted(grads)}")
-            if np.shape(grads[name]) != p.shape:
-                raise ValueError(f"grads[{name!r}] must have the shape of its parameter, {p.shape}; "
-                                 f"got {np.shape(grads[name])}")
-        for dtype in {p.dtype for p in params.values()}:
-            self.check_lr(dtype)
-        t = self.steps + 1
-        staged: list[tuple[np.ndarray, np.ndarray, str, dict[str, np.ndarray]]] = []
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            for name, p in params.items():
-                new, state = self._compute(name, p, np.asarray(grads[name]), t)
-                if new.dtype != p.dtype:
-                    new = new.astype(p.dtype)
-                if not (np.isfinite(new).all() and self._state_finite(state)):
-                    reason = f"the update of parameter {name!r} ({p.dtype}) is not finite"
-                    raise DivergenceError(
-                        f"{reason}: step {t} was not applied (parameters and optimizer state unchanged). "
-                        f"Try a lower learning rate (now {self.lr:g}).", reason)
-                staged.append((p, new, name, state))
-        for p, new, name, state in staged:  # every update is finite: apply them all
-            np.copyto(p, new)
+            g = grads[name]
+            if type(g) is not np.ndarray:
+                g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{name!r}] must have the shape of its parameter, {p.shape}; got {g.shape}")
+            if g.dtype.kind not in "fiub":
+                raise TypeError(f"grads[{name!r}] must be real numbers; got dtype {g.dtype}")
+            slot = self.state.get(name)
+            if slot:
+                for key, buf in slot.items():
+                    if getattr(buf, "shape", None) != p.shape:
+                        raise ValueError(f"the optimizer's state {key!r} of parameter {name!r} has shape "
+                                         f"{np.shape(buf)}, the parameter {p.shape}: use one optimizer per model")
+            if lr_checked.get(p.dtype) != lr:  # once per learning rate and dtype
+                self.check_lr(p.dtype)
+                lr_checked[p.dtype] = lr
+            fused = self._fused(name, p, g, t) if fast else None
+            if fused is not None:  # one compiled pass computes and checks, writing nothing
+                kernel, args, state = fused
+                new, finite = None, kernel(*args, False)
+            else:  # NumPy: into this optimizer's own buffers
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                    new, state = self._compute(name, p, g, t)
+                    finite = _all_finite(new) and self._state_finite(state)
+            if not finite:
+                reason = f"the update of parameter {name!r} ({p.dtype}) is not finite"
+                raise DivergenceError(
+                    f"{reason}: step {t} was not applied (parameters and optimizer state unchanged). "
+                    f"Try a lower learning rate (now {lr:g}).", reason)
+            staged.append((p, new, fused, name, state))
+        for p, new, fused, name, state in staged:  # every update is finite: apply them all
+            if new is not None:
+                np.copyto(p, new)
+            else:  # the same values again, written this time
+                fused[0](*fused[1], True)  # type: ignore[index]
             if state:
-                self.state[name] = state
+                self.state[name] = state  # the spare buffers become the state (swap)
         self.steps = t
 
+    def _buffer(self, name: str, key: str, p: np.ndarray) -> np.ndarray:
+        """This optimizer's own working array ``key`` for parameter ``name`` (shape and dtype of ``p``)."""
+        slot = self._scratch.setdefault(name, {})
+        buf = slot.get(key)
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+            buf = slot[key] = np.empty(p.shape, p.dtype)
+        return buf
+
+    def _spare(self, name: str, key: str, p: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The buffer the new state ``key`` of ``name`` is computed into (never the current
+        state array, nor any array this optimizer did not allocate) and the current state
+        (None before the first step)."""
+        current = self.state.get(name, {}).get(key)
+        first = self._buffer(name, key + "0", p)
+        return (self._buffer(name, key + "1", p) if current is first else first), current
+
     def _compute(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The new value of ``p`` and its new state at step ``t``, without changing anything."""
+        """The new value of ``p`` and its new state at step ``t``, computed into this optimizer's
+        buffers (see :meth:`_buffer`, :meth:`_spare`) without changing ``p`` or ``state``."""
         raise NotImplementedError
+
+    def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
+        """The compiled update of ``p`` at step ``t`` (:mod:`gradkit.kernels.optim`), or None
+        where it does not apply (then :meth:`_compute` runs)."""
+        return None
+
+    @staticmethod
+    def _flat(p: np.ndarray, g: np.ndarray, *state: np.ndarray | None) -> list[np.ndarray] | None:
+        """1-d views of ``p``, ``g`` and the current state arrays for a compiled kernel: all
+        C-contiguous, float32 or float64 alike, ``p`` writeable and apart from ``g``; else None."""
+        dtype, flags = p.dtype, p.flags
+        if dtype.char not in "fd" or not dtype.isnative or not (flags.c_contiguous and flags.writeable) or not p.size:
+            return None
+        out = [p.reshape(-1)]
+        for a in (g, *state):
+            if a is None:
+                out.append(None)  # type: ignore[arg-type]
+            elif (a.dtype is not dtype and a.dtype != dtype) or not a.flags.c_contiguous:
+                return None
+            else:
+                out.append(a.reshape(-1))
+        return None if np.may_share_memory(p, g) else out
 
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         """Whether the new state is finite where a finite new parameter does not already imply it."""
@@ -175,16 +293,46 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _compute(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        # a non-finite momentum buffer makes the new parameter non-finite too (lr > 0): no separate check
-        if self.weight_decay:
-            g = g + self.weight_decay * p
+        # a non-finite momentum buffer makes the new parameter non-finite too (lr >= 0): no separate check
+        new = self._buffer(name, "new", p)
+        if self.weight_decay:  # g + wd·p
+            np.multiply(p, self.weight_decay, out=new)
+            np.add(g, new, out=new)
+            g = new
         state: dict[str, np.ndarray] = {}
         if self.momentum:
-            old = self.state.get(name, {}).get("v")
-            v = g.copy() if old is None else old * self.momentum + g
+            v, old = self._spare(name, "v", p)
+            if old is None:
+                np.copyto(v, g)
+            else:  # μv + g
+                np.multiply(old, self.momentum, out=v)
+                np.add(v, g, out=v)
             state["v"] = v
-            g = g + self.momentum * v if self.nesterov else v
-        return p - p.dtype.type(self.lr) * g, state
+            if self.nesterov:  # g + μv
+                tmp = self._buffer(name, "tmp", p) if g is new else new
+                np.multiply(v, self.momentum, out=tmp)
+                np.add(g, tmp, out=new)
+                g = new
+            else:
+                g = v
+        np.multiply(g, p.dtype.type(self.lr), out=new)  # p - lr·g
+        np.subtract(p, new, out=new)
+        return new, state
+
+    def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
+        state: dict[str, np.ndarray] = {}
+        spare, current = self._spare(name, "v", p) if self.momentum else (p, None)
+        flat = self._flat(p, g, current)
+        if flat is None:
+            return None
+        pf, gf, vf = flat
+        if self.momentum:
+            state["v"] = spare
+        v_new = spare.reshape(-1)  # p itself without momentum: never read or written then
+        dt = p.dtype.type
+        args = (pf, gf, v_new if vf is None else vf, v_new, dt(self.lr), dt(self.momentum), dt(self.weight_decay),
+                bool(self.momentum), self.nesterov, vf is None)
+        return _compiled().sgd, args, state
 
 
 class Adam(Optimizer):
@@ -204,25 +352,61 @@ class Adam(Optimizer):
 
     def _compute(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         b1, b2 = self.betas
-        base = p
-        if self.weight_decay:
-            if self.decoupled:
-                base = p * p.dtype.type(1.0 - self.lr * self.weight_decay)
-            else:
-                g = g + self.weight_decay * p
-        slot = self.state.get(name, {})
-        m = slot["m"] * b1 if "m" in slot else np.zeros_like(p)
-        m += (1 - b1) * g
-        v = slot["v"] * b2 if "v" in slot else np.zeros_like(p)
-        v += (1 - b2) * (g * g)
+        new, tmp = self._buffer(name, "new", p), self._buffer(name, "tmp", p)
+        if self.weight_decay and not self.decoupled:  # L2: g + wd·p
+            np.multiply(p, self.weight_decay, out=new)
+            np.add(g, new, out=new)
+            g = new
+        m, m_old = self._spare(name, "m", p)
+        v, v_old = self._spare(name, "v", p)
+        if m_old is None:  # b1·m + (1 - b1)·g
+            m.fill(0)
+        else:
+            np.multiply(m_old, b1, out=m)
+        np.multiply(g, 1 - b1, out=tmp)
+        np.add(m, tmp, out=m)
+        if v_old is None:  # b2·v + (1 - b2)·g²
+            v.fill(0)
+        else:
+            np.multiply(v_old, b2, out=v)
+        np.multiply(g, g, out=tmp)
+        np.multiply(tmp, 1 - b2, out=tmp)
+        np.add(v, tmp, out=v)
         step = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-        new = base - p.dtype.type(step) * m / (np.sqrt(v) + p.dtype.type(self.eps * math.sqrt(1 - b2**t)))
+        np.sqrt(v, out=tmp)  # base - step·m / (√v + eps·√(1 - b2^t))
+        np.add(tmp, p.dtype.type(self.eps * math.sqrt(1 - b2**t)), out=tmp)
+        np.multiply(m, p.dtype.type(step), out=new)
+        np.divide(new, tmp, out=new)
+        if self.weight_decay and self.decoupled:  # base = p·(1 - lr·wd)
+            np.multiply(p, p.dtype.type(1.0 - self.lr * self.weight_decay), out=tmp)
+            np.subtract(tmp, new, out=new)
+        else:
+            np.subtract(p, new, out=new)
         return new, {"m": m, "v": v}
+
+    def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
+        m, m_old = self._spare(name, "m", p)
+        v, v_old = self._spare(name, "v", p)
+        flat = self._flat(p, g, m_old, v_old)
+        if flat is None or (m_old is None) != (v_old is None):
+            return None
+        pf, gf, mf, vf = flat
+        m_new, v_new = m.reshape(-1), v.reshape(-1)
+        first = mf is None
+        b1, b2 = self.betas
+        dt = p.dtype.type
+        decoupled = bool(self.decoupled and self.weight_decay)
+        l2 = 0.0 if self.decoupled else self.weight_decay
+        step = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        args = (pf, gf, m_new if first else mf, v_new if first else vf, m_new, v_new, dt(b1), dt(1 - b1), dt(b2),
+                dt(1 - b2), dt(step), dt(self.eps * math.sqrt(1 - b2**t)), dt(l2),
+                dt(1.0 - self.lr * self.weight_decay), decoupled, first)
+        return _compiled().adam, args, {"m": m, "v": v}
 
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         # a finite v means a finite g·g, so a finite g and (with the old m finite) a finite m;
         # an infinite v alone would give a finite (zero) update and freeze the parameter for good
-        return bool(np.isfinite(state["v"]).all())
+        return _all_finite(state["v"])
 
 
 class AdamW(Adam):

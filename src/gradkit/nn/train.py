@@ -17,7 +17,7 @@ from ..activations import Identity
 from ..compose import Composed, compose
 from ..losses.classification import ClassLoss
 from .model import Sequential
-from .optim import Adam, DivergenceError, Optimizer
+from .optim import Adam, DivergenceError, Optimizer, _all_finite
 
 __all__ = ["DivergenceError", "History", "as_head", "class_labels", "evaluate", "fit"]
 
@@ -328,11 +328,12 @@ def fit(
                 finite = bool(np.isfinite(value))
                 if finite:
                     model.backward(grad, input_grad=False)
-                    finite = all(np.isfinite(g).all() for g in model.grads.values())
+                    grads = model.grads
+                    finite = all(_all_finite(g) for g in grads.values())  # one dot product per array
             if not finite:
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
             try:  # computes every update, checks it is finite, then applies them all
-                optimizer.step(model.params, model.grads)
+                optimizer.step(model.params, grads)
             except DivergenceError as exc:
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr, exc.reason) from None
             total += float(value) * len(idx)
