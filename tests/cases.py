@@ -7,8 +7,9 @@ meaningless, so samples keep away from them). Adding a function = adding a row.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -161,7 +161,7 @@ def test_against_the_entmax_package(name, ref, dtype, axis):
     yt = getattr(entmax, ref)(zt, dim=axis)
     (gt,) = torch.autograd.grad(yt, zt, torch.tensor(g))
     act = gk.activations.get(name, axis=axis)
-    tol = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-13)
+    tol = {"rtol": 1e-4, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-13}
     np.testing.assert_allclose(act(z), yt.detach().numpy(), **tol)
     np.testing.assert_allclose(act.vjp(z, g), gt.numpy(), **tol)
 

@@ -53,7 +53,7 @@ def test_full_batch_equals_single_process(client, head, kind):
     X, y = _data()
     target = {"labels": y, "onehot": np.eye(3)[y], "regression": X[:, :3] @ np.array([1.0, -2.0, 0.5])}[kind]
     single, dist = _model(out=1 if kind == "regression" else 3), _model(out=1 if kind == "regression" else 3)
-    opt = lambda: nn.Adam(0.05) if kind != "regression" else nn.SGD(1e-4)  # noqa: E731
+    opt = lambda: nn.Adam(0.05) if kind != "regression" else nn.SGD(1e-4)
     h1 = nn.fit(single, X, target, loss=head, optimizer=opt(), epochs=4, batch_size=len(X), seed=0)
     Xd = da.from_array(X, chunks=(300, 6))
     yd = da.from_array(target, chunks=(250,) + target.shape[1:])  # other row chunks: rechunked to X's
@@ -111,7 +111,7 @@ def test_training_survives_a_killed_worker(client):
 
     def kill_one(epoch, logs):
         if epoch == 2:  # mid-training: the blocks persisted on that worker are lost with it
-            victim = sorted(client.scheduler_info()["workers"])[0]
+            victim = min(client.scheduler_info()["workers"])
             pid = client.run(os.getpid, workers=[victim])[victim]
             os.kill(pid, signal.SIGKILL)  # the nanny starts a fresh worker
             killed.append(pid)

@@ -129,7 +129,7 @@ def test_pandas_dataframe_sets_feature_names(blobs):
 
 def test_determinism_with_fixed_random_state(blobs):
     X, y = blobs
-    make = lambda seed: MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=seed)  # noqa: E731
+    make = lambda seed: MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=seed)
     a, b = make(3).fit(X, y), make(3).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     np.testing.assert_array_equal(a.predict(X), b.predict(X))

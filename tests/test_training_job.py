@@ -80,10 +80,9 @@ def test_npz_without_X_and_y_is_refused(tmp_path, capsys):
 def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "keep.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_open(target, "w") as handle:
-            handle.write("half")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_open(target, "w") as handle:
+        handle.write("half")
+        raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
     target.chmod(0o640)

@@ -6,7 +6,7 @@ any loss; :func:`gradcheck` tells where a derivative is wrong.
 """
 
 from . import activations, losses, nn
-from .activations import *  # noqa: F401,F403
+from .activations import *
 from .base import Activation, AxisActivation, ElementwiseActivation
 from .compose import Composed, compose
 from .config import config_context, get_config, set_config
@@ -28,7 +28,6 @@ from .losses import (
 __version__ = "0.1.0"
 
 __all__ = [
-    *activations.__all__,
     "Activation",
     "AxisActivation",
     "BCELoss",
@@ -54,3 +53,4 @@ __all__ = [
     "nn",
     "set_config",
 ]
+__all__ += activations.__all__  # every activation class, and get / names / register

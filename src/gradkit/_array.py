@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from functools import lru_cache
+from functools import cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -215,8 +215,8 @@ def from_numpy(a: np.ndarray, like: Any) -> Any:
 _OTHER_NAMES = {"dim": "axis", "beta": "temperature (1/beta)", "size_average": "reduction", "reduce": "reduction"}
 
 
-@lru_cache(maxsize=None)
-def _init_parameters(cls: type) -> tuple[frozenset[str], bool]:
+@cache
+def _init_parameters(cls: type[object]) -> tuple[frozenset[str], bool]:
     params = inspect.signature(cls.__init__).parameters
     return frozenset(params) - {"self"}, any(p.kind is p.VAR_KEYWORD for p in params.values())
 

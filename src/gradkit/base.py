@@ -20,7 +20,7 @@ Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.compos
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from array_api_compat import device
 
@@ -48,7 +48,7 @@ class Activation:
     #: prediction can skip the forward pass (False for Taylor/spherical softmax, Gumbel)
     preserves_order: ClassVar[bool] = True
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Activation:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
         return super().__new__(cls)
 
@@ -118,7 +118,7 @@ class Activation:
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._params() == other._params()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self._params() == other._params()
 
     def __hash__(self) -> int:
         return hash((type(self), tuple(self._params().items())))

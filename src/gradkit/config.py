@@ -17,8 +17,9 @@ True
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["config_context", "get_config", "set_config"]
 

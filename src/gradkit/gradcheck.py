@@ -14,8 +14,9 @@ An entry passes when ``|analytic - numeric| <= atol + rtol * |numeric|``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -278,7 +279,7 @@ def _gradcheck(f: Any, x: Any, vjp: Any, jvp: Any, target: Any, seed: int, eps: 
         rhs = float(np.sum(v * vjp_val))
         report.results.append(_compare("adjoint", np.array(rhs), np.array(lhs), rtol, atol))
 
-    if jac_fn is not None and jvp_val is not None and x.ndim > 0:
+    if jac_fn is not None and axis is not None and jvp_val is not None and x.ndim > 0:
         jac = _numpy(jac_fn(x))
         ax = normalize_axis(axis, x.ndim)
         if jac.shape == x.shape + (x.shape[ax],):

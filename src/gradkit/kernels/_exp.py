@@ -154,5 +154,5 @@ def row_kernel(fn):  # type: ignore[no-untyped-def]
         """The variant for ``size`` elements that is safe here: in this thread, this (forked?) process."""
         return serial if size < PARALLEL_MIN else _threads.variant(threaded, serial, guarded)
 
-    pick.threaded, pick.serial, pick.guarded = threaded, serial, guarded  # type: ignore[attr-defined]
+    pick.threaded, pick.serial, pick.guarded = threaded, serial, guarded
     return pick

@@ -37,7 +37,7 @@ fits the dtype the result is finite. A per-item loss beyond the range (MSE's
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from array_api_compat import device
@@ -73,7 +73,7 @@ class Loss:
     #: so a gradient whose mean is finite does not overflow on the way
     _grad_factor: ClassVar[float] = 1.0
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Loss:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
         return super().__new__(cls)
 
