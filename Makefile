@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench compare clean
+.PHONY: demo lint test bench compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,8 +22,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/gradkit train --out out
 
-# twice: with the numba kernels, then the portable path alone (as without numba)
-test: $(VENV)/.installed-test
+# ruff and mypy at the versions pinned in the `lint` extra, with the settings in pyproject.toml
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+# lint first, then the tests twice: with the numba kernels, then the portable path alone (as without numba)
+test: lint
 	$(BIN)/python -m pytest -q
 	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q tests
 

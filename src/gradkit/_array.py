@@ -10,12 +10,14 @@ from __future__ import annotations
 import inspect
 import numbers
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 from array_api_compat import array_namespace, device, is_array_api_obj
 
 __all__ = [
+    "Array",
+    "ArrayLike",
     "Prepared",
     "as_float",
     "cast",
@@ -29,6 +31,16 @@ __all__ = [
     "normalize_axis",
     "to_array",
 ]
+
+#: An array of any Array API library: NumPy, PyTorch, CuPy, JAX, array-api-strict... Results come back in the
+#: library (and on the device) of the input. ``Any`` to a type checker: no protocol that all of these libraries'
+#: arrays satisfy is published, and ``numpy.typing.NDArray`` would refuse every array but NumPy's.
+Array: TypeAlias = Any
+
+#: What an array argument takes: an :data:`Array`, or anything :func:`numpy.asarray` turns into a numeric
+#: NumPy array (a Python number, nested lists or tuples). Wider than ``numpy.typing.ArrayLike``, which
+#: covers NumPy's own inputs only, so ``Any`` to a type checker as well.
+ArrayLike: TypeAlias = Any
 
 
 def to_array(x: Any, name: str) -> Any:

@@ -24,7 +24,18 @@ from typing import Any, ClassVar, Self
 
 from array_api_compat import device
 
-from ._array import as_float, cast, check_constructor_kwargs, check_int, like, mask_like, moveaxis, normalize_axis
+from ._array import (
+    Array,
+    ArrayLike,
+    as_float,
+    cast,
+    check_constructor_kwargs,
+    check_int,
+    like,
+    mask_like,
+    moveaxis,
+    normalize_axis,
+)
 
 __all__ = ["Activation", "AxisActivation", "ElementwiseActivation"]
 
@@ -56,30 +67,34 @@ class Activation:
         self.axis = check_int(axis, "axis")
 
     # -- public contract -------------------------------------------------
-    def __call__(self, x: Any, *, where: Any = None) -> Any:
+    def __call__(self, x: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """Same as :meth:`forward`."""
         return self.forward(x, where=where)
 
-    def forward(self, x: Any, *, where: Any = None) -> Any:
+    def forward(self, x: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """Return ``y = f(x)``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         return cast(xp, self._forward(xp, xc, axis, mask), out_dtype)
 
-    def vjp(self, x: Any, g: Any, y: Any = None, *, where: Any = None) -> Any:
+    def vjp(
+        self, x: ArrayLike, g: ArrayLike, y: ArrayLike | None = None, *, where: ArrayLike | None = None
+    ) -> Array:
         """Return ``gᵀ J``: the gradient w.r.t. ``x`` given the upstream gradient ``g`` w.r.t. ``y``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         gc = like(g, xc, xp, "g")
         yc = self._output(xp, xc, y, axis, mask)
         return cast(xp, self._vjp(xp, xc, yc, gc, axis, mask), out_dtype)
 
-    def jvp(self, x: Any, v: Any, y: Any = None, *, where: Any = None) -> Any:
+    def jvp(
+        self, x: ArrayLike, v: ArrayLike, y: ArrayLike | None = None, *, where: ArrayLike | None = None
+    ) -> Array:
         """Return ``J v``: the change of ``y`` along the direction ``v`` in ``x``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         vc = like(v, xc, xp, "v")
         yc = self._output(xp, xc, y, axis, mask)
         return cast(xp, self._jvp(xp, xc, yc, vc, axis, mask), out_dtype)
 
-    def jacobian(self, x: Any, y: Any = None, *, where: Any = None) -> Any:
+    def jacobian(self, x: ArrayLike, y: ArrayLike | None = None, *, where: ArrayLike | None = None) -> Array:
         """Return the batched Jacobian, shape ``x.shape + (n,)`` with ``n = x.shape[axis]``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         if xc.ndim == 0:
@@ -146,7 +161,7 @@ class ElementwiseActivation(Activation):
     ``axis`` only decides where the row index of :meth:`jacobian` sits.
     """
 
-    def derivative(self, x: Any, y: Any = None) -> Any:
+    def derivative(self, x: ArrayLike, y: ArrayLike | None = None) -> Array:
         """Return the diagonal of the Jacobian, ``f'(x)``, with the shape of ``x``."""
         xp, xc, out_dtype = as_float(x, "x")
         yc = self._f(xp, xc) if y is None else like(y, xc, xp, "y")

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import cast, like, normalize_axis
+from ._array import Array, ArrayLike, cast, like, normalize_axis
 from .activations.elementwise import Sigmoid
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.sparse import Entmax15, Sparsemax
@@ -132,29 +132,31 @@ class Composed:
     def __repr__(self) -> str:
         return f"compose({self.activation!r}, {self.loss!r}, fused={self.fused})"
 
-    def __call__(self, z: Any, target: Any, *, where: Any = None) -> Any:
+    def __call__(self, z: ArrayLike, target: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """The loss ``L(z)``."""
         return self.value_and_grad(z, target, where=where)[0]
 
-    def forward(self, z: Any, *, where: Any = None) -> Any:
+    def forward(self, z: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """The activation's output (the prediction)."""
         return self.activation(z, where=where)
 
-    def grad(self, z: Any, target: Any, *, where: Any = None) -> Any:
+    def grad(self, z: ArrayLike, target: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """:math:`\\partial L/\\partial z`, the shape of ``z``."""
         return self.value_and_grad(z, target, where=where)[1]
 
-    def value_and_grad(self, z: Any, target: Any, *, where: Any = None) -> tuple[Any, Any]:
+    def value_and_grad(
+        self, z: ArrayLike, target: ArrayLike, *, where: ArrayLike | None = None
+    ) -> tuple[Array, Array]:
         """Return the loss and :math:`\\partial L/\\partial z`."""
         run = self._run(z, target, where)
         return run.out(run.value), run.out(run.grad)
 
-    def vjp(self, z: Any, target: Any, g: Any, *, where: Any = None) -> Any:
+    def vjp(self, z: ArrayLike, target: ArrayLike, g: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """Return :math:`g^\\top \\partial L/\\partial z` for ``g`` shaped like the loss."""
         run = self._run(z, target, where, g)
         return run.out(run.grad)
 
-    def jvp(self, z: Any, target: Any, v: Any, *, where: Any = None) -> Any:
+    def jvp(self, z: ArrayLike, target: ArrayLike, v: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """Return the directional derivative of the loss along ``v`` (the shape of the loss)."""
         act, loss = self.activation, self.loss
         if where is None and self._fused is None:
@@ -176,7 +178,9 @@ class Composed:
         vc = like(v, run.z, run.xp, "v", "z")
         return run.out(self.loss._contract(run.xp, run.grad * vc, vc.ndim))
 
-    def partial_sums(self, z: Any, target: Any, *, where: Any = None) -> tuple[Any, Any, Any]:
+    def partial_sums(
+        self, z: ArrayLike, target: ArrayLike, *, where: ArrayLike | None = None
+    ) -> tuple[Array, Array, Array]:
         """The pieces of the loss that data-parallel training adds up across blocks of rows.
 
         Returns ``(S, dS/dz, D)``: the sum of the per-item losses, its gradient w.r.t.
@@ -251,7 +255,7 @@ class _Run(NamedTuple):
         return cast(self.xp, a, self.out_dtype)
 
 
-def compose(activation: Activation, loss: Loss, *, fused: bool | None = None) -> Composed:
+def compose(activation: Activation | str, loss: Loss | str, *, fused: bool | None = None) -> Composed:
     """Chain ``activation`` into ``loss`` by the chain rule.
 
     Parameters

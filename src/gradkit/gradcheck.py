@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import check_int, check_positive, normalize_axis, to_array
+from ._array import ArrayLike, check_int, check_positive, normalize_axis, to_array
 from .base import Activation
 from .compose import Composed
 from .losses.base import Loss
@@ -172,12 +172,12 @@ def _resolve(f: Any, vjp: Any, jvp: Any, target: Any) -> tuple[Callable, Callabl
 
 
 def gradcheck(
-    f: Any,
-    x: Any,
+    f: Activation | Loss | Composed | Callable[..., Any],
+    x: ArrayLike,
     vjp: Callable[[Any, Any], Any] | None = None,
     jvp: Callable[[Any, Any], Any] | None = None,
     *,
-    target: Any = None,
+    target: ArrayLike | None = None,
     seed: int = 0,
     eps: float = 1e-6,
     rtol: float = 1e-5,

@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from array_api_compat import device
 
-from .._array import as_float, cast, check_choice, check_constructor_kwargs, like, to_array
+from .._array import Array, ArrayLike, as_float, cast, check_choice, check_constructor_kwargs, like, to_array
 
 __all__ = ["ElementwiseLoss", "Loss"]
 
@@ -81,28 +81,28 @@ class Loss:
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
 
     # -- public contract -------------------------------------------------
-    def __call__(self, pred: Any, target: Any) -> Any:
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> Array:
         """Return the loss (a scalar for ``"mean"``/``"sum"``, per item for ``"none"``)."""
         return self.value_and_grad(pred, target)[0]
 
-    def grad(self, pred: Any, target: Any) -> Any:
+    def grad(self, pred: ArrayLike, target: ArrayLike) -> Array:
         """Return :math:`\\partial L / \\partial\\,\\mathrm{pred}` (shape of ``pred``)."""
         return self.value_and_grad(pred, target)[1]
 
-    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike) -> tuple[Array, Array]:
         """Return the loss and its gradient w.r.t. ``pred`` in one pass."""
         xp, p, out_dtype = self._prepare_pred(pred)
         value, grad = self._reduce(xp, *self._items(xp, p, target))
         return cast(xp, value, out_dtype), cast(xp, grad, out_dtype)
 
-    def vjp(self, pred: Any, target: Any, g: Any) -> Any:
+    def vjp(self, pred: ArrayLike, target: ArrayLike, g: ArrayLike) -> Array:
         """Return :math:`g^\\top \\partial L/\\partial\\,\\mathrm{pred}` for ``g`` shaped like the loss."""
         xp, p, out_dtype = self._prepare_pred(pred)
         items, grad, denom = self._items(xp, p, target)
         _, grad = self._reduce(xp, items, grad, denom, self._upstream(xp, g, items))
         return cast(xp, grad, out_dtype)
 
-    def jvp(self, pred: Any, target: Any, v: Any) -> Any:
+    def jvp(self, pred: ArrayLike, target: ArrayLike, v: ArrayLike) -> Array:
         """Return the directional derivative of the loss along ``v`` (shape of the loss)."""
         xp, p, out_dtype = self._prepare_pred(pred)
         vc = like(v, p, xp, "v", "pred")

@@ -6,7 +6,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import check_weight
+from .._array import ArrayLike, check_weight
 from .base import ElementwiseLoss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss"]
@@ -27,7 +27,7 @@ def _broadcast(xp: Any, a: Any, ref: Any, name: str) -> Any:
 
 
 class _Binary(ElementwiseLoss):
-    def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
+    def __init__(self, weight: ArrayLike | None = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.weight = None if weight is None else check_weight(weight, "weight")
 
@@ -97,7 +97,9 @@ class BCEWithLogitsLoss(_Binary):
 
     name = "bce_with_logits"
 
-    def __init__(self, weight: Any = None, pos_weight: Any = None, reduction: str = "mean") -> None:
+    def __init__(
+        self, weight: ArrayLike | None = None, pos_weight: ArrayLike | None = None, reduction: str = "mean"
+    ) -> None:
         super().__init__(weight, reduction)
         self.pos_weight = None if pos_weight is None else check_weight(pos_weight, "pos_weight")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import cast, check_int, check_positive, check_weight, moveaxis, normalize_axis, to_array
+from .._array import ArrayLike, cast, check_int, check_positive, check_weight, moveaxis, normalize_axis, to_array
 from .base import Loss
 
 __all__ = ["ClassLoss", "CrossEntropyLoss", "KLDivLoss", "NLLLoss"]
@@ -46,7 +46,7 @@ class ClassLoss(Loss):
     def __init__(
         self,
         axis: int = -1,
-        weight: Any = None,
+        weight: ArrayLike | None = None,
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         reduction: str = "mean",
@@ -259,7 +259,7 @@ class KLDivLoss(_ProbabilityInput):
     def __init__(
         self,
         axis: int = -1,
-        weight: Any = None,
+        weight: ArrayLike | None = None,
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         reduction: str = "mean",

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._array import ArrayLike
 from ..gradcheck import GradcheckReport, gradcheck
 from .model import Sequential
 from .train import as_head
@@ -13,7 +14,9 @@ from .train import as_head
 __all__ = ["gradcheck_model"]
 
 
-def gradcheck_model(model: Sequential, X: Any, y: Any, loss: Any, *, seed: int = 0, **kwargs: Any) -> GradcheckReport:
+def gradcheck_model(
+    model: Sequential, X: ArrayLike, y: ArrayLike, loss: Any, *, seed: int = 0, **kwargs: Any
+) -> GradcheckReport:
     """:func:`gradkit.gradcheck` of ``θ ↦ loss(model_θ(X), y)`` over all parameters ``θ``.
 
     The VJP under test is backpropagation (``model.backward``); the reference is
