@@ -45,4 +45,4 @@ compare: $(VENV)/.installed
 	$(BIN)/gradkit compare --out out/compare
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
