@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._rng import RNGLike, seed_alias
 from ..gradcheck import GradcheckReport, gradcheck
 from .model import Sequential
 from .train import as_head
@@ -13,20 +14,22 @@ from .train import as_head
 __all__ = ["gradcheck_model"]
 
 
-def gradcheck_model(model: Sequential, X: Any, y: Any, loss: Any, *, seed: int = 0, **kwargs: Any) -> GradcheckReport:
+@seed_alias("gradkit.nn.gradcheck_model")
+def gradcheck_model(model: Sequential, X: Any, y: Any, loss: Any, *, rng: RNGLike = 0, **kwargs: Any) -> GradcheckReport:
     """:func:`gradkit.gradcheck` of ``θ ↦ loss(model_θ(X), y)`` over all parameters ``θ``.
 
     The VJP under test is backpropagation (``model.backward``); the reference is
     central differences on every parameter. Use a float64 model (``Dense(..., dtype=np.float64)``)
     and no active dropout. The parameters are restored afterwards.
     ``worst_index`` indexes the flattened parameter vector, in the order the
-    report's title lists the parameters.
+    report's title lists the parameters. ``rng`` is :func:`gradkit.gradcheck`'s (``seed=`` is its
+    deprecated old name).
 
     Examples
     --------
     >>> import numpy as np, gradkit as gk
     >>> from gradkit import nn
-    >>> model = nn.Sequential([nn.Dense(3, 4, seed=0, dtype=np.float64), "tanh", nn.Dense(4, 2, seed=1, dtype=np.float64)])
+    >>> model = nn.Sequential([nn.Dense(3, 4, rng=0, dtype=np.float64), "tanh", nn.Dense(4, 2, rng=1, dtype=np.float64)])
     >>> X, y = np.random.default_rng(0).standard_normal((5, 3)), np.array([0, 1, 1, 0, 1])
     >>> nn.gradcheck_model(model, X, y, gk.compose(gk.Softmax(), gk.CrossEntropyLoss())).ok
     True
@@ -55,7 +58,7 @@ def gradcheck_model(model: Sequential, X: Any, y: Any, loss: Any, *, seed: int =
 
     theta0 = np.concatenate([saved[k].ravel() for k in names]).astype(np.float64)
     try:
-        report = gradcheck(f, theta0, vjp=vjp, seed=seed, **kwargs)
+        report = gradcheck(f, theta0, vjp=vjp, rng=rng, **kwargs)
     finally:
         assign(theta0)
     report.function = f"{head!r} on parameters " + ", ".join(f"{k}{s}" for k, s in zip(names, shapes))
