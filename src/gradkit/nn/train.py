@@ -150,14 +150,15 @@ def _refuse_old_evaluate_order(fn: Callable[..., dict[str, float]]) -> Callable[
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> dict[str, float]:
         second = args[1] if len(args) > 1 else kwargs.get("X")
-        if isinstance(second, (Composed, losses.Loss, str)) or len(args) > 3:
-            what = (f"a {type(second).__name__} ({second!r})" if isinstance(second, (Composed, losses.Loss, str))
-                    else f"{len(args)} positional arguments")
-            raise TypeError(
-                f"evaluate takes the arguments of fit: evaluate(model, X, y, *, loss, batch_size=1024, one_hot=None); "
-                f"got {what} where X goes. The old order evaluate(model, head, X, y) is gone: "
-                f"call evaluate(model, X, y, loss=head)")
-        return fn(*args, **kwargs)
+        if isinstance(second, (Composed, losses.Loss, str)):
+            what = f"a {type(second).__name__} ({second!r}) where X goes"
+        elif len(args) > 3:
+            what = f"{len(args)} positional arguments; loss, batch_size and one_hot are keyword-only"
+        else:
+            return fn(*args, **kwargs)
+        raise TypeError(
+            f"evaluate takes the arguments of fit: evaluate(model, X, y, *, loss, batch_size=1024, one_hot=None); "
+            f"got {what}. The old order evaluate(model, head, X, y) is gone: call evaluate(model, X, y, loss=head)")
 
     return wrapper
 
