@@ -195,8 +195,8 @@ def _entry_points():
 @pytest.mark.parametrize("name", ["Dense", "Dropout", "GumbelSoftmax", "fit", "gradcheck", "gradcheck_model",
                                   "distributed.fit", "random_target"])
 @pytest.mark.parametrize("bad, error, fragment", [
-    (np.random.RandomState(0), TypeError, r"rng must be None, an int >= 0, a numpy\.random\.Generator.*got a "
-                                          r"numpy\.random\.RandomState: the legacy RandomState is not accepted"),
+    (np.random.RandomState(0), TypeError, (r"rng must be None, an int >= 0, a numpy\.random\.Generator.*got a "
+                                           r"numpy\.random\.RandomState: the legacy RandomState is not accepted")),
     (np.random, TypeError, r"got the numpy\.random module"),
     (True, TypeError, r"rng must be .*; got the bool True"),
     (0.5, TypeError, r"rng must be .*; got float 0\.5"),
@@ -235,8 +235,8 @@ def test_seed_warns_naming_the_callable_and_seed_with_rng_is_a_type_error(owner)
     with pytest.warns(DeprecationWarning) as record:
         call(seed=1)
     messages = [str(w.message) for w in record if issubclass(w.category, DeprecationWarning)]
-    assert messages == [f"use rng= instead of seed= in {owner}(): seed= is deprecated and will be removed "
-                        "(rng=1 gives the same results as seed=1)"]
+    assert messages == [(f"use rng= instead of seed= in {owner}(): seed= is deprecated and will be removed "
+                         "(rng=1 gives the same results as seed=1)")]
     assert record[0].filename == __file__  # points at the caller's line, not into gradkit
     with pytest.raises(TypeError, match=re.escape(f"{owner}() got both rng= and seed=; seed= is the deprecated "
                                                   "name of rng=: pass rng= only")):

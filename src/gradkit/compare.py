@@ -103,11 +103,12 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
         r = runs[label]
         acc, acc_sd = _mean_std([x["accuracy"] for x in r])
         finite = [x["nll"] for x in r if math.isfinite(x["nll"])]
-        nll = _mean_std(finite) if len(finite) == len(r) else None
+        nll_stats = _mean_std(finite) if len(finite) == len(r) else None
         rows.append({
             "pair": label, "output": head.activation.name, "loss": head.loss.name,
             "accuracy_mean": acc, "accuracy_std": acc_sd, "error_pct_mean": 100 * (1 - acc),
-            "nll_mean": None if nll is None else nll[0], "nll_std": None if nll is None else nll[1],
+            "nll_mean": None if nll_stats is None else nll_stats[0],
+            "nll_std": None if nll_stats is None else nll_stats[1],
             "zero_prob_share_mean": float(np.mean([x["zero_prob_share"] for x in r])),
             "seconds_mean": float(np.mean([x["seconds"] for x in r])), "runs": r,
         })

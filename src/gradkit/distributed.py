@@ -353,8 +353,10 @@ def fit(
         for epoch in range(epochs):
             start = time.perf_counter()
             optimizer.set_epoch(epoch)
-            plan = [[None] * len(x_blocks)] if batch_size is None else minibatch_rows(block_rows, batch_size, seed, epoch)
-            total, correct = 0.0, 0  # correct: None once a block's targets do not name classes
+            plan: list[list[Any]] = ([[None] * len(x_blocks)] if batch_size is None
+                                     else minibatch_rows(block_rows, batch_size, seed, epoch))
+            total = 0.0
+            correct: int | None = 0  # None once a block's targets do not name classes
             for step, rows in enumerate(plan):
                 # the weights travel inside the graph (not scattered): a worker that dies takes no
                 # unrecoverable data with it, and the scheduler can send the model again

@@ -81,7 +81,7 @@ def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, r
 
 
 @seed_alias("gradkit.training_job.split_and_scale")
-def split_and_scale(X: np.ndarray, y: np.ndarray, rng: RNGLike = None) -> tuple[np.ndarray, ...]:
+def split_and_scale(X: np.ndarray, y: np.ndarray, rng: RNGLike = None) -> tuple[Any, ...]:
     """A stratified 80/20 train/test split, standardized on the training part;
     returns ``X_train, X_test, y_train, y_test`` and the fitted scaler.
 

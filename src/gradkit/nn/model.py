@@ -53,9 +53,10 @@ class Sequential:
         first layer skip computing it.
         """
         last = len(self.layers) - 1
+        out: Any = g  # None only after the first layer, with input_grad=False
         for k, layer in enumerate(reversed(self.layers)):
-            g = layer.backward(g, input_grad=input_grad or k != last)
-        return g
+            out = layer.backward(out, input_grad=input_grad or k != last)
+        return out
 
     def clear_cache(self) -> None:
         """Drop every layer's cached forward data (done by the estimators after fit/predict)."""

@@ -340,6 +340,8 @@ def fit(
     optimizer = optimizer if optimizer is not None else Adam()
     optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
     rng = as_generator(rng)
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
     frac = check_positive(validation_split, "validation_split", allow_zero=True)
     if frac >= 1:
         raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
@@ -404,7 +406,7 @@ def fit(
         logs = {"loss": total / n}
         if labels is not None:
             logs["accuracy"] = correct / n
-        if X_val is not None:
+        if X_val is not None and y_val is not None:
             logs.update({f"val_{k}": v for k, v in _evaluate(model, head, X_val, y_val, 1024, one_hot).items()})
         logs["lr"] = optimizer.lr
         logs["time"] = time.perf_counter() - start_time
