@@ -174,6 +174,8 @@ def test_seed_sequence_bit_generator_and_int_sequences_go_through_default_rng():
         np.testing.assert_array_equal(nn.Dense(3, 2, rng=rng, dtype=F64).params["W"], W)
     np.testing.assert_array_equal(nn.Dense(3, 2, rng=[1, 2], dtype=F64).params["W"],
                                   nn.Dense(3, 2, rng=np.random.default_rng([1, 2]), dtype=F64).params["W"])
+    gs = gk.GumbelSoftmax(rng=np.array([1, 2]))
+    assert hash(gs) == hash(gk.GumbelSoftmax(rng=[1, 2])) and gs == gk.GumbelSoftmax(rng=(1, 2))
 
 
 def _entry_points():

@@ -70,7 +70,7 @@ def check_rng(rng: RNGLike, name: str = "rng") -> RNGLike:
         if items and all(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_)) for i in items):
             if min(items) < 0:
                 raise ValueError(f"{name}: a sequence of seeds must hold ints >= 0; got {rng!r}")
-            return [int(i) for i in items]
+            return tuple(int(i) for i in items)  # hashable: an activation's params are hashed
     raise TypeError(f"{name} must be {_ACCEPTS}; got {type(rng).__name__} {_short(rng)}")
 
 
