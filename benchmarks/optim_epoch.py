@@ -32,10 +32,10 @@ X = rng.standard_normal((rows, 784), dtype=np.float32)
 y = rng.integers(0, 10, rows)
 head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
 def run():
-    model = nn.Sequential([nn.Dense(784, 256, seed=0), "relu", nn.Dense(256, 10, seed=1)])
+    model = nn.Sequential([nn.Dense(784, 256, rng=0), "relu", nn.Dense(256, 10, rng=1)])
     opt = nn.SGD(0.01) if which == "sgd" else nn.Adam(1e-3)
     start, cpu = time.perf_counter(), time.process_time()
-    nn.fit(model, X, y, loss=head, optimizer=opt, epochs=1, batch_size=128, seed=0)
+    nn.fit(model, X, y, loss=head, optimizer=opt, epochs=1, batch_size=128, rng=0)
     return time.perf_counter() - start, time.process_time() - cpu
 run()
 print(*run())

@@ -58,9 +58,9 @@ def main() -> None:
             cpu: dict[str, list[float]] = {tag: [] for tag in makers}
             for r in range(args.rounds + 1):
                 for tag, make in makers.items():
-                    model = nn.Sequential([nn.Dense(784, 256, seed=0), "relu", nn.Dense(256, 10, seed=1)])
+                    model = nn.Sequential([nn.Dense(784, 256, rng=0), "relu", nn.Dense(256, 10, rng=1)])
                     start, start_cpu = time.perf_counter(), time.thread_time()
-                    nn.fit(model, X, y, loss=head, optimizer=make(), epochs=1, batch_size=128, seed=0)
+                    nn.fit(model, X, y, loss=head, optimizer=make(), epochs=1, batch_size=128, rng=0)
                     if r:  # round 0 warms up (numba, caches)
                         wall[tag].append(time.perf_counter() - start)
                         cpu[tag].append(time.thread_time() - start_cpu)

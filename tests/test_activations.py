@@ -36,7 +36,7 @@ def test_gradcheck_float64(case, shape, axis):
     """VJP and JVP against central differences with random upstream vectors, the
     adjoint identity, and the Jacobian against the JVP."""
     x = case.sample(np.random.default_rng(len(shape)), shape)
-    report = gk.gradcheck(case.make(axis), x, seed=3)
+    report = gk.gradcheck(case.make(axis), x, rng=3)
     assert report.ok, str(report)
     assert {r.check for r in report.results} == {"vjp", "jvp", "adjoint", "jacobian"}
 

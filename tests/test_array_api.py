@@ -51,7 +51,7 @@ def _check(got, ref, ns, what):
 
 def _pair(name, ns):
     """Two equal activations, one for the namespace and one for NumPy (same seed if stochastic)."""
-    kwargs = {"seed": 0} if gk.activations.get(name).stochastic else {}
+    kwargs = {"rng": 0} if gk.activations.get(name).stochastic else {}
     if name == "gelu" and ns == "array_api_strict":  # the standard has no erf/ndtr
         kwargs = {"approximate": "tanh"}
     return gk.activations.get(name, **kwargs), gk.activations.get(name, **kwargs)

@@ -21,12 +21,12 @@ HEADER = "__gradkit__"
 def _model(dtype=np.float32, seed=0):
     """Dense + relu, leaky_relu(0.2), gelu(tanh), softmax(T=2) + Dropout, with non-zero biases."""
     model = nn.Sequential([
-        nn.Dense(5, 16, seed=seed, dtype=dtype), "relu",
-        nn.Dense(16, 16, init="glorot", seed=seed + 1, dtype=dtype),
+        nn.Dense(5, 16, rng=seed, dtype=dtype), "relu",
+        nn.Dense(16, 16, init="glorot", rng=seed + 1, dtype=dtype),
         nn.ActivationLayer("leaky_relu", negative_slope=0.2),
-        nn.Dropout(0.25, seed=seed),
-        nn.Dense(16, 8, seed=seed + 2, dtype=dtype), nn.ActivationLayer("gelu", approximate="tanh"),
-        nn.Dense(8, 4, seed=seed + 3, dtype=dtype), nn.ActivationLayer("softmax", temperature=2.0),
+        nn.Dropout(0.25, rng=seed),
+        nn.Dense(16, 8, rng=seed + 2, dtype=dtype), nn.ActivationLayer("gelu", approximate="tanh"),
+        nn.Dense(8, 4, rng=seed + 3, dtype=dtype), nn.ActivationLayer("softmax", temperature=2.0),
     ])
     rng = np.random.default_rng(seed + 100)
     for p in model.params.values():  # biases start at 0: give every parameter distinct values
@@ -140,7 +140,7 @@ def test_loaded_model_trains(tmp_path):
     w0 = model.params["0.W"].copy()
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((32, 5)), rng.integers(0, 4, 32)
-    nn.fit(model, X, y, loss=gk.compose(gk.LogSoftmax(), gk.NLLLoss()), epochs=1, batch_size=8, seed=0)
+    nn.fit(model, X, y, loss=gk.compose(gk.LogSoftmax(), gk.NLLLoss()), epochs=1, batch_size=8, rng=0)
     assert not np.array_equal(model.params["0.W"], w0)  # parameters are writable arrays
 
 
@@ -478,7 +478,7 @@ def test_a_crafted_huge_dense_is_refused_before_allocation(tmp_path):
     import json
     import tracemalloc
 
-    model = nn.Sequential([nn.Dense(3, 2, seed=0)])
+    model = nn.Sequential([nn.Dense(3, 2, rng=0)])
     path = tmp_path / "m.npz"
     nn.save(model, path)
     with np.load(path, allow_pickle=False) as f:

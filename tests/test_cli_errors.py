@@ -80,13 +80,16 @@ def test_jacobian_takes_exponent_negatives_and_infinities(capsys):
 
 
 def test_jacobian_of_a_random_activation_says_how_to_repeat_it(capsys):
-    assert main(["jacobian", "gumbel_softmax", "1", "2", "--set", "seed=3"]) == 0
+    assert main(["jacobian", "gumbel_softmax", "1", "2", "--set", "rng=3"]) == 0
     first = capsys.readouterr()
-    assert "--set seed=3" in first.err
-    assert main(["jacobian", "gumbel_softmax", "1", "2", "--set", "seed=3"]) == 0
+    assert "--set rng=3" in first.err
+    assert main(["jacobian", "gumbel_softmax", "1", "2", "--set", "rng=3"]) == 0
     assert capsys.readouterr().out == first.out  # the same sample
+    with pytest.warns(DeprecationWarning, match="use rng= instead of seed= in gradkit.GumbelSoftmax"):
+        assert main(["jacobian", "gumbel_softmax", "1", "2", "--set", "seed=3"]) == 0  # the old name still works
+    assert capsys.readouterr().out == first.out
     assert main(["jacobian", "gumbel_softmax", "1", "2"]) == 0
-    assert "add --set seed=0 to repeat it" in capsys.readouterr().err
+    assert "add --set rng=0 to repeat it" in capsys.readouterr().err
 
 
 def test_check_of_a_non_composable_pair_prints_no_empty_table(capsys):

@@ -41,9 +41,9 @@ def test_every_pair_gradchecks(act_name, loss_name, shape, axis):
         if act.stochastic:  # one Gumbel sample, held fixed
             act(z)
             with act.frozen():
-                rep = gk.gradcheck(head, z, target=target, seed=1)
+                rep = gk.gradcheck(head, z, target=target, rng=1)
         else:
-            rep = gk.gradcheck(head, z, target=target, seed=1)
+            rep = gk.gradcheck(head, z, target=target, rng=1)
         assert rep.ok, f"{reduction}\n{rep}"
 
 

@@ -35,7 +35,7 @@ def _data(n=1200, d=6, classes=3, seed=0):
 
 
 def _model(d=6, out=3):
-    return nn.Sequential([nn.Dense(d, 12, seed=0, dtype=np.float64), "tanh", nn.Dense(12, out, seed=1, dtype=np.float64)])
+    return nn.Sequential([nn.Dense(d, 12, rng=0, dtype=np.float64), "tanh", nn.Dense(12, out, rng=1, dtype=np.float64)])
 
 
 def _close(m1, m2, rtol=1e-10):
@@ -54,7 +54,7 @@ def test_full_batch_equals_single_process(client, head, kind):
     target = {"labels": y, "onehot": np.eye(3)[y], "regression": X[:, :3] @ np.array([1.0, -2.0, 0.5])}[kind]
     single, dist = _model(out=1 if kind == "regression" else 3), _model(out=1 if kind == "regression" else 3)
     opt = lambda: nn.Adam(0.05) if kind != "regression" else nn.SGD(1e-4)
-    h1 = nn.fit(single, X, target, loss=head, optimizer=opt(), epochs=4, batch_size=len(X), seed=0)
+    h1 = nn.fit(single, X, target, loss=head, optimizer=opt(), epochs=4, batch_size=len(X), rng=0)
     Xd = da.from_array(X, chunks=(300, 6))
     yd = da.from_array(target, chunks=(250,) + target.shape[1:])  # other row chunks: rechunked to X's
     h2 = gd.fit(dist, Xd, yd, loss=head, optimizer=opt(), epochs=4, client=client)
@@ -70,7 +70,7 @@ def test_minibatches_equal_the_same_batches_in_one_process(client):
     chunks = (400, 500, 300)
     dist = _model()
     gd.fit(dist, da.from_array(X, chunks=(chunks, 6)), da.from_array(y, chunks=(chunks,)), loss=head,
-           optimizer=nn.SGD(0.2, momentum=0.9), epochs=2, batch_size=64, seed=7, client=client)
+           optimizer=nn.SGD(0.2, momentum=0.9), epochs=2, batch_size=64, rng=7, client=client)
     single, opt = _model(), nn.SGD(0.2, momentum=0.9)
     offsets = np.cumsum((0,) + chunks)
     for epoch in range(2):
@@ -107,7 +107,7 @@ def test_training_survives_a_killed_worker(client):
     X, y = _data(n=1600)
     head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
     ref = _model()
-    nn.fit(ref, X, y, loss=head, optimizer=nn.SGD(0.5), epochs=6, batch_size=len(X), seed=0)
+    nn.fit(ref, X, y, loss=head, optimizer=nn.SGD(0.5), epochs=6, batch_size=len(X), rng=0)
 
     def kill_one(epoch, logs):
         if epoch == 2:  # mid-training: the blocks persisted on that worker are lost with it
@@ -133,7 +133,7 @@ def test_default_client_address_and_errors(client):
     gd.fit(b, X, y, loss=head, optimizer=nn.SGD(0.1), epochs=1, client=client.scheduler.address)
     _close(a, b)
     with pytest.raises(ValueError, match="random layers"):
-        gd.fit(nn.Sequential([nn.Dense(6, 3, seed=0), nn.Dropout(0.5)]), X, y, loss=head, client=client)
+        gd.fit(nn.Sequential([nn.Dense(6, 3, rng=0), nn.Dropout(0.5)]), X, y, loss=head, client=client)
     with pytest.raises(ValueError, match="same number of samples"):
         gd.fit(_model(), X, y[:100], loss=head, client=client)
     with pytest.raises(ValueError, match="batch_size"):
@@ -185,8 +185,8 @@ def test_input_checks(client, tmp_path):
     unknown = unknown[unknown[:, 0] > -10]
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         gd.fit(_model(), unknown, y, loss=head, client=client)
-    with pytest.raises(ValueError, match="seed"):
-        gd.fit(_model(), X, y, loss=head, batch_size=10, seed=-1, client=client)
+    with pytest.raises(ValueError, match="rng must be an int >= 0"):
+        gd.fit(_model(), X, y, loss=head, batch_size=10, rng=-1, client=client)
     with pytest.raises(TypeError, match="scalar"):
         gd.fit(_model(), X, 3, loss=head, client=client)
     np.save(tmp_path / "x.npy", X)
@@ -195,5 +195,5 @@ def test_input_checks(client, tmp_path):
     np.savez(tmp_path / "x.npz", X=X)
     with pytest.raises(ValueError, match="no array 'Z'"):
         gd.from_npy(tmp_path / "x.npz", key="Z")
-    model = nn.Sequential([nn.Dense(6, 3, seed=0, dtype=np.float64), nn.Dropout(0.0)])  # no randomness: allowed
+    model = nn.Sequential([nn.Dense(6, 3, rng=0, dtype=np.float64), nn.Dropout(0.0)])  # no randomness: allowed
     gd.fit(model, X, y, loss=head, optimizer=nn.SGD(0.1), client=client)

@@ -17,7 +17,7 @@ F64 = np.float64
 
 
 def _model(d_in=4, hidden=6, d_out=3, act="tanh", seed=0):
-    return nn.Sequential([nn.Dense(d_in, hidden, seed=seed, dtype=F64), act, nn.Dense(hidden, d_out, seed=seed + 1, dtype=F64)])
+    return nn.Sequential([nn.Dense(d_in, hidden, rng=seed, dtype=F64), act, nn.Dense(hidden, d_out, rng=seed + 1, dtype=F64)])
 
 
 def _heads():
@@ -59,7 +59,7 @@ def test_softmax_mse_network_gradcheck_and_the_elementwise_shortcut_fails():
     assert not rep.ok
 
 
-@pytest.mark.parametrize("layer", [nn.Dense(5, 3, seed=0, dtype=F64), nn.ActivationLayer("softmax"), nn.Dropout(0.0)])
+@pytest.mark.parametrize("layer", [nn.Dense(5, 3, rng=0, dtype=F64), nn.ActivationLayer("softmax"), nn.Dropout(0.0)])
 def test_layer_backward_is_the_vjp(layer):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, 5))
@@ -69,7 +69,7 @@ def test_layer_backward_is_the_vjp(layer):
 
 def test_dense_parameter_gradients_match_torch():
     rng = np.random.default_rng(3)
-    layer = nn.Dense(5, 3, seed=0, dtype=F64)
+    layer = nn.Dense(5, 3, rng=0, dtype=F64)
     x, g = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
     layer.forward(x)
     dx = layer.backward(g)
@@ -83,13 +83,13 @@ def test_dense_parameter_gradients_match_torch():
 
 
 def test_dense_init_statistics():
-    he = nn.Dense(400, 300, seed=0, init="he").params["W"]
-    glorot = nn.Dense(400, 300, seed=0, init="glorot").params["W"]
+    he = nn.Dense(400, 300, rng=0, init="he").params["W"]
+    glorot = nn.Dense(400, 300, rng=0, init="glorot").params["W"]
     assert he.dtype == np.float32
     assert abs(he.std() - np.sqrt(2 / 400)) < 0.01 * np.sqrt(2 / 400) * 5
     limit = np.sqrt(6 / 700)
     assert glorot.max() <= limit and glorot.min() >= -limit and abs(glorot.std() - limit / np.sqrt(3)) < 1e-3
-    np.testing.assert_array_equal(nn.Dense(4, 3, seed=7).params["W"], nn.Dense(4, 3, seed=7).params["W"])
+    np.testing.assert_array_equal(nn.Dense(4, 3, rng=7).params["W"], nn.Dense(4, 3, rng=7).params["W"])
 
 
 OPTIMIZERS = [
@@ -137,9 +137,9 @@ def test_fit_is_deterministic_for_a_fixed_seed():
     X, y = _digits()
     runs = []
     for _ in range(2):
-        model = nn.Sequential([nn.Dense(64, 32, seed=0), "relu", nn.Dropout(0.2, seed=1), nn.Dense(32, 10, seed=2)])
+        model = nn.Sequential([nn.Dense(64, 32, rng=0), "relu", nn.Dropout(0.2, rng=1), nn.Dense(32, 10, rng=2)])
         h = nn.fit(model, X[:500], y[:500], loss=gk.compose(gk.Softmax(), gk.CrossEntropyLoss()), epochs=3,
-                   batch_size=50, validation_split=0.2, seed=3)
+                   batch_size=50, validation_split=0.2, rng=3)
         runs.append((h["loss"], h["val_loss"], model.params["0.W"].copy()))
     assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
     np.testing.assert_array_equal(runs[0][2], runs[1][2])
@@ -151,8 +151,8 @@ def test_fit_is_deterministic_for_a_fixed_seed():
 def test_fit_learns_digits_with_any_valid_head(head):
     X, y = _digits()
     target = y if isinstance(head.loss, gk.losses.ClassLoss) else np.eye(10)[y]
-    model = nn.Sequential([nn.Dense(64, 64, seed=0), "relu", nn.Dense(64, 10, seed=1, init="glorot")])
-    h = nn.fit(model, X[:1400], target[:1400], loss=head, optimizer=nn.Adam(3e-3), epochs=25, batch_size=32, seed=0)
+    model = nn.Sequential([nn.Dense(64, 64, rng=0), "relu", nn.Dense(64, 10, rng=1, init="glorot")])
+    h = nn.fit(model, X[:1400], target[:1400], loss=head, optimizer=nn.Adam(3e-3), epochs=25, batch_size=32, rng=0)
     assert h["loss"][-1] < h["loss"][0]
     acc = np.mean(model.forward(X[1400:].astype(np.float32)).argmax(1) == y[1400:])
     assert acc > 0.9, acc
@@ -160,7 +160,7 @@ def test_fit_learns_digits_with_any_valid_head(head):
 
 def test_divergence_stops_with_the_epoch_and_keeps_finite_weights():
     X, y = _digits()
-    model = nn.Sequential([nn.Dense(64, 32, seed=0), "relu", nn.Dense(32, 1, seed=1)])
+    model = nn.Sequential([nn.Dense(64, 32, rng=0), "relu", nn.Dense(32, 1, rng=1)])
     with pytest.raises(nn.DivergenceError, match=r"epoch \d+, batch \d+.*lower learning rate"):
         nn.fit(model, X * 1e3, y * 1e3, loss="mse", optimizer=nn.SGD(lr=10.0), epochs=20, batch_size=64)
     assert all(np.isfinite(v).all() for v in model.params.values())
@@ -168,9 +168,9 @@ def test_divergence_stops_with_the_epoch_and_keeps_finite_weights():
 
 def test_early_stopping_restores_the_best_weights():
     X, y = _digits()
-    model = nn.Sequential([nn.Dense(64, 128, seed=0), "relu", nn.Dense(128, 10, seed=1)])
+    model = nn.Sequential([nn.Dense(64, 128, rng=0), "relu", nn.Dense(128, 10, rng=1)])
     h = nn.fit(model, X[:300], y[:300], loss=gk.compose(gk.Softmax(), gk.CrossEntropyLoss()),
-               optimizer=nn.Adam(1e-2), epochs=200, batch_size=16, validation_split=0.3, early_stopping=3, seed=0)
+               optimizer=nn.Adam(1e-2), epochs=200, batch_size=16, validation_split=0.3, early_stopping=3, rng=0)
     assert h.stopped_early and h.epochs < 200
     best = min(h["val_loss"])
     assert h["val_loss"][h.best_epoch] == best
@@ -178,7 +178,7 @@ def test_early_stopping_restores_the_best_weights():
 
 def test_dropout_is_identity_at_evaluation_and_scaled_in_training():
     x = np.ones((2000, 10), dtype=np.float32)
-    d = nn.Dropout(0.25, seed=0)
+    d = nn.Dropout(0.25, rng=0)
     assert d.forward(x) is x
     y = d.forward(x, training=True)
     assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
@@ -212,7 +212,7 @@ def test_bad_input(call, exc, pattern):
 def test_clear_cache_drops_the_forward_data():
     import pickle
 
-    model = nn.Sequential([nn.Dense(4, 8, seed=0), "relu", nn.Dropout(0.5, seed=0), nn.Dense(8, 2, seed=1)])
+    model = nn.Sequential([nn.Dense(4, 8, rng=0), "relu", nn.Dropout(0.5, rng=0), nn.Dense(8, 2, rng=1)])
     small = len(pickle.dumps(model))
     model.forward(np.zeros((20_000, 4), np.float32), training=True)
     assert len(pickle.dumps(model)) > small + 100_000

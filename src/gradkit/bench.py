@@ -203,8 +203,8 @@ def _mlp_case(rows: int, repeats: int, torch: Any) -> Case:
     head = compose(Softmax(), losses.CrossEntropyLoss())
 
     def gradkit() -> Any:
-        model = nn.Sequential([nn.Dense(784, 256, seed=0), "relu", nn.Dense(256, 10, seed=1)])
-        return nn.fit(model, X, y, loss=head, optimizer=nn.SGD(0.01), epochs=1, batch_size=128, seed=0)
+        model = nn.Sequential([nn.Dense(784, 256, rng=0), "relu", nn.Dense(256, 10, rng=1)])
+        return nn.fit(model, X, y, loss=head, optimizer=nn.SGD(0.01), epochs=1, batch_size=128, rng=0)
 
     case.ms["gradkit"] = _median_ms(gradkit, repeats)
     try:

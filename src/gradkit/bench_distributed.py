@@ -32,7 +32,7 @@ FEATURES, HIDDEN, CLASSES = 32, 64, 10
 
 
 def _model() -> nn.Sequential:
-    return nn.Sequential([nn.Dense(FEATURES, HIDDEN, seed=0), "relu", nn.Dense(HIDDEN, CLASSES, seed=1)])
+    return nn.Sequential([nn.Dense(FEATURES, HIDDEN, rng=0), "relu", nn.Dense(HIDDEN, CLASSES, rng=1)])
 
 
 def _labels(X: Any) -> Any:
@@ -75,7 +75,7 @@ def run(out: str = "out/bench", *, quick: bool = False, print_fn: Callable[[str]
     single: dict[int, float] = {}
     for n in sizes:
         X = rng.standard_normal((n, FEATURES), dtype=np.float32)
-        h = nn.fit(_model(), X, _labels(X), loss=head, optimizer=nn.SGD(0.1), epochs=steps + 1, batch_size=n, seed=0)
+        h = nn.fit(_model(), X, _labels(X), loss=head, optimizer=nn.SGD(0.1), epochs=steps + 1, batch_size=n, rng=0)
         single[n] = _per_step(h)
         del X
     overhead: dict[int, float] = {}

@@ -138,9 +138,9 @@ def _check_pairs(act_names: list[str], loss_names: list[str], seed: int) -> int:
         if act.stochastic:  # one sample, held fixed while the derivatives are checked
             act(z)
             with act.frozen():  # type: ignore[attr-defined]
-                rep = gradcheck(head, z, target=target, seed=seed)
+                rep = gradcheck(head, z, target=target, rng=seed)
         else:
-            rep = gradcheck(head, z, target=target, seed=seed)
+            rep = gradcheck(head, z, target=target, rng=seed)
         failures += not rep.ok
         path = "paired" if head.paired else "fused" if head.fused else "chain"
         result = "ok" if rep.ok else f"WRONG at {rep.worst_index}"
@@ -170,13 +170,13 @@ def _cmd_jacobian(args: argparse.Namespace) -> int:
     try:
         act = activations.get(args.name, **_kwargs(args.set))
         x = np.asarray(args.values, dtype=np.float64)
-        if act.stochastic:  # one sample: draw its noise (seeded by --set seed=N), then differentiate at it
+        if act.stochastic:  # one sample: draw its noise (seeded by --set rng=N), then differentiate at it
             act(x)
             with act.frozen():  # type: ignore[attr-defined]
                 jac = act.jacobian(x)
-            seed = getattr(act, "seed", None)
+            seed = getattr(act, "rng", None)
             print(f"gradkit jacobian: {args.name} is random; this is the Jacobian at one noise sample "
-                  + ("(unseeded: add --set seed=0 to repeat it)" if seed is None else f"(--set seed={seed})"),
+                  + ("(unseeded: add --set rng=0 to repeat it)" if seed is None else f"(--set rng={seed})"),
                   file=sys.stderr)
         else:
             jac = act.jacobian(x)
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="activation name (see 'gradkit list')")
     p.add_argument("values", nargs="+", type=float, help="the point x, e.g. 1 -2.5 -1e308")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="constructor argument, e.g. --set temperature=2 (or --set seed=0 for gumbel_softmax)")
+                   help="constructor argument, e.g. --set temperature=2 (or --set rng=0 for gumbel_softmax)")
     p.set_defaults(func=_cmd_jacobian)
     # argparse takes "-1e308" for an option (its number pattern has no exponent); here every "-<digit>",
     # "-.5", "-inf" is a value: this parser has no option that looks like one

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,13 +81,13 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
     n_classes = int(y.max()) + 1
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in heads}
     for seed in range(config.seeds):
-        X_train, X_test, y_train, y_test, _ = split_and_scale(X, y, seed)
+        X_train, X_test, y_train, y_test, _ = split_and_scale(X, y, rng=seed)
         for label, head in heads:
             one_hot = None if isinstance(head.loss, losses.ClassLoss) else n_classes
-            model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, seed)
+            model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, rng=seed)
             start = time.perf_counter()
             fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,
-                batch_size=config.batch_size, seed=seed)
+                batch_size=config.batch_size, rng=seed)
             seconds = time.perf_counter() - start
             p = _probabilities(head, model.forward(X_test.astype(model.dtype)))
             p_true = p[np.arange(len(y_test)), y_test]
@@ -102,11 +103,12 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
         r = runs[label]
         acc, acc_sd = _mean_std([x["accuracy"] for x in r])
         finite = [x["nll"] for x in r if math.isfinite(x["nll"])]
-        nll = _mean_std(finite) if len(finite) == len(r) else None
+        nll_stats = _mean_std(finite) if len(finite) == len(r) else None
         rows.append({
             "pair": label, "output": head.activation.name, "loss": head.loss.name,
             "accuracy_mean": acc, "accuracy_std": acc_sd, "error_pct_mean": 100 * (1 - acc),
-            "nll_mean": None if nll is None else nll[0], "nll_std": None if nll is None else nll[1],
+            "nll_mean": None if nll_stats is None else nll_stats[0],
+            "nll_std": None if nll_stats is None else nll_stats[1],
             "zero_prob_share_mean": float(np.mean([x["zero_prob_share"] for x in r])),
             "seconds_mean": float(np.mean([x["seconds"] for x in r])), "runs": r,
         })

@@ -37,6 +37,7 @@ import numpy as np
 
 from ._array import check_int, check_positive
 from ._optional import require
+from ._rng import RNGLike, check_rng, root_seed, seed_alias
 from .compose import Composed
 from .nn.layers import ActivationLayer, Dropout
 from .nn.model import Sequential
@@ -122,7 +123,13 @@ def minibatch_rows(block_rows: Sequence[int], batch_size: int, seed: int, epoch:
     Block ``b`` shuffles its rows with ``default_rng([seed, epoch, b])`` and gives them
     ``batch_size`` at a time; an epoch has ``ceil(max(block_rows) / batch_size)`` steps
     (a block that runs out gives none).
+
+    ``seed`` is the root of these streams, an int >= 0 (what :func:`fit` makes of its ``rng``),
+    not a SPEC 7 ``rng``: one Generator could not give every block and epoch a stream of its
+    own that any worker can rebuild.
     """
+    if check_int(seed, "seed") < 0:
+        raise ValueError(f"seed must be an int >= 0 (the root of the blocks' streams); got {seed!r}")
     perms = [np.random.default_rng([seed, epoch, b]).permutation(n) for b, n in enumerate(block_rows)]
     steps = math.ceil(max(block_rows) / batch_size)
     return [[p[k * batch_size : (k + 1) * batch_size] for p in perms] for k in range(steps)]
@@ -244,6 +251,7 @@ def _check_model(model: Sequential, head: Composed) -> None:
         raise ValueError("the loss must reduce to a scalar (reduction 'mean' or 'sum'); got 'none'")
 
 
+@seed_alias("gradkit.distributed.fit")
 def fit(
     model: Sequential,
     X: Any,
@@ -254,7 +262,7 @@ def fit(
     epochs: int = 1,
     batch_size: int | None = None,
     client: Any = None,
-    seed: int = 0,
+    rng: RNGLike = 0,
     persist: bool | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     timeout: float = 30.0,
@@ -278,8 +286,11 @@ def fit(
     client
         A ``distributed.Client``, a scheduler address, or None: the current default client,
         else a ``LocalCluster`` started (and closed) for this call.
-    seed
-        Seeds the mini-batches.
+    rng : None, int or numpy.random.Generator, default 0
+        Source of the mini-batches (SPEC 7). The blocks shuffle with ``default_rng([root, epoch, b])``
+        (:func:`minibatch_rows`): an int ``rng`` is the ``root`` itself (``rng=7`` gives what
+        ``seed=7`` gave), ``None`` draws a fresh root, a Generator gives one draw for it (and is
+        advanced by it). ``seed=`` is its deprecated old name.
     persist
         Keep the blocks in the workers' memory between steps. None: when the data take
         less than half the cluster's memory; False streams them from their source every step.
@@ -303,8 +314,7 @@ def fit(
         raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
     if check_int(epochs, "epochs") < 1:
         raise ValueError(f"epochs must be a positive int; got {epochs!r}")
-    if check_int(seed, "seed") < 0:
-        raise ValueError(f"seed must be >= 0; got {seed!r}")
+    rng = check_rng(rng)
     if not hasattr(y, "shape"):
         y = np.asarray(y)
         if y.ndim == 0:
@@ -329,6 +339,7 @@ def fit(
         raise ValueError(f"X and y must have the same number of samples; got {X.shape[0]} and {len(y)}")
     y = _as_dask(y, X.chunks[0])
     y = y.rechunk({0: X.chunks[0], **{axis: -1 for axis in range(1, y.ndim)}})
+    seed = root_seed(rng)  # drawn once the input is checked (a Generator is advanced by one draw)
     history = History()
     with _client(client, timeout) as c:
         if persist is None:
@@ -342,8 +353,10 @@ def fit(
         for epoch in range(epochs):
             start = time.perf_counter()
             optimizer.set_epoch(epoch)
-            plan = [[None] * len(x_blocks)] if batch_size is None else minibatch_rows(block_rows, batch_size, seed, epoch)
-            total, correct = 0.0, 0  # correct: None once a block's targets do not name classes
+            plan: list[list[Any]] = ([[None] * len(x_blocks)] if batch_size is None
+                                     else minibatch_rows(block_rows, batch_size, seed, epoch))
+            total = 0.0
+            correct: int | None = 0  # None once a block's targets do not name classes
             for step, rows in enumerate(plan):
                 # the weights travel inside the graph (not scattered): a worker that dies takes no
                 # unrecoverable data with it, and the scheduler can send the model again

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._array import ArrayLike, check_int, check_positive, normalize_axis, to_array
+from ._rng import RNGLike, as_generator, check_rng, seed_alias
 from .base import Activation
 from .compose import Composed
 from .losses.base import Loss
@@ -95,9 +96,11 @@ class GradcheckReport:
 
 
 def random_target(
-    loss: Loss, shape: tuple[int, ...], rng: np.random.Generator, *, labels: bool = False
+    loss: Loss, shape: tuple[int, ...], rng: RNGLike, *, labels: bool = False
 ) -> np.ndarray:
     """A random target valid for ``loss`` and predictions of ``shape``, for checks.
+
+    ``rng`` is a SPEC 7 ``rng``: a Generator (used as is, and advanced), an int seed, or None.
 
     Class losses get integer labels (``labels=True``) or per-class soft targets
     that do not sum to 1 (the case the ``p - t`` shortcut gets wrong); binary
@@ -106,6 +109,7 @@ def random_target(
     from .losses.binary import BCELoss, BCEWithLogitsLoss
     from .losses.classification import ClassLoss
 
+    rng = as_generator(rng)
     if isinstance(loss, ClassLoss):
         if labels:
             axis = normalize_axis(loss.axis, len(shape))
@@ -171,6 +175,7 @@ def _resolve(f: Any, vjp: Any, jvp: Any, target: Any) -> tuple[Callable, Callabl
     raise TypeError(f"f must be an activation, a loss, a compose() head or a callable; got {type(f).__name__}")
 
 
+@seed_alias("gradkit.gradcheck")
 def gradcheck(
     f: Activation | Loss | Composed | Callable[..., Any],
     x: ArrayLike,
@@ -178,7 +183,7 @@ def gradcheck(
     jvp: Callable[[Any, Any], Any] | None = None,
     *,
     target: ArrayLike | None = None,
-    seed: int = 0,
+    rng: RNGLike = 0,
     eps: float = 1e-6,
     rtol: float = 1e-5,
     atol: float = 1e-6,
@@ -197,8 +202,10 @@ def gradcheck(
         ``vjp(x, g)`` and ``jvp(x, v)``; they default to the object's own.
     target
         The target for a loss or a composed head.
-    seed
-        Seeds the random upstream vector and direction.
+    rng : None, int or numpy.random.Generator, default 0
+        Source of the random upstream vector, direction and checked entries (SPEC 7): an int
+        seeds ``numpy.random.default_rng`` (the default 0 makes the check repeatable), ``None``
+        draws fresh entropy, a Generator is used as it is. ``seed=`` is its deprecated old name.
     eps, rtol, atol
         Step of the central differences (scaled by ``max(1, |x_i|)``), and tolerances.
     max_points
@@ -223,6 +230,7 @@ def gradcheck(
     True
     """
     eps = check_positive(eps, "eps")
+    rng = check_rng(rng)
     rtol = check_positive(rtol, "rtol", allow_zero=True)
     atol = check_positive(atol, "atol", allow_zero=True)
     if rtol == 0 and atol == 0:
@@ -232,17 +240,17 @@ def gradcheck(
     act = f if isinstance(f, Activation) else getattr(f, "activation", None)
     if isinstance(act, Activation) and act.stochastic:  # one sample, held fixed while checking
         with act.frozen():  # type: ignore[attr-defined]
-            return _gradcheck(f, x, vjp, jvp, target, seed, eps, rtol, atol, max_points)
-    return _gradcheck(f, x, vjp, jvp, target, seed, eps, rtol, atol, max_points)
+            return _gradcheck(f, x, vjp, jvp, target, rng, eps, rtol, atol, max_points)
+    return _gradcheck(f, x, vjp, jvp, target, rng, eps, rtol, atol, max_points)
 
 
-def _gradcheck(f: Any, x: Any, vjp: Any, jvp: Any, target: Any, seed: int, eps: float, rtol: float, atol: float,
+def _gradcheck(f: Any, x: Any, vjp: Any, jvp: Any, target: Any, rng: RNGLike, eps: float, rtol: float, atol: float,
                max_points: int) -> GradcheckReport:
     fn, vjp_fn, jvp_fn, jac_fn, axis, name = _resolve(f, vjp, jvp, target)
     x = _numpy(to_array(x, "x"))
     if not np.all(np.isfinite(x)):
         raise ValueError("x must be finite for a finite-difference check")
-    rng = np.random.default_rng(seed)
+    rng = as_generator(rng)
     y0 = _numpy(fn(x))
     u = rng.standard_normal(y0.shape)
     v = rng.standard_normal(x.shape)

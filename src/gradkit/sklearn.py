@@ -204,9 +204,9 @@ class _BaseMLP(BaseEstimator):
         layers: list[Any] = []
         width = n_features
         for size in self._hidden_sizes():
-            layers += [nn.Dense(width, size, init=init, seed=self._seed(), dtype=dtype), self.activation]
+            layers += [nn.Dense(width, size, init=init, rng=self._seed(), dtype=dtype), self.activation]
             width = size
-        layers.append(nn.Dense(width, n_outputs, init="glorot", seed=self._seed(), dtype=dtype))
+        layers.append(nn.Dense(width, n_outputs, init="glorot", rng=self._seed(), dtype=dtype))
         self.model_ = nn.Sequential(layers)
         self.optimizer_ = _OPTIMIZERS[self.optimizer](lr=float(self.learning_rate))
         try:
@@ -244,7 +244,7 @@ class _BaseMLP(BaseEstimator):
                 batch_size=self._batch_size(X.shape[0]),
                 validation_split=float(self.validation_fraction) if early else 0.0,
                 early_stopping=int(self.n_iter_no_change) if early else False,
-                seed=self._seed(),
+                rng=self._seed(),
                 callback=callback,
                 one_hot=self._one_hot(),
             )

@@ -6,17 +6,20 @@ package, no download). Needs the ``train`` extra (scikit-learn, tqdm, matplotlib
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import activations, losses
 from ._io import atomic_open, save_png, staged_outputs, writable_dir
 from ._optional import require
+from ._rng import RNGLike, as_generator, check_rng, seed_alias
 from .compose import Composed, compose
 from .losses.classification import ClassLoss
 from .nn import Adam, Dense, Sequential, fit, save
@@ -55,23 +58,43 @@ def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, n
     return table.X, y, table.description
 
 
-def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, seed: int) -> Sequential:
-    """Dense layers with ``activation`` between them (He init), a Glorot output layer, seeded."""
+@seed_alias("gradkit.training_job.build_mlp")
+def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, rng: RNGLike = None) -> Sequential:
+    """Dense layers with ``activation`` between them (He init), a Glorot output layer.
+
+    ``rng`` (SPEC 7): an int ``r`` seeds layer ``i`` with ``r + i`` (the values ``seed=r`` gave);
+    ``None`` (fresh entropy) or a Generator initializes the layers one after the other from one
+    generator. ``seed=`` is its deprecated old name.
+    """
+    rng = check_rng(rng)
     sizes = (n_in, *hidden)
+    shared = None if isinstance(rng, int) else as_generator(rng)
+
+    def source(i: int) -> RNGLike:
+        return rng + i if isinstance(rng, int) else shared
+
     layers: list[Any] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers += [Dense(a, b, seed=seed + i), activation]
-    layers.append(Dense(sizes[-1], n_out, init="glorot", seed=seed + len(sizes)))
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers += [Dense(a, b, rng=source(i)), activation]
+    layers.append(Dense(sizes[-1], n_out, init="glorot", rng=source(len(sizes))))
     return Sequential(layers)
 
 
-def split_and_scale(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
-    """A stratified 80/20 train/test split (seeded), standardized on the training part;
-    returns ``X_train, X_test, y_train, y_test`` and the fitted scaler."""
+@seed_alias("gradkit.training_job.split_and_scale")
+def split_and_scale(X: np.ndarray, y: np.ndarray, rng: RNGLike = None) -> tuple[Any, ...]:
+    """A stratified 80/20 train/test split, standardized on the training part;
+    returns ``X_train, X_test, y_train, y_test`` and the fitted scaler.
+
+    ``rng`` (SPEC 7): an int is scikit-learn's ``random_state`` itself (the split ``seed=`` gave);
+    ``None`` (fresh entropy) or a Generator gives one draw that becomes the ``random_state``.
+    ``seed=`` is its deprecated old name.
+    """
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
+    rng = check_rng(rng)
+    state = rng if isinstance(rng, int) else int(as_generator(rng).integers(0, 2**32))
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=state, stratify=y)
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test, scaler
 
@@ -120,10 +143,10 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
     X, y, name = load_data(config.data, config.label)
     print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
-    X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, config.seed)
+    X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, rng=config.seed)
     one_hot = None if isinstance(head.loss, ClassLoss) else n_classes  # elementwise losses: one-hot rows per batch
 
-    model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, config.seed)
+    model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, rng=config.seed)
 
     bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=config.quiet, dynamic_ncols=True)
 
@@ -134,7 +157,7 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
     start = time.perf_counter()
     try:
         history = fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,
-                      batch_size=config.batch_size, validation_split=0.1, seed=config.seed, callback=progress)
+                      batch_size=config.batch_size, validation_split=0.1, rng=config.seed, callback=progress)
     finally:
         bar.close()
     seconds = time.perf_counter() - start

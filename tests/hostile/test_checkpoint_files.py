@@ -158,7 +158,7 @@ def test_the_bomb_generator_is_exact():
 
 
 def _model():
-    return nn.Sequential([nn.Dense(5, 16, seed=0), "relu", nn.Dense(16, 3, seed=1)])
+    return nn.Sequential([nn.Dense(5, 16, rng=0), "relu", nn.Dense(16, 3, rng=1)])
 
 
 def _header(model, **changes):
@@ -200,7 +200,7 @@ def _bombs():
     """name -> (members, message fragment)."""
     model = _model()
     good = _members(model)
-    big = nn.Sequential([nn.Dense(5, 16, seed=0)])
+    big = nn.Sequential([nn.Dense(5, 16, rng=0)])
     big_header = _header(big)
     big_header["architecture"][0].update(in_features=32768, out_features=32768)
     big_header["params"]["0.W"]["shape"] = [32768, 32768]
@@ -490,7 +490,7 @@ def test_an_architecture_no_array_can_hold_is_refused_before_allocation(tmp_path
 def _wide_model(mib: int, seed: int = 0) -> nn.Sequential:
     """Two float32 Dense layers holding ``mib`` MiB of parameters in all."""
     n = int((mib * MiB / 8) ** 0.5)
-    return nn.Sequential([nn.Dense(n, n, seed=seed), "relu", nn.Dense(n, n, seed=seed + 1)])
+    return nn.Sequential([nn.Dense(n, n, rng=seed), "relu", nn.Dense(n, n, rng=seed + 1)])
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
@@ -523,7 +523,7 @@ def test_a_loaded_model_trains_like_a_built_one(tmp_path):
     import gradkit as gk
 
     rng = np.random.default_rng(3)
-    model = nn.Sequential([nn.Dense(5, 7, seed=0, dtype=np.float64), "tanh", nn.Dense(7, 3, seed=1, dtype=np.float64)])
+    model = nn.Sequential([nn.Dense(5, 7, rng=0, dtype=np.float64), "tanh", nn.Dense(7, 3, rng=1, dtype=np.float64)])
     for p in model.params.values():
         p[...] = rng.standard_normal(p.shape)
     nn.save(model, tmp_path / "m.npz")
@@ -531,7 +531,7 @@ def test_a_loaded_model_trains_like_a_built_one(tmp_path):
     x, y = rng.standard_normal((9, 5)), rng.integers(0, 3, 9)
     loss = gk.compose(gk.LogSoftmax(), gk.NLLLoss())
     for m in (model, loaded):
-        nn.fit(m, x, y, loss=loss, epochs=2, batch_size=3, seed=0)
+        nn.fit(m, x, y, loss=loss, epochs=2, batch_size=3, rng=0)
     for name, value in model.params.items():
         np.testing.assert_array_equal(loaded.params[name], value)
         np.testing.assert_array_equal(loaded.grads[name], model.grads[name])

@@ -143,7 +143,7 @@ def _loss_and_head_tasks(rng: np.random.Generator) -> list[Callable[[], Any]]:
         t = random_target(loss, p.shape, rng)
         tasks.append(lambda loss=loss, p=p, t=t: loss.value_and_grad(p, t))
         for act_name in gk.activations.names():
-            act = gk.activations.get(act_name, **({"seed": 0} if act_name == "gumbel_softmax" else {}))
+            act = gk.activations.get(act_name, **({"rng": 0} if act_name == "gumbel_softmax" else {}))
             if act.stochastic:
                 continue
             try:
@@ -335,7 +335,7 @@ def test_joblib_loky_workers_compute_the_parents_results():
 def test_gumbel_explicit_noise_calls_depend_on_nothing_shared():
     # before: gs(z, noise=n) and gs.vjp(..., noise=n) read the noise from the object, where
     # another thread's call could have replaced it
-    gs = gk.GumbelSoftmax(temperature=0.7, seed=0)
+    gs = gk.GumbelSoftmax(temperature=0.7, rng=0)
     sm = gk.Softmax(temperature=0.7)
     rng = np.random.default_rng(2)
     tasks, expected = [], []
@@ -366,7 +366,7 @@ def _in_thread(fn: Callable[[], Any]) -> Any:
 
 def test_gumbel_forward_noise_is_kept_per_thread():
     # before: another thread's forward replaced the noise this thread's vjp then used
-    gs, sm = gk.GumbelSoftmax(seed=4), gk.Softmax()
+    gs, sm = gk.GumbelSoftmax(rng=4), gk.Softmax()
     x, g = np.array([[0.3, -1.0, 2.0, 0.5]]), np.array([[1.0, -0.5, 0.25, 2.0]])
     gs(x)
     mine = gs.noise.copy()
@@ -388,7 +388,7 @@ def _raised(fn: Callable[[], Any]) -> BaseException | None:
 
 def test_gumbel_frozen_holds_only_in_its_thread():
     # before: frozen() set a flag on the object, so every thread reused one sample
-    gs = gk.GumbelSoftmax(seed=5)
+    gs = gk.GumbelSoftmax(rng=5)
     x = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
     first = gs(x)
     with gs.frozen():
@@ -400,7 +400,7 @@ def test_gumbel_frozen_holds_only_in_its_thread():
 def test_gumbel_draws_from_many_threads_come_from_the_seeded_stream_intact():
     # each draw is a block of the generator's stream: threads change the order of the
     # blocks, never their contents (a guard: numpy's Generator also holds a lock per call)
-    gs = gk.GumbelSoftmax(seed=6)
+    gs = gk.GumbelSoftmax(rng=6)
     x = np.zeros((16, 33))
     blocks: list[bytes] = []
 

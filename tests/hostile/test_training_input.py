@@ -30,7 +30,7 @@ SOFTMAX_XENT = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
 
 
 def _model(dtype=np.float32, d=4, out=3):
-    return nn.Sequential([nn.Dense(d, 8, seed=0, dtype=dtype), "tanh", nn.Dense(8, out, seed=1, dtype=dtype)])
+    return nn.Sequential([nn.Dense(d, 8, rng=0, dtype=dtype), "tanh", nn.Dense(8, out, rng=1, dtype=dtype)])
 
 
 def _data(n=64, d=4, classes=3, seed=0):
@@ -98,7 +98,7 @@ def test_fit_reports_an_overflowing_update_with_the_epoch_and_keeps_everything(n
     rng = np.random.default_rng(3)
     X = rng.standard_normal((8, 4)) * 1e17  # finite in float32; gradients ~1e35 (finite), lr·g overflows
     y = rng.standard_normal(8)
-    model = nn.Sequential([nn.Dense(4, 1, seed=0, dtype=np.float32)])
+    model = nn.Sequential([nn.Dense(4, 1, rng=0, dtype=np.float32)])
     opt = OPTIMIZERS[name](1e5) if name.startswith(("sgd", "momentum", "nesterov")) else OPTIMIZERS[name](1e38)
     snap = _snapshot(model, opt)
     with pytest.raises(nn.DivergenceError, match=r"epoch 1, batch 1; training stopped before updating"):
@@ -136,7 +136,7 @@ def test_input_overflowing_the_models_float32_is_an_input_error_naming_X():
     with pytest.raises(ValueError, match="y has values up to 1e"):
         nn.fit(_model(np.float32, out=1), _data()[0], np.full(64, 1e39), loss="mse")
     with pytest.raises(ValueError, match="X has values up to 1e"):
-        nn.evaluate(_model(np.float32), SOFTMAX_XENT, X, y)
+        nn.evaluate(_model(np.float32), X, y, loss=SOFTMAX_XENT)
 
 
 @pytest.mark.parametrize("where", ["X", "validation_data X"])
@@ -188,8 +188,8 @@ def test_one_hot_per_batch_equals_the_full_one_hot_matrix():
     X, y = _data(n=50)
     head = gk.compose(gk.Softmax(), gk.MSELoss())
     a, b = _model(np.float64), _model(np.float64)
-    ha = nn.fit(a, X, np.eye(3)[y], loss=head, epochs=3, batch_size=8, validation_split=0.2, seed=4)
-    hb = nn.fit(b, X, y, loss=head, epochs=3, batch_size=8, validation_split=0.2, seed=4, one_hot=3)
+    ha = nn.fit(a, X, np.eye(3)[y], loss=head, epochs=3, batch_size=8, validation_split=0.2, rng=4)
+    hb = nn.fit(b, X, y, loss=head, epochs=3, batch_size=8, validation_split=0.2, rng=4, one_hot=3)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
     assert ha.records == {k: v for k, v in hb.records.items() if k != "time"} | {"time": ha["time"]}
@@ -397,7 +397,7 @@ def test_distributed_overflowing_update_leaves_the_weights(dask_client):
     gd = pytest.importorskip("gradkit.distributed")
     rng = np.random.default_rng(3)
     X, y = rng.standard_normal((8, 4)) * 1e17, rng.standard_normal(8)
-    model, opt = nn.Sequential([nn.Dense(4, 1, seed=0, dtype=np.float32)]), nn.SGD(1e5, momentum=0.9)
+    model, opt = nn.Sequential([nn.Dense(4, 1, rng=0, dtype=np.float32)]), nn.SGD(1e5, momentum=0.9)
     snap = _snapshot(model, opt)
     with pytest.raises(nn.DivergenceError, match=r"update of parameter .* is not finite at epoch 1, step 1"):
         gd.fit(model, X, y, loss="mse", optimizer=opt, client=dask_client)

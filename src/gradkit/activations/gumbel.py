@@ -13,14 +13,15 @@ with :math:`y` the *soft* sample also when ``hard=True`` (the straight-through e
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 from array_api_compat import device
 
 from .._array import as_float, cast, check_positive, like
+from .._rng import RNGLike, as_generator, check_rng, seed_alias
 from ..base import AxisActivation
 from .softmax import Softmax
 
@@ -38,8 +39,10 @@ class GumbelSoftmax(AxisActivation):
         :math:`T > 0`; small :math:`T` gives nearly one-hot samples.
     hard : bool
         Return one-hot samples; derivatives stay those of the soft sample.
-    seed : int, numpy.random.Generator or None
-        Source of the Gumbel noise (drawn with NumPy, then moved to the input's library and device).
+    rng : None, int or numpy.random.Generator
+        Source of the Gumbel noise (drawn with NumPy, then moved to the input's library and device),
+        as in SPEC 7: ``None`` draws fresh entropy, an int seeds ``numpy.random.default_rng``,
+        a Generator is used as it is (and advanced). ``seed=`` is its deprecated old name.
 
     Notes
     -----
@@ -54,12 +57,12 @@ class GumbelSoftmax(AxisActivation):
     and draws from the generator are serialized by a lock, so a single thread draws
     exactly the sequence it drew before. Which thread gets which draw is up to the
     scheduler: for reproducible samples across threads give each thread its own
-    ``seed`` (or pass ``noise=``).
+    ``rng`` (or pass ``noise=``).
 
     Examples
     --------
     >>> import numpy as np, gradkit as gk
-    >>> gs = gk.GumbelSoftmax(temperature=0.5, seed=0)
+    >>> gs = gk.GumbelSoftmax(temperature=0.5, rng=0)
     >>> y = gs(np.array([1.0, 2.0, 3.0]))
     >>> bool(np.isclose(y.sum(), 1.0)), gs.noise.shape
     (True, (3,))
@@ -74,19 +77,26 @@ class GumbelSoftmax(AxisActivation):
     stochastic = True
     preserves_order = False
 
-    def __init__(self, axis: int = -1, temperature: float = 1.0, hard: bool = False, seed: Any = None) -> None:
+    @seed_alias("gradkit.GumbelSoftmax")
+    def __init__(self, axis: int = -1, temperature: float = 1.0, hard: bool = False, rng: RNGLike = None) -> None:
         super().__init__(axis)
         self.temperature = check_positive(temperature, "temperature")
         if not isinstance(hard, bool):
             raise TypeError(f"hard must be a bool; got {hard!r}")
         self.hard = hard
-        if not (seed is None or isinstance(seed, (int, np.integer, np.random.Generator))) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, a numpy.random.Generator or None; got {type(seed).__name__}")
-        self.seed = seed
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        #: the ``rng`` given (an int, None, a Generator, ...), as :func:`repr` and the checkpoint config show it
+        self.rng = check_rng(rng)
+        self._rng = as_generator(self.rng)
         self._softmax = Softmax(axis=axis, temperature=temperature)
         self._draw_lock = threading.Lock()  # a Generator is not meant to be shared by threads unguarded
         self._local = threading.local()  # per thread: the last forward's noise, the frozen() depth
+
+    @property
+    def seed(self) -> Any:
+        """Deprecated: the ``rng`` given (read :attr:`rng` instead)."""
+        warnings.warn("use rng= and the attribute .rng instead of .seed of gradkit.GumbelSoftmax: "
+                      ".seed is deprecated and will be removed", DeprecationWarning, stacklevel=2)
+        return self.rng
 
     # -- per-thread state -----------------------------------------------------
     @property
@@ -111,13 +121,15 @@ class GumbelSoftmax(AxisActivation):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         noise = state.pop("noise", None)
+        if "seed" in state:  # pickled before ``seed`` became ``rng``
+            state.setdefault("rng", state.pop("seed"))
         self.__dict__.update(state)
         self._draw_lock = threading.Lock()
         self._local = threading.local()
         self.noise = noise
 
     def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis, "temperature": self.temperature, "hard": self.hard, "seed": self.seed}
+        return {"axis": self.axis, "temperature": self.temperature, "hard": self.hard, "rng": self.rng}
 
     # -- public methods take noise= ---------------------------------------------
     # noise= travels as an argument, never through the object: another thread's call
@@ -165,7 +177,7 @@ class GumbelSoftmax(AxisActivation):
         Other threads keep drawing; blocks nest.
 
         >>> import numpy as np, gradkit as gk
-        >>> gs = gk.GumbelSoftmax(seed=1)
+        >>> gs = gk.GumbelSoftmax(rng=1)
         >>> x = np.array([0.5, 1.0, -1.0])
         >>> first = gs(x)
         >>> with gs.frozen():

@@ -4,7 +4,7 @@
 >>> from gradkit import nn
 >>> rng = np.random.default_rng(0)
 >>> X, y = rng.standard_normal((64, 4)), rng.integers(0, 3, 64)
->>> model = nn.Sequential([nn.Dense(4, 16, seed=0), "relu", nn.Dense(16, 3, seed=1)])
+>>> model = nn.Sequential([nn.Dense(4, 16, rng=0), "relu", nn.Dense(16, 3, rng=1)])
 >>> head = gk.compose(gk.Softmax(), gk.MSELoss())   # softmax with MSE, trained correctly
 >>> history = nn.fit(model, X, np.eye(3)[y], loss=head, epochs=3, batch_size=16)
 >>> history.epochs

@@ -119,7 +119,7 @@ def save(model: Sequential, path: str | os.PathLike[str], metadata: dict[str, An
     --------
     >>> import os, tempfile, numpy as np
     >>> from gradkit import nn
-    >>> model = nn.Sequential([nn.Dense(4, 8, seed=0), "relu", nn.Dense(8, 3, seed=1)])
+    >>> model = nn.Sequential([nn.Dense(4, 8, rng=0), "relu", nn.Dense(8, 3, rng=1)])
     >>> tmp = tempfile.TemporaryDirectory()
     >>> path = os.path.join(tmp.name, "model.npz")
     >>> nn.save(model, path, metadata={"classes": np.array([3, 5, 7])})
@@ -210,7 +210,7 @@ def load(path: str | os.PathLike[str]) -> Sequential:
     --------
     >>> import os, tempfile, numpy as np
     >>> from gradkit import nn
-    >>> model = nn.Sequential([nn.Dense(2, 2, seed=0, dtype=np.float64), "tanh"])
+    >>> model = nn.Sequential([nn.Dense(2, 2, rng=0, dtype=np.float64), "tanh"])
     >>> tmp = tempfile.TemporaryDirectory()
     >>> path = os.path.join(tmp.name, "net.ckpt")
     >>> nn.save(model, path)

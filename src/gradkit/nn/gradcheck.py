@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._array import ArrayLike
+from .._rng import RNGLike, seed_alias
 from ..gradcheck import GradcheckReport, gradcheck
 from .model import Sequential
 from .train import as_head
@@ -14,8 +15,9 @@ from .train import as_head
 __all__ = ["gradcheck_model"]
 
 
+@seed_alias("gradkit.nn.gradcheck_model")
 def gradcheck_model(
-    model: Sequential, X: ArrayLike, y: ArrayLike, loss: Any, *, seed: int = 0, **kwargs: Any
+    model: Sequential, X: ArrayLike, y: ArrayLike, loss: Any, *, rng: RNGLike = 0, **kwargs: Any
 ) -> GradcheckReport:
     """:func:`gradkit.gradcheck` of ``θ ↦ loss(model_θ(X), y)`` over all parameters ``θ``.
 
@@ -23,13 +25,14 @@ def gradcheck_model(
     central differences on every parameter. Use a float64 model (``Dense(..., dtype=np.float64)``)
     and no active dropout. The parameters are restored afterwards.
     ``worst_index`` indexes the flattened parameter vector, in the order the
-    report's title lists the parameters.
+    report's title lists the parameters. ``rng`` is :func:`gradkit.gradcheck`'s (``seed=`` is its
+    deprecated old name).
 
     Examples
     --------
     >>> import numpy as np, gradkit as gk
     >>> from gradkit import nn
-    >>> model = nn.Sequential([nn.Dense(3, 4, seed=0, dtype=np.float64), "tanh", nn.Dense(4, 2, seed=1, dtype=np.float64)])
+    >>> model = nn.Sequential([nn.Dense(3, 4, rng=0, dtype=np.float64), "tanh", nn.Dense(4, 2, rng=1, dtype=np.float64)])
     >>> X, y = np.random.default_rng(0).standard_normal((5, 3)), np.array([0, 1, 1, 0, 1])
     >>> nn.gradcheck_model(model, X, y, gk.compose(gk.Softmax(), gk.CrossEntropyLoss())).ok
     True
@@ -58,7 +61,7 @@ def gradcheck_model(
 
     theta0 = np.concatenate([saved[k].ravel() for k in names]).astype(np.float64)
     try:
-        report = gradcheck(f, theta0, vjp=vjp, seed=seed, **kwargs)
+        report = gradcheck(f, theta0, vjp=vjp, rng=rng, **kwargs)
     finally:
         assign(theta0)
     report.function = f"{head!r} on parameters " + ", ".join(f"{k}{s}" for k, s in zip(names, shapes))

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import activations
 from .._array import check_choice, check_int, check_positive
+from .._rng import RNGLike, as_generator, seed_alias
 from ..base import Activation
 
 __all__ = ["ActivationLayer", "Dense", "Dropout", "Layer", "as_layer", "from_config"]
@@ -51,10 +52,6 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
-def _rng(seed: Any) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-
 def _dense_args(in_features: Any, out_features: Any, init: Any, dtype: Any) -> tuple[int, int, str, np.dtype]:
     """``Dense``'s arguments checked and normalized (shared by ``__init__`` and ``_from_arrays``)."""
     n_in, n_out = check_int(in_features, "in_features"), check_int(out_features, "out_features")
@@ -68,39 +65,73 @@ def _dense_args(in_features: Any, out_features: Any, init: Any, dtype: Any) -> t
 
 
 class Dense(Layer):
-    _cache_attrs = ("_x",)
+    r"""Fully connected (affine) layer: :math:`Y = XW + b` on inputs of shape ``(batch, in_features)``.
 
-    r"""Affine layer :math:`y = xW + b` on inputs of shape ``(batch, in_features)``.
+    Forward, for a batch :math:`X \in \mathbb{R}^{n \times d}`, weights
+    :math:`W \in \mathbb{R}^{d \times m}` and bias :math:`b \in \mathbb{R}^{m}`:
 
-    Backward: :math:`\partial W = x^\top g`, :math:`\partial b = \sum_{\text{batch}} g`,
-    :math:`\partial x = g W^\top`.
+    .. math:: Y = X W + \mathbf{1}_n b^\top, \qquad Y_{ij} = \sum_k X_{ik} W_{kj} + b_j .
+
+    Backward (the VJP): given the upstream gradient :math:`G = \partial L / \partial Y`
+    (shape ``(batch, out_features)``), :meth:`backward` stores
+
+    .. math:: \frac{\partial L}{\partial W} = X^\top G, \qquad
+              \frac{\partial L}{\partial b} = G^\top \mathbf{1}_n = \sum_{i} G_{i,:},
+
+    in ``grads["W"]`` and ``grads["b"]`` and returns :math:`\partial L / \partial X = G W^\top`
+    (skipped with ``input_grad=False``, as for the first layer during training).
 
     Parameters
     ----------
     in_features, out_features : int
+        :math:`d` and :math:`m`, both >= 1.
     init : {"he", "glorot"}
         He normal (:math:`\mathcal N(0, 2/\text{fan\_in})`, for ReLU-like activations) or
         Glorot uniform (:math:`U(\pm\sqrt{6/(\text{fan\_in}+\text{fan\_out})})`); biases start at 0.
-    seed : int, Generator or None
-        Seeds the initialization.
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights, as in SPEC 7: ``None`` draws fresh entropy, an int
+        seeds ``numpy.random.default_rng``, a Generator is used as it is (and advanced).
+        ``seed=`` is its deprecated old name.
     dtype : numpy dtype
         ``float32`` (default, fast) or ``float64`` (for gradient checks).
+
+    Attributes
+    ----------
+    params, grads : dict of str to ndarray
+        ``"W"`` of shape ``(in_features, out_features)`` and ``"b"`` of shape ``(out_features,)``.
+
+    See Also
+    --------
+    gradkit.nn.Sequential, gradkit.nn.Dropout
 
     Examples
     --------
     >>> import numpy as np
     >>> from gradkit.nn import Dense
-    >>> layer = Dense(3, 2, seed=0)
-    >>> layer.forward(np.ones((4, 3), dtype=np.float32)).shape
-    (4, 2)
+    >>> layer = Dense(3, 2, rng=0, dtype=np.float64)
+    >>> layer
+    Dense(3, 2, init='he', dtype=float64)
+    >>> x = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]])
+    >>> y = layer.forward(x)
+    >>> y.shape
+    (2, 2)
+    >>> g = np.array([[1.0, 0.0], [0.0, 2.0]])
+    >>> dx = layer.backward(g)
+    >>> bool(np.allclose(dx, g @ layer.params["W"].T)), bool(np.allclose(layer.grads["W"], x.T @ g))
+    (True, True)
+    >>> layer.grads["b"]
+    array([1., 2.])
     """
 
+    _cache_attrs = ("_x",)
+
+    @seed_alias("gradkit.nn.Dense")
     def __init__(
-        self, in_features: int, out_features: int, *, init: str = "he", seed: Any = None, dtype: Any = np.float32
+        self, in_features: int, out_features: int, *, init: str = "he", rng: RNGLike = None, dtype: Any = np.float32
     ) -> None:
         super().__init__()
         self.in_features, self.out_features, self.init, self.dtype = _dense_args(in_features, out_features, init, dtype)
-        rng = _rng(seed)
+        rng = as_generator(rng)
         fan_in, fan_out = self.in_features, self.out_features
         if init == "he":
             w = rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
@@ -166,10 +197,11 @@ class Dense(Layer):
         return {"type": "Dense", "in_features": self.in_features, "out_features": self.out_features,
                 "init": self.init, "dtype": self.dtype.name}
 
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features}, init={self.init!r}, dtype={self.dtype.name})"
+
 
 class ActivationLayer(Layer):
-    _cache_attrs = ("_x", "_y")
-
     """Any :class:`gradkit.Activation` as a layer: backward is its exact VJP.
 
     Examples
@@ -179,7 +211,11 @@ class ActivationLayer(Layer):
     >>> y = layer.forward(np.array([[1.0, 2.0]]))
     >>> layer.backward(np.array([[1.0, 0.0]])).round(6)
     array([[ 0.196612, -0.196612]])
+    >>> layer, gk.nn.ActivationLayer("softmax", temperature=2.0)
+    (ActivationLayer(softmax), ActivationLayer(Softmax(axis=-1, temperature=2.0)))
     """
+
+    _cache_attrs = ("_x", "_y")
 
     def __init__(self, activation: Activation | str, **kwargs: Any) -> None:
         super().__init__()
@@ -197,27 +233,77 @@ class ActivationLayer(Layer):
         return self.activation.vjp(self._x, g, y=self._y)
 
     def config(self) -> dict[str, Any]:
-        return {"type": "Activation", "name": self.activation.name, "params": self.activation._params()}
+        """``{"type": "Activation", "name": ..., "params": ...}``; a random activation's ``rng`` is
+        stored under the key ``"seed"``, its name in checkpoints of format version 1."""
+        params = {_CONFIG_KEYS.get(k, k): v for k, v in self.activation._params().items()}
+        return {"type": "Activation", "name": self.activation.name, "params": params}
 
     def __repr__(self) -> str:
-        return f"ActivationLayer({self.activation!r})"
+        act = self.activation
+        try:
+            default = act == type(act)()
+        except (TypeError, ValueError):
+            default = False
+        return f"ActivationLayer({act.name if default else repr(act)})"
 
 
 class Dropout(Layer):
-    _cache_attrs = ("_scale",)
+    r"""Inverted dropout: zero each entry with probability ``rate`` in training, scale the rest.
 
-    r"""Inverted dropout: in training, :math:`y = x \odot m / (1 - r)` with :math:`m \sim \mathrm{Bernoulli}(1 - r)`;
-    the identity at evaluation. Backward: :math:`g \odot m / (1 - r)`.
+    Forward in training (``forward(x, training=True)``), with rate :math:`r \in [0, 1)` and a fresh
+    mask :math:`m_{ij} \sim \mathrm{Bernoulli}(1 - r)` drawn independently for every entry:
 
-    ``seed`` makes the masks reproducible.
+    .. math:: y = \frac{x \odot m}{1 - r},
+
+    so that :math:`\mathbb{E}[y] = x`; at evaluation (``training=False``, the default) and for
+    :math:`r = 0`, :math:`y = x`.
+
+    Backward (the VJP) with the mask of the last forward pass: given :math:`g = \partial L / \partial y`,
+
+    .. math:: \frac{\partial L}{\partial x} = \frac{g \odot m}{1 - r}
+
+    (:math:`g` itself after an evaluation-mode forward). Dropout has no parameters.
+
+    Parameters
+    ----------
+    rate : float
+        :math:`r`, the probability of dropping an entry, in ``[0, 1)``.
+    rng : None, int or numpy.random.Generator
+        Source of the masks, as in SPEC 7: ``None`` draws fresh entropy, an int seeds
+        ``numpy.random.default_rng`` (reproducible masks), a Generator is used as it is
+        (and advanced). ``seed=`` is its deprecated old name. The generator's state is not
+        saved in checkpoints.
+
+    See Also
+    --------
+    gradkit.nn.Dense
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradkit.nn import Dropout
+    >>> drop = Dropout(0.5, rng=0)
+    >>> drop
+    Dropout(rate=0.5)
+    >>> x = np.ones((2, 4))
+    >>> y = drop.forward(x, training=True)
+    >>> sorted(set(y.ravel().tolist()))                  # dropped, or kept and scaled by 1/(1 - 0.5)
+    [0.0, 2.0]
+    >>> bool(np.array_equal(drop.backward(np.ones((2, 4))), y))  # the same mask, the same scale
+    True
+    >>> drop.forward(x) is x                             # evaluation: the identity
+    True
     """
 
-    def __init__(self, rate: float = 0.5, *, seed: Any = None) -> None:
+    _cache_attrs = ("_scale",)
+
+    @seed_alias("gradkit.nn.Dropout")
+    def __init__(self, rate: float = 0.5, *, rng: RNGLike = None) -> None:
         super().__init__()
         self.rate = check_positive(rate, "rate", allow_zero=True)
         if self.rate >= 1.0:
             raise ValueError(f"rate must be in [0, 1); got {rate}")
-        self._rng = _rng(seed)
+        self._rng = as_generator(rng)
         self._scale: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
@@ -234,6 +320,9 @@ class Dropout(Layer):
     def config(self) -> dict[str, Any]:
         return {"type": "Dropout", "rate": self.rate}
 
+    def __repr__(self) -> str:
+        return f"Dropout(rate={self.rate!r})"
+
 
 def as_layer(item: Any) -> Layer:
     """A layer from a layer, an activation instance, or an activation name."""
@@ -244,13 +333,32 @@ def as_layer(item: Any) -> Layer:
     raise TypeError(f"expected a Layer, an Activation or an activation name; got {type(item).__name__}")
 
 
+#: an activation's constructor argument → its key in :meth:`ActivationLayer.config` (checkpoint format 1)
+_CONFIG_KEYS = {"rng": "seed"}
+
+
 def from_config(config: dict[str, Any]) -> Layer:
-    """Rebuild a layer from :meth:`Layer.config` (used by :func:`gradkit.nn.load`)."""
+    """Rebuild a layer from :meth:`Layer.config` (used by :func:`gradkit.nn.load`).
+
+    An activation's ``"params"`` may give a random activation's generator seed as ``"seed"``
+    (what :meth:`ActivationLayer.config` writes, and every checkpoint so far holds) or as
+    ``"rng"`` (its constructor's name); not both.
+    """
     kind = config.get("type")
     if kind == "Dense":
         return Dense(config["in_features"], config["out_features"], init=config["init"], dtype=np.dtype(config["dtype"]))
     if kind == "Activation":
-        return ActivationLayer(config["name"], **config.get("params", {}))
+        params = config.get("params", {})
+        if not isinstance(params, dict):
+            raise TypeError(f"an Activation config's params must be a dict; got {type(params).__name__}")
+        params = dict(params)
+        for arg, key in _CONFIG_KEYS.items():
+            if key in params:
+                if arg in params:
+                    raise ValueError(f"an Activation config's params give both {key!r} and {arg!r} (the same "
+                                     f"argument); got {params!r}")
+                params[arg] = params.pop(key)
+        return ActivationLayer(config["name"], **params)
     if kind == "Dropout":
         return Dropout(config["rate"])
     raise ValueError(f"unknown layer type {kind!r}; known: Dense, Activation, Dropout")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -18,11 +19,17 @@ class Sequential:
     --------
     >>> import numpy as np, gradkit as gk
     >>> from gradkit.nn import Dense, Sequential
-    >>> model = Sequential([Dense(4, 8, seed=0), "relu", Dense(8, 3, seed=1)])
+    >>> model = Sequential([Dense(4, 8, rng=0), "relu", Dense(8, 3, rng=1)])
     >>> sorted(model.params)
     ['0.W', '0.b', '2.W', '2.b']
     >>> model.forward(np.zeros((5, 4), dtype=np.float32)).shape
     (5, 3)
+    >>> model
+    Sequential([
+      Dense(4, 8, init='he', dtype=float32),
+      ActivationLayer(relu),
+      Dense(8, 3, init='he', dtype=float32)
+    ])
     """
 
     def __init__(self, layers: Iterable[Any]) -> None:
@@ -46,9 +53,10 @@ class Sequential:
         first layer skip computing it.
         """
         last = len(self.layers) - 1
+        out: Any = g  # None only after the first layer, with input_grad=False
         for k, layer in enumerate(reversed(self.layers)):
-            g = layer.backward(g, input_grad=input_grad or k != last)
-        return g
+            out = layer.backward(out, input_grad=input_grad or k != last)
+        return out
 
     def clear_cache(self) -> None:
         """Drop every layer's cached forward data (done by the estimators after fit/predict)."""
@@ -81,5 +89,6 @@ class Sequential:
         return [layer.config() for layer in self.layers]
 
     def __repr__(self) -> str:
+        """One layer a line, as PyTorch prints a module: ``Sequential([Dense(4, 8, ...), ...])``."""
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n  {inner}\n])"

@@ -36,6 +36,9 @@ class StepLR:
     def __call__(self, epoch: int) -> float:
         return self.gamma ** (epoch // self.step_size)
 
+    def __repr__(self) -> str:
+        return f"StepLR(step_size={self.step_size!r}, gamma={self.gamma!r})"
+
 
 class CosineLR:
     """Cosine annealing from the base rate to ``min_factor``·base over ``epochs`` epochs."""
@@ -49,6 +52,9 @@ class CosineLR:
     def __call__(self, epoch: int) -> float:
         t = min(epoch, self.epochs) / self.epochs
         return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def __repr__(self) -> str:
+        return f"CosineLR(epochs={self.epochs!r}, min_factor={self.min_factor!r})"
 
 
 class DivergenceError(FloatingPointError):
@@ -130,6 +136,20 @@ class Optimizer:
         self.steps = 0
         self._scratch: dict[str, dict[str, np.ndarray]] = {}
         self._lr_checked: dict[np.dtype, float] = {}
+
+    def _repr_args(self) -> dict[str, Any]:
+        """The constructor arguments :func:`repr` shows (besides weight decay and schedule)."""
+        return {"lr": self.base_lr}
+
+    def __repr__(self) -> str:
+        """``SGD(lr=0.1, momentum=0.9, nesterov=True)``: the constructor's arguments (the base
+        learning rate, not the scheduled one); ``weight_decay`` and ``schedule`` when set."""
+        args = self._repr_args()
+        if self.weight_decay or getattr(self, "decoupled", False):
+            args["weight_decay"] = self.weight_decay
+        if self.schedule is not None:
+            args["schedule"] = self.schedule
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -292,6 +312,9 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
 
+    def _repr_args(self) -> dict[str, Any]:
+        return {"lr": self.base_lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
     def _compute(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         # a non-finite momentum buffer makes the new parameter non-finite too (lr >= 0): no separate check
         new = self._buffer(name, "new", p)
@@ -349,6 +372,9 @@ class Adam(Optimizer):
                 raise ValueError(f"{name} must be in [0, 1); got {b}")
         self.betas = (float(b1), float(b2))
         self.eps = check_positive(eps, "eps")
+
+    def _repr_args(self) -> dict[str, Any]:
+        return {"lr": self.base_lr, "betas": self.betas, "eps": self.eps}
 
     def _compute(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         b1, b2 = self.betas

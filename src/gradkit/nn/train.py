@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import time
@@ -13,6 +14,7 @@ import numpy as np
 
 from .. import losses
 from .._array import check_int, check_positive
+from .._rng import RNGLike, as_generator, seed_alias
 from ..activations import Identity
 from ..compose import Composed, compose
 from ..losses.classification import ClassLoss
@@ -142,13 +144,68 @@ def _check_targets(y: np.ndarray, name: str, one_hot: int | None, dtype: Any) ->
     return y
 
 
-def evaluate(model: Sequential, head: Any, X: Any, y: Any, batch_size: int = 1024, *,
+def _refuse_old_evaluate_order(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+    """``evaluate(model, head, X, y)`` (the old order) fails loudly, showing the new call."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> dict[str, float]:
+        second = args[1] if len(args) > 1 else kwargs.get("X")
+        if isinstance(second, (Composed, losses.Loss, str)):
+            what = f"a {type(second).__name__} ({second!r}) where X goes"
+        elif len(args) > 3:
+            what = f"{len(args)} positional arguments; loss, batch_size and one_hot are keyword-only"
+        else:
+            return fn(*args, **kwargs)
+        raise TypeError(
+            f"evaluate takes the arguments of fit: evaluate(model, X, y, *, loss, batch_size=1024, one_hot=None); "
+            f"got {what}. The old order evaluate(model, head, X, y) is gone: call evaluate(model, X, y, loss=head)")
+
+    return wrapper
+
+
+@_refuse_old_evaluate_order
+def evaluate(model: Sequential, X: Any, y: Any, *, loss: Any, batch_size: int = 1024,
              one_hot: int | None = None) -> dict[str, float]:
     """Mean loss (and accuracy when ``y`` names classes) of ``model`` on ``(X, y)``, in evaluation mode.
 
-    ``head`` is what :func:`fit` takes as ``loss``; ``one_hot`` as in :func:`fit`.
+    The arguments are :func:`fit`'s, in the same order and with the same names.
+
+    Parameters
+    ----------
+    model : Sequential
+        The network (its dropout layers are off: evaluation mode).
+    X, y
+        Features ``(n, d)`` and targets, as :func:`fit` takes them.
+    loss
+        As in :func:`fit`: a ``compose(activation, loss)`` head, or a loss / loss name.
+    batch_size : int
+        Rows per forward pass (memory, not the result).
+    one_hot : int or None
+        As in :func:`fit`.
+
+    Returns
+    -------
+    dict
+        ``{"loss": mean loss}``, plus ``"accuracy"`` when ``y`` names classes.
+
+    Raises
+    ------
+    TypeError
+        Also for the old argument order ``evaluate(model, head, X, y)``: a head, loss or loss
+        name where ``X`` goes, or more than three positional arguments.
+
+    Examples
+    --------
+    >>> import numpy as np, gradkit as gk
+    >>> from gradkit import nn
+    >>> model = nn.Sequential([nn.Dense(4, 3, rng=0)])
+    >>> X, y = np.zeros((6, 4)), np.array([0, 1, 2, 0, 1, 2])
+    >>> nn.evaluate(model, X, y, loss=gk.compose(gk.Softmax(), gk.CrossEntropyLoss()))["accuracy"]
+    0.3333333333333333
     """
-    head = as_head(head)
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a gradkit.nn.Sequential; got {type(model).__name__}")
+    head = as_head(loss)
     if check_int(batch_size, "batch_size") < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if one_hot is not None and check_int(one_hot, "one_hot") < 2:
@@ -202,6 +259,7 @@ def _patience(early_stopping: Any) -> int:
     return int(early_stopping)
 
 
+@seed_alias("gradkit.nn.fit")
 def fit(
     model: Sequential,
     X: Any,
@@ -214,7 +272,7 @@ def fit(
     validation_split: float = 0.0,
     validation_data: tuple[Any, Any] | None = None,
     early_stopping: bool | int = False,
-    seed: int | None = 0,
+    rng: RNGLike = 0,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     one_hot: int | None = None,
 ) -> History:
@@ -242,8 +300,12 @@ def fit(
     early_stopping
         ``True`` (patience 5) or a patience (an integer >= 1): stop when the validation loss
         has not improved for that many epochs and restore the best weights.
-    seed
-        Seeds shuffling and the split: a fixed seed gives identical histories.
+    rng : None, int or numpy.random.Generator, default 0
+        Source of the shuffling and of the ``validation_split`` split, as in SPEC 7: an int seeds
+        ``numpy.random.default_rng`` (the default, 0, makes every call with the same arguments
+        give identical histories), ``None`` draws fresh entropy, a Generator is used as it is
+        (and advanced). ``seed=`` is its deprecated old name. Layers such as :class:`Dropout`
+        have their own ``rng``.
     callback
         Called as ``callback(epoch, logs)`` after every epoch (progress bars).
     one_hot
@@ -277,7 +339,9 @@ def fit(
     X, y = _check_xy(model, head, X, y, "X", "y", one_hot)
     optimizer = optimizer if optimizer is not None else Adam()
     optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
-    rng = np.random.default_rng(seed)
+    rng = as_generator(rng)
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
     frac = check_positive(validation_split, "validation_split", allow_zero=True)
     if frac >= 1:
         raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
@@ -342,7 +406,7 @@ def fit(
         logs = {"loss": total / n}
         if labels is not None:
             logs["accuracy"] = correct / n
-        if X_val is not None:
+        if X_val is not None and y_val is not None:
             logs.update({f"val_{k}": v for k, v in _evaluate(model, head, X_val, y_val, 1024, one_hot).items()})
         logs["lr"] = optimizer.lr
         logs["time"] = time.perf_counter() - start_time
