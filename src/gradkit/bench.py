@@ -13,9 +13,10 @@ import platform
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -83,90 +84,97 @@ def _jax() -> Any:
 
 
 def _softmax_cases(shapes: list[tuple[int, int]], repeats: int, torch: Any, jax: Any) -> list[Case]:
+    rng = np.random.default_rng(0)
+    return [_softmax_case(shape, rng, repeats, torch, jax) for shape in shapes]
+
+
+def _softmax_case(shape: tuple[int, int], rng: np.random.Generator, repeats: int, torch: Any, jax: Any) -> Case:
+    """One shape (a function of its own, so the timed closures bind this shape's arrays)."""
     from scipy.special import softmax as sp_softmax
 
-    act, rng, cases = Softmax(), np.random.default_rng(0), []
-    for shape in shapes:
-        x = rng.standard_normal(shape, dtype=np.float32)
-        g = rng.standard_normal(shape, dtype=np.float32)
-        out = np.empty_like(x)
-        case = Case("softmax fwd+VJP", f"{shape[0]}x{shape[1]}", output_mb=x.nbytes / 2**20)
+    act = Softmax()
+    x = rng.standard_normal(shape, dtype=np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    out = np.empty_like(x)
+    case = Case("softmax fwd+VJP", f"{shape[0]}x{shape[1]}", output_mb=x.nbytes / 2**20)
 
-        def naive() -> Any:
-            e = np.exp(x - x.max(axis=-1, keepdims=True))
-            y = e / e.sum(axis=-1, keepdims=True)
-            return y * (g - (g * y).sum(axis=-1, keepdims=True))
+    def naive() -> Any:
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        y = e / e.sum(axis=-1, keepdims=True)
+        return y * (g - (g * y).sum(axis=-1, keepdims=True))
 
-        def scipy_() -> Any:
-            y = sp_softmax(x, axis=-1)
-            return y * (g - (g * y).sum(axis=-1, keepdims=True))
+    def scipy_() -> Any:
+        y = sp_softmax(x, axis=-1)
+        return y * (g - (g * y).sum(axis=-1, keepdims=True))
 
-        def gradkit() -> Any:
-            return act.vjp(x, g, y=act(x))
+    def gradkit() -> Any:
+        return act.vjp(x, g, y=act(x))
 
-        case.ms["copy floor"] = _median_ms(lambda: np.copyto(out, x), repeats)
-        case.ms["naive numpy"] = _median_ms(naive, repeats)
-        case.ms["scipy.special"] = _median_ms(scipy_, repeats)
-        with kernels.disabled():
-            case.ms["gradkit portable"] = _median_ms(gradkit, repeats)
-        case.ms["gradkit"] = _median_ms(gradkit, repeats)
-        case.peak_mb = _peak_mb(gradkit)
-        if torch is not None:
-            xt, gt = torch.from_numpy(x), torch.from_numpy(g)
-            case.ms["torch"] = _median_ms(
-                lambda: torch._softmax_backward_data(gt, torch.softmax(xt, -1), -1, torch.float32), repeats
-            )
-        if jax is not None:
-            import jax.numpy as jnp
+    case.ms["copy floor"] = _median_ms(lambda: np.copyto(out, x), repeats)
+    case.ms["naive numpy"] = _median_ms(naive, repeats)
+    case.ms["scipy.special"] = _median_ms(scipy_, repeats)
+    with kernels.disabled():
+        case.ms["gradkit portable"] = _median_ms(gradkit, repeats)
+    case.ms["gradkit"] = _median_ms(gradkit, repeats)
+    case.peak_mb = _peak_mb(gradkit)
+    if torch is not None:
+        xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+        case.ms["torch"] = _median_ms(
+            lambda: torch._softmax_backward_data(gt, torch.softmax(xt, -1), -1, torch.float32), repeats
+        )
+    if jax is not None:
+        import jax.numpy as jnp
 
-            f = jax.jit(lambda x, g: jax.vjp(lambda v: jax.nn.softmax(v, axis=-1), x)[1](g)[0])
-            xj, gj = jnp.asarray(x), jnp.asarray(g)
-            case.ms["jax jit"] = _median_ms(lambda: f(xj, gj).block_until_ready(), repeats)
-        cases.append(case)
-    return cases
+        f = jax.jit(lambda x, g: jax.vjp(lambda v: jax.nn.softmax(v, axis=-1), x)[1](g)[0])
+        xj, gj = jnp.asarray(x), jnp.asarray(g)
+        case.ms["jax jit"] = _median_ms(lambda: f(xj, gj).block_until_ready(), repeats)
+    return case
 
 
 def _nll_cases(shapes: list[tuple[int, int]], repeats: int, torch: Any, jax: Any) -> list[Case]:
+    rng = np.random.default_rng(1)
+    return [_nll_case(shape, rng, repeats, torch, jax) for shape in shapes]
+
+
+def _nll_case(shape: tuple[int, int], rng: np.random.Generator, repeats: int, torch: Any, jax: Any) -> Case:
+    """One shape (a function of its own, so the timed closures bind this shape's arrays)."""
     head = compose(LogSoftmax(), losses.NLLLoss())
-    rng, cases = np.random.default_rng(1), []
-    for shape in shapes:
-        z = rng.standard_normal(shape, dtype=np.float32)
-        labels = rng.integers(0, shape[1], shape[0])
-        case = Case("log_softmax+NLL value+grad", f"{shape[0]}x{shape[1]}", output_mb=z.nbytes / 2**20)
+    z = rng.standard_normal(shape, dtype=np.float32)
+    labels = rng.integers(0, shape[1], shape[0])
+    case = Case("log_softmax+NLL value+grad", f"{shape[0]}x{shape[1]}", output_mb=z.nbytes / 2**20)
 
-        def naive() -> Any:
-            s = z - z.max(axis=-1, keepdims=True)
-            logp = s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
-            loss = -logp[np.arange(len(labels)), labels].mean()
-            grad = np.exp(logp)
-            grad[np.arange(len(labels)), labels] -= 1.0
-            return loss, grad / len(labels)
+    def naive() -> Any:
+        s = z - z.max(axis=-1, keepdims=True)
+        logp = s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+        loss = -logp[np.arange(len(labels)), labels].mean()
+        grad = np.exp(logp)
+        grad[np.arange(len(labels)), labels] -= 1.0
+        return loss, grad / len(labels)
 
-        case.ms["naive numpy"] = _median_ms(naive, repeats)
-        with kernels.disabled():
-            case.ms["gradkit portable"] = _median_ms(lambda: head.value_and_grad(z, labels), repeats)
-        case.ms["gradkit"] = _median_ms(lambda: head.value_and_grad(z, labels), repeats)
-        case.peak_mb = _peak_mb(lambda: head.value_and_grad(z, labels))
-        if torch is not None:
-            zt, yt = torch.from_numpy(z), torch.from_numpy(labels)
+    case.ms["naive numpy"] = _median_ms(naive, repeats)
+    with kernels.disabled():
+        case.ms["gradkit portable"] = _median_ms(lambda: head.value_and_grad(z, labels), repeats)
+    case.ms["gradkit"] = _median_ms(lambda: head.value_and_grad(z, labels), repeats)
+    case.peak_mb = _peak_mb(lambda: head.value_and_grad(z, labels))
+    if torch is not None:
+        zt, yt = torch.from_numpy(z), torch.from_numpy(labels)
 
-            def torch_() -> Any:
-                zz = zt.detach().requires_grad_(True)
-                loss = torch.nn.functional.nll_loss(torch.log_softmax(zz, -1), yt)
-                return torch.autograd.grad(loss, zz)
+        def torch_() -> Any:
+            zz = zt.detach().requires_grad_(True)
+            loss = torch.nn.functional.nll_loss(torch.log_softmax(zz, -1), yt)
+            return torch.autograd.grad(loss, zz)
 
-            case.ms["torch"] = _median_ms(torch_, repeats)
-        if jax is not None:
-            import jax.numpy as jnp
+        case.ms["torch"] = _median_ms(torch_, repeats)
+    if jax is not None:
+        import jax.numpy as jnp
 
-            def nll(v: Any, t: Any) -> Any:
-                return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(v, axis=-1), t[:, None], axis=-1))
+        def nll(v: Any, t: Any) -> Any:
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(v, axis=-1), t[:, None], axis=-1))
 
-            f = jax.jit(jax.value_and_grad(nll))
-            zj, tj = jnp.asarray(z), jnp.asarray(labels)
-            case.ms["jax jit"] = _median_ms(lambda: jax.block_until_ready(f(zj, tj)), repeats)
-        cases.append(case)
-    return cases
+        f = jax.jit(jax.value_and_grad(nll))
+        zj, tj = jnp.asarray(z), jnp.asarray(labels)
+        case.ms["jax jit"] = _median_ms(lambda: jax.block_until_ready(f(zj, tj)), repeats)
+    return case
 
 
 def _jacobian_case(size: tuple[int, int], repeats: int, torch: Any, jax: Any = None) -> Case:
@@ -242,12 +250,12 @@ def _plot(cases: list[Case], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     import textwrap
 
+    import matplotlib.pyplot as plt
+
     peers = sorted({k for c in cases for k in c.ms})
-    palette = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("Dark2").colors)  # 18 distinct colours
+    palette = [*plt.get_cmap("tab10")(np.arange(10)), *plt.get_cmap("Dark2")(np.arange(8))]  # 18 distinct colours
     colour = {peer: palette[i % len(palette)] for i, peer in enumerate(peers)}
     fig, ax = plt.subplots(figsize=(max(9, 1.9 * len(cases)), 5.5))
     width = 0.85 / max(len(c.ms) for c in cases)

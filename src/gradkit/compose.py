@@ -18,11 +18,13 @@ The generic path clips the activation's output onto the loss's domain (rounding:
 a softmax of 1 + 1 ulp into ``bce``). Where ``dL/dp`` overflows but ``dL/dz`` is
 finite (``2(p - t)`` at ``p - t`` near the float maximum, then a softmax or sparsemax
 Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. Without
-a mask the head's JVP is forward mode, ``loss.jvp(p, t, act.jvp(z, v))``.
+a mask, or with one in front of an elementwise loss, the head's JVP is forward mode,
+``loss.jvp(p, t, act.jvp(z, v))`` (masked entries then add exactly 0).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -165,14 +167,21 @@ class Composed:
             # while the directional derivative is finite
             p = act(z)
             return loss.jvp(p, target, act.jvp(z, v, y=p))
-        if loss.reduction == "none" and isinstance(loss, ElementwiseLoss) and act.supports_mask:
-            # each element's loss depends on its whole row: chain the JVPs
+        if isinstance(loss, ElementwiseLoss) and act.supports_mask:
+            # each element's loss depends on its whole row: chain the JVPs in forward mode (contracting
+            # the gradient can overflow where the directional derivative is finite, as above)
             p = act(z, where=where)
             dp = act.jvp(z, v, y=p, where=where)
             if where is None:
                 return loss.jvp(p, target, dp)
             xp, _, _, _, live = act._prepare(z, where)  # masked entries take no part (see ElementwiseLoss)
-            return xp.where(live, loss.jvp(xp.where(live, p, 0.0), target, dp), 0.0)
+            if loss.reduction == "none":
+                return xp.where(live, loss.jvp(xp.where(live, p, 0.0), target, dp), 0.0)
+            # a masked entry becomes a point inside the loss's domain with a zero tangent, so it adds
+            # exactly 0 to the sum; the mean's denominator counts every entry, as in ElementwiseLoss._items
+            inside = _inside(loss.input_domain)
+            t = like(target, p, xp, "target", "z")
+            return loss.jvp(xp.where(live, p, inside), xp.where(live, t, inside), xp.where(live, dp, 0.0))
         # otherwise each item depends only on its own slice of z: contract the gradient
         run = self._run(z, target, where)
         vc = like(v, run.z, run.xp, "v", "z")
@@ -241,6 +250,14 @@ class Composed:
         if sums and loss.reduction == "sum":
             denom = 1
         return _Run(xp, zc, value, gz, out_dtype, denom)
+
+
+def _inside(domain: tuple[float, float]) -> float:
+    """A point inside ``domain`` where every loss's derivative is finite (0.5 in [0, 1], -1 in (-inf, 0])."""
+    lo, hi = domain
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (lo + hi) / 2
+    return hi - 1.0 if math.isfinite(hi) else lo + 1.0 if math.isfinite(lo) else 0.0
 
 
 class _Run(NamedTuple):

@@ -544,7 +544,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         out = self._output(X)
         return _like_input(out.ravel() if self._y_ndim == 1 else out, X)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True

@@ -367,3 +367,28 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_masked_head_jvp_is_forward_mode_where_the_gradient_overflows(reduction):
+    # found by the property tests: log_softmax into MSE with targets at the float maximum under a
+    # mask; contracting dL/dz (2(p - t) ≈ -2·max) gave inf or NaN, the exact JVP is about -4e307
+    head = gk.compose(gk.LogSoftmax(), gk.MSELoss(reduction=reduction), fused=False)
+    big = np.finfo(np.float64).max
+    z = np.zeros((1, 4))
+    t = np.array([[0.0, big, big, big]])
+    v = np.array([[0.36159505, 1.30400005, 0.94708096, -0.70373524]])
+    where = np.array([[True, True, True, True]])
+    with np.errstate(over="ignore"):  # the loss value itself, (max)², is inf: the JVP is not
+        got = head.jvp(z, t, v, where=where)
+        got_partly = head.jvp(z, t, v, where=np.array([[True, False, True, True]]))
+    dp = v - v.mean()  # log_softmax's JVP at z = 0
+    p = -np.log(4.0)
+    exact = float(sum(2 * (np.longdouble(p) - np.longdouble(ti)) * np.longdouble(di) for ti, di in zip(t[0], dp[0])))
+    exact /= 1 if reduction == "sum" else 4
+    assert np.isfinite(got) and got == pytest.approx(exact, rel=1e-12)
+    partly = np.array([[True, False, True, True]])  # a masked entry adds exactly nothing
+    dp = gk.LogSoftmax().jvp(z, v, where=partly)
+    exact = float(sum(2 * (np.longdouble(-np.log(3.0)) - np.longdouble(t[0, i])) * np.longdouble(dp[0, i])
+                      for i in (0, 2, 3))) / (1 if reduction == "sum" else 4)
+    assert np.isfinite(got_partly) and got_partly == pytest.approx(exact, rel=1e-12)

@@ -162,7 +162,7 @@ class Dense(Layer):
         layer._x = None
         return layer
 
-    @property  # type: ignore[override]
+    @property
     def grads(self) -> dict[str, np.ndarray]:
         """Gradients by parameter name; a zero buffer is made for any parameter that has none yet."""
         state = self.__dict__

@@ -453,6 +453,6 @@ def get(name: str | Optimizer, **kwargs: object) -> Optimizer:
     if isinstance(name, Optimizer):
         return name
     try:
-        return _OPTIMIZERS[name](**kwargs)  # type: ignore[arg-type]
+        return _OPTIMIZERS[name](**kwargs)
     except KeyError:
         raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(_OPTIMIZERS)}") from None
