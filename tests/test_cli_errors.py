@@ -99,9 +99,13 @@ def test_check_of_a_non_composable_pair_prints_no_empty_table(capsys):
     assert "no composable pair among tanh+bce" in captured.err
 
 
-def test_plurals(capsys):
+def test_plurals(capsys, tmp_path):
     assert main(["check", "softmax", "mse"]) == 0
     assert "1 pair checked" in capsys.readouterr().out
+    assert main(["compare", "--seeds", "1", "--epochs", "1", "--hidden", "4", "--pairs", "softmax:cross_entropy",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 epoch, batch 32, 1 seed (mean" in out and "1 seeds" not in out and "1 epochs" not in out
 
 
 # -- runtime failures: exit 1, one line naming the path ------------------------------------------------

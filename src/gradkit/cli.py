@@ -27,14 +27,11 @@ import numpy as np
 
 from . import __version__, activations, losses
 from ._optional import MissingExtraError, require
+from ._text import plural
 from .compose import compose
 from .gradcheck import gradcheck, random_target
 
 __all__ = ["build_parser", "main"]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # -- argparse types: a bad value is a usage error (exit 2) before any work ----------------------------
@@ -146,9 +143,9 @@ def _check_pairs(act_names: list[str], loss_names: list[str], seed: int) -> int:
         result = "ok" if rep.ok else f"WRONG at {rep.worst_index}"
         print(f"{a:<22} {name:<16} {path:<8} {rep.max_abs_err:>12.2e} {rep.max_rel_err:>12.2e}  {result}")
     verdict = "all passed" if failures == 0 else f"{failures} FAILED"
-    print(f"\n{_plural(len(heads), 'pair')} checked, {verdict} (float64 central differences, random upstream vectors).")
+    print(f"\n{plural(len(heads), 'pair')} checked, {verdict} (float64 central differences, random upstream vectors).")
     if skipped:
-        print(f"{_plural(len(skipped), 'pair')} not composable: the activation's range lies outside the loss's domain "
+        print(f"{plural(len(skipped), 'pair')} not composable: the activation's range lies outside the loss's domain "
               f"(compose() refuses them): {', '.join(skipped)}")
     return 1 if failures else 0
 
@@ -201,7 +198,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, seed=args.seed, out=args.out, quiet=args.quiet)
     summary = run(config)
     out = args.out
-    print(f"{summary['data'].split(':')[0]}: test accuracy {summary['test_accuracy']:.4f} after {_plural(summary['epochs'], 'epoch')} "
+    print(f"{summary['data'].split(':')[0]}: test accuracy {summary['test_accuracy']:.4f} after {plural(summary['epochs'], 'epoch')} "
           f"in {summary['train_seconds']:.1f} s")
     print(f"wrote {out}/training.png, {out}/history.json, {out}/model.npz")
     return 0

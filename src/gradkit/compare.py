@@ -23,6 +23,7 @@ import numpy as np
 from . import activations, losses
 from ._io import atomic_open, save_png, staged_outputs, writable_dir
 from ._optional import require
+from ._text import plural
 from .compose import compose
 from .nn import Adam, fit
 from .training_job import build_mlp, load_data, split_and_scale
@@ -120,7 +121,7 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
     with staged_outputs(out) as stage:
         with atomic_open(stage / "compare.json", "w") as handle:
             json.dump(doc, handle, indent=2)
-        _plot(rows, stage / "compare.png", f"{name.split(':')[0]}: {config.seeds} seeds, {config.epochs} epochs")
+        _plot(rows, stage / "compare.png", f"{name.split(':')[0]}: {plural(config.seeds, 'seed')}, {plural(config.epochs, 'epoch')}")
     print_fn(f"wrote {out / 'compare.json'}, {out / 'compare.png'}")
     return doc
 
@@ -152,7 +153,7 @@ def _vs_baseline(r: dict[str, Any]) -> str:
 
 def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, print_fn: Callable[[str], None]) -> None:
     print_fn(f"\n{name}; MLP {list(config.hidden)} {config.activation}, Adam lr {config.lr:g}, "
-             f"{config.epochs} epochs, batch {config.batch_size}, {config.seeds} seeds (mean ± std)")
+             f"{plural(config.epochs, 'epoch')}, batch {config.batch_size}, {plural(config.seeds, 'seed')} (mean ± std)")
     header = (f"{'output + loss':<28} {'test accuracy':>16} {'error %':>8} {'test NLL':>18} {'train s':>8}  "
               f"error vs {rows[0]['pair']} on the same seed (points)")
     print_fn(header)
