@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import losses
-from .._array import check_int, check_positive
+from .._array import check_int, check_positive, to_array
 from .._rng import RNGLike, as_generator, seed_alias
 from ..activations import Identity
 from ..compose import Composed, compose
@@ -87,12 +87,7 @@ def _check_real(a: np.ndarray, name: str) -> None:
 
 
 def _asarray(a: Any, name: str) -> np.ndarray:
-    if a is None or isinstance(a, (str, bytes)):
-        raise TypeError(f"{name} must be an array; got {type(a).__name__}")
-    try:
-        arr = np.asarray(a)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array; got {type(a).__name__} ({exc})") from None
+    arr = np.asarray(to_array(a, name))  # refuses None, str, ragged and object input, naming ``name``
     _check_real(arr, name)
     return arr
 
