@@ -318,7 +318,8 @@ def test_estimators_train_with_the_alternatives(output, loss):
 
     X, y = load_iris(return_X_y=True)
     clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(16,), output_activation=output, loss=loss,
-                                                        max_iter=60, learning_rate=0.01, random_state=0))
+                                                        max_iter=60, learning_rate_init=0.01, batch_size=32,
+                                                        random_state=0))
     clf.fit(X, y)
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)

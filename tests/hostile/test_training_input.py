@@ -342,10 +342,10 @@ def test_sklearn_refuses_complex_input_and_an_overflowing_learning_rate(clf32):
     with pytest.raises(ValueError, match="Complex data not supported: X has dtype complex128"):
         clf32.predict_proba(X + 1j)
     with pytest.raises(ValueError, match="Complex data not supported"):
-        skl.MLPRegressor((3,), max_iter=1).fit(X, y + 1j)
-    with pytest.raises(ValueError, match=r"learning_rate=1e\+39 overflows float32"):
-        skl.MLPClassifier((3,), learning_rate=1e39).fit(X.astype(np.float32), y)
-    skl.MLPClassifier((3,), learning_rate=1e39, max_iter=1, optimizer="adam").fit(X, y)  # float64: allowed
+        skl.MLPRegressor(hidden_layer_sizes=(3,), max_iter=1).fit(X, y + 1j)
+    with pytest.raises(ValueError, match=r"learning_rate_init=1e\+39 overflows float32"):
+        skl.MLPClassifier((3,), learning_rate_init=1e39).fit(X.astype(np.float32), y)
+    skl.MLPClassifier((3,), learning_rate_init=1e39, max_iter=1, solver="adam").fit(X, y)  # float64: allowed
 
 
 def test_sklearn_partial_fit_with_100k_classes_does_not_build_n_classes_squared():

@@ -57,7 +57,7 @@ class CosineLR:
         return f"CosineLR(epochs={self.epochs!r}, min_factor={self.min_factor!r})"
 
 
-class DivergenceError(FloatingPointError):
+class DivergenceError(ValueError, FloatingPointError):
     """The loss, the gradients or an update became NaN or infinite; the weights and the
     optimizer's state are left as they were before that step.
 
