@@ -263,7 +263,8 @@ def _smooth(X):
 def test_regressor_fits_a_smooth_function():
     rng = np.random.default_rng(0)
     X, X_test = rng.uniform(-1.5, 1.5, (600, 2)), rng.uniform(-1.5, 1.5, (300, 2))
-    reg = MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", max_iter=100, learning_rate_init=1e-2, random_state=0)
+    reg = MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", max_iter=100, learning_rate_init=1e-2,
+                       random_state=0)
     reg.fit(X, _smooth(X))
     assert reg.score(X_test, _smooth(X_test)) > 0.9
 
@@ -391,7 +392,8 @@ def test_continuous_target_raises_for_the_classifier(blobs):
 
 @pytest.mark.parametrize("params, name", [
     ({"batch_size": 0}, "batch_size"), ({"batch_size": -5}, "batch_size"), ({"batch_size": "big"}, "batch_size"),
-    ({"learning_rate_init": 0.0}, "learning_rate_init"), ({"max_iter": 0}, "max_iter"), ({"solver": "rmsprop"}, "solver"),
+    ({"learning_rate_init": 0.0}, "learning_rate_init"), ({"max_iter": 0}, "max_iter"),
+    ({"solver": "rmsprop"}, "solver"),
     ({"learning_rate": 1e-3}, "learning_rate"), ({"momentum": 1.5}, "momentum"),
     ({"n_iter_no_change": 2.5}, "n_iter_no_change"),
     ({"activation": "swish"}, "activation"), ({"output_activation": "nope"}, "output_activation"),

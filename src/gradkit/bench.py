@@ -246,6 +246,41 @@ def _mlp_case(rows: int, repeats: int, torch: Any) -> Case:
     return case
 
 
+def _sklearn_estimator_case(max_iter: int, repeats: int, seeds: int) -> Case | None:
+    """``gradkit.sklearn.MLPClassifier`` against scikit-learn's at equal settings: digits, (64,), adam.
+
+    Times one ``fit`` (median); the size column also gives the mean test accuracy over ``seeds`` seeds.
+    """
+    try:
+        import warnings
+
+        from sklearn.datasets import load_digits
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.model_selection import train_test_split
+        from sklearn.neural_network import MLPClassifier as SkMLP
+
+        from .sklearn import MLPClassifier as GkMLP
+    except ImportError:
+        return None
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+    settings = {"hidden_layer_sizes": (64,), "solver": "adam", "max_iter": max_iter}
+    accuracy: dict[str, list[float]] = {"gradkit": [], "scikit-learn": []}
+    case = Case("MLPClassifier fit", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for name, Estimator in (("gradkit", GkMLP), ("scikit-learn", SkMLP)):
+            case.ms[name] = _median_ms(lambda E=Estimator: E(random_state=0, **settings).fit(X_train, y_train),
+                                       repeats)
+            for seed in range(seeds):
+                clf = Estimator(random_state=seed, **settings).fit(X_train, y_train)
+                accuracy[name].append(float(clf.score(X_test, y_test)))
+    mean = {k: 100 * float(np.mean(v)) for k, v in accuracy.items()}
+    case.size = (f"digits (64,) adam {max_iter} it, acc {mean['gradkit']:.1f}% vs "
+                 f"{mean['scikit-learn']:.1f}% ({seeds} seeds)")
+    return case
+
+
 def _plot(cases: list[Case], path: Path) -> None:
     import matplotlib
 
@@ -285,6 +320,9 @@ def run(out: str = "out/bench", *, quick: bool = False, threads: int = 2, print_
     cases = _softmax_cases(shapes, repeats, torch, jax) + _nll_cases(shapes, repeats, torch, jax)
     cases.append(_jacobian_case((32, 16) if quick else (1024, 256), max(1, repeats // 3), torch, jax))
     cases.append(_mlp_case(1024 if quick else 60000, 1 if quick else 3, torch))
+    estimator_case = _sklearn_estimator_case(2 if quick else 50, 1 if quick else 5, 1 if quick else 5)
+    if estimator_case is not None:
+        cases.append(estimator_case)
 
     machine = f"{platform.machine()}, {threads} threads, numpy {np.__version__}" + (
         f", torch {torch.__version__}" if torch else "") + (f", jax {jax.__version__}" if jax else "") + (", numba kernels" if kernels.available() else ", no numba")
@@ -292,7 +330,7 @@ def run(out: str = "out/bench", *, quick: bool = False, threads: int = 2, print_
     for case in cases:
         line = f"{case.op:<28} {case.size:<22} " + "  ".join(f"{k} {v:.2f}" for k, v in case.ms.items())
         extras = []
-        for ref in ("torch", "copy floor", "write output floor"):
+        for ref in ("torch", "scikit-learn", "copy floor", "write output floor"):
             r = case.ratio("gradkit", ref)
             if r is not None:
                 extras.append(f"gradkit/{ref} {r:.2f}")

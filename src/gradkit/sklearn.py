@@ -264,7 +264,9 @@ class _BaseMLP(BaseEstimator):
                 a = act(z)
         return z, inputs, pre
 
-    def _loss_grad(self, X: Any, T: np.ndarray, w: np.ndarray | None) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    def _loss_grad(
+        self, X: Any, T: np.ndarray, w: np.ndarray | None
+    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
         """The regularized loss and its exact gradient w.r.t. ``coefs_`` and ``intercepts_``."""
         n = X.shape[0]
         z, inputs, pre = self._forward(X)
