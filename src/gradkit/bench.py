@@ -264,14 +264,17 @@ def _sklearn_estimator_case(max_iter: int, repeats: int, seeds: int) -> Case | N
         return None
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
-    settings = {"hidden_layer_sizes": (64,), "solver": "adam", "max_iter": max_iter}
+    settings: dict[str, Any] = {"hidden_layer_sizes": (64,), "solver": "adam", "max_iter": max_iter}
     accuracy: dict[str, list[float]] = {"gradkit": [], "scikit-learn": []}
     case = Case("MLPClassifier fit", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for name, Estimator in (("gradkit", GkMLP), ("scikit-learn", SkMLP)):
-            case.ms[name] = _median_ms(lambda E=Estimator: E(random_state=0, **settings).fit(X_train, y_train),
-                                       repeats)
+        contenders: tuple[tuple[str, Any], ...] = (("gradkit", GkMLP), ("scikit-learn", SkMLP))
+        for name, Estimator in contenders:
+            def fit(E: Any = Estimator) -> Any:
+                return E(random_state=0, **settings).fit(X_train, y_train)
+
+            case.ms[name] = _median_ms(fit, repeats)
             for seed in range(seeds):
                 clf = Estimator(random_state=seed, **settings).fit(X_train, y_train)
                 accuracy[name].append(float(clf.score(X_test, y_test)))
