@@ -373,3 +373,29 @@ def test_a_diverging_run_with_early_stopping_records_nan_and_keeps_the_best_weig
         reg.fit(X, y)
     assert np.isnan(reg.validation_scores_[-1]) and isinstance(reg.validation_scores_[-1], float)
     assert all(np.isfinite(c).all() for c in reg.coefs_)
+
+
+# -- loss="poisson" (scikit-learn's exponential output with the half Poisson deviance) -------------------------------
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_poisson_loss_gives_scikit_learns_weights(solver):
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 1, (80, 3))
+    y = rng.poisson(np.exp(X @ [1.0, -0.5, 0.3] + 0.5)).astype(float)
+    params = {"loss": "poisson", "hidden_layer_sizes": (4,), "activation": "tanh", "solver": solver, "max_iter": 25,
+              "batch_size": 20, "alpha": 0.01, "random_state": 0}
+    ours = _quiet(lambda: MLPRegressor(**params).fit(X, y))
+    ref = _quiet(lambda: sk_nn.MLPRegressor(**params).fit(X, y))
+    assert ours.out_activation_ == ref.out_activation_ == "exp" and ours.n_iter_ == ref.n_iter_
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-6)
+    assert _max_diff(ours, ref) < (1e-9 if solver == "adam" else 1e-5)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-5)
+    assert np.all(ours.predict(X) > 0)
+
+
+def test_poisson_loss_refuses_negative_targets_and_another_output():
+    X = np.arange(20.0).reshape(10, 2)
+    with pytest.raises(ValueError, match=r"loss='poisson' needs targets >= 0; y has values down to -1"):
+        MLPRegressor(loss="poisson", max_iter=1).fit(X, np.r_[-1.0, np.ones(9)])
+    with pytest.raises(ValueError, match="output_activation='softplus'"):
+        MLPRegressor(loss="poisson", output_activation="softplus", max_iter=1).fit(X, np.ones(10))

@@ -69,7 +69,7 @@ require("gradkit.sklearn", "train")  # before the imports below, which would bla
 
 import scipy.optimize
 import scipy.sparse as sp
-from scipy.special import expit, softmax
+from scipy.special import expit, softmax, xlogy
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -86,7 +86,7 @@ from . import activations, losses, nn
 from ._array import from_numpy, is_foreign, to_numpy
 from ._sklearn_solvers import AdamSolver, SGDSolver
 from .base import AxisActivation
-from .compose import Composed, compose
+from .compose import compose
 from .config import get_config
 from .losses.classification import ClassLoss
 from .nn.train import cast_finite
@@ -98,7 +98,7 @@ _SKLEARN_NAMES = {"logistic": "sigmoid"}
 _ACTIVATIONS = frozenset(activations.names()) | set(_SKLEARN_NAMES)
 _OUTPUTS = frozenset(activations.names()) | set(_SKLEARN_NAMES)
 _CLASSIFIER_LOSSES = frozenset(losses.names())
-_REGRESSOR_LOSSES = frozenset({"squared_error", "mse", "mae", "huber", "bce", "bce_with_logits"})
+_REGRESSOR_LOSSES = frozenset({"squared_error", "poisson", "mse", "mae", "huber", "bce", "bce_with_logits"})
 _DTYPES = (np.float64, np.float32)  # float32 is kept, everything else becomes float64
 _SPARSE = ["csr", "csc"]
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
@@ -137,6 +137,24 @@ def _check_finite_input(X: Any, dtype: np.dtype) -> Any:
     return X.astype(dtype, copy=False)
 
 
+class _PoissonHead:
+    """scikit-learn's ``loss="poisson"``: an exponential output ``p = exp(z)`` with the half Poisson
+    deviance ``y log(y / p) - y + p`` per element (summed over the outputs), whose gradient in ``z``
+    is ``p - y``. Same interface as the per-element heads of :func:`gradkit.compose`."""
+
+    name = "poisson"
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        return np.exp(z)
+
+    def value_and_grad(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.exp(z)
+        return xlogy(y, y) - y * z - y + p, p - y
+
+    def __repr__(self) -> str:
+        return "PoissonHead(exp output, half Poisson deviance)"
+
+
 class _BaseMLP(BaseEstimator):
     """Shared machinery; see :class:`MLPClassifier` and :class:`MLPRegressor`."""
 
@@ -169,7 +187,8 @@ class _BaseMLP(BaseEstimator):
     }
 
     # set by subclasses
-    _head_: Composed
+    _head_: Any
+    head_: Any
     _row_scale: float
     # fitted (None where scikit-learn has None)
     validation_scores_: Any
@@ -908,8 +927,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     __doc__ = (
         "Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor``, with any gradkit head.\n\n"
         "    Parameters\n    ----------\n" + """    loss : str, default="squared_error"
-        scikit-learn's half squared error ``mean((y - p)**2) / 2``, or a gradkit loss with gradkit's
-        meaning: ``"mse"``, ``"mae"``, ``"huber"``, ``"bce"``, ``"bce_with_logits"``.""" + _PARAMS_DOC
+        scikit-learn's half squared error ``mean((y - p)**2) / 2``; ``"poisson"``, scikit-learn's
+        exponential output with the half Poisson deviance (targets >= 0, ``output_activation`` None);
+        or a gradkit loss with gradkit's meaning: ``"mse"``, ``"mae"``, ``"huber"``, ``"bce"``,
+        ``"bce_with_logits"``.""" + _PARAMS_DOC
         + "\n    Attributes\n    ----------" + _ATTRS_DOC
     )
 
@@ -966,7 +987,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(f"y has {k} target columns, but {type(self).__name__} was fitted with {self.n_outputs_}")
         self.n_outputs_ = k
         out = self.output_activation if self.output_activation is not None else "identity"
-        if self.loss == "squared_error":
+        if self.loss == "poisson":
+            if self.output_activation is not None:
+                raise ValueError(f"loss='poisson' has its own (exponential) output; got "
+                                 f"output_activation={self.output_activation!r}: pass None")
+            if np.any(y < 0):
+                raise ValueError(f"loss='poisson' needs targets >= 0; y has values down to {float(np.min(y)):g}")
+            self.head_ = self._head_ = _PoissonHead()
+            self._row_scale = 1.0
+            out = "exp"
+        elif self.loss == "squared_error":
             self._set_head(out, "mse", 0.5 / k)
         else:
             self._set_head(out, self.loss, 1.0 / k)
