@@ -399,3 +399,33 @@ def test_poisson_loss_refuses_negative_targets_and_another_output():
         MLPRegressor(loss="poisson", max_iter=1).fit(X, np.r_[-1.0, np.ones(9)])
     with pytest.raises(ValueError, match="output_activation='softplus'"):
         MLPRegressor(loss="poisson", output_activation="softplus", max_iter=1).fit(X, np.ones(10))
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_a_failed_partial_fit_changes_nothing(iris, Estimator):
+    X, y = iris
+    target = y if Estimator is MLPClassifier else X[:, 0]
+    est = Estimator(hidden_layer_sizes=(5,), solver="sgd", batch_size=10, learning_rate_init=0.05, random_state=0)
+    kwargs = {"classes": [0, 1, 2]} if Estimator is MLPClassifier else {}
+    est.partial_fit(X, target, **kwargs)
+    before = ([c.copy() for c in est.coefs_ + est.intercepts_], list(est.loss_curve_), est.n_iter_, est.t_,
+              [v.copy() for v in est._optimizer.velocities])
+    hostile = X.copy()
+    hostile[-3:] = np.finfo(np.float64).max  # three rows: the first batches train, a later one overflows
+    with pytest.raises(gk.nn.DivergenceError, match="non-finite"):
+        est.partial_fit(hostile, target)
+    after = ([c.copy() for c in est.coefs_ + est.intercepts_], list(est.loss_curve_), est.n_iter_, est.t_,
+             [v.copy() for v in est._optimizer.velocities])
+    for a, b in zip(before[0] + before[4], after[0] + after[4]):
+        np.testing.assert_array_equal(a, b)
+    assert before[1:4] == after[1:4]
+    est.partial_fit(X, target)  # and it goes on from there
+    assert est.n_iter_ == 2 and not hasattr(est, "_y_raw")
+
+
+def test_partial_fit_sample_weight_zero_drops_the_rows(iris):
+    X, y = iris  # one batch (n <= 200): the step depends only on the rows with nonzero weight
+    w = (np.arange(len(X)) % 3 != 0).astype(float)
+    a = MLPClassifier((5,), random_state=0).partial_fit(X, y, sample_weight=w, classes=[0, 1, 2])
+    b = MLPClassifier((5,), random_state=0).partial_fit(X[w > 0], y[w > 0], classes=[0, 1, 2])
+    assert _max_diff(a, b) < 1e-12 and a.loss_ == pytest.approx(b.loss_, rel=1e-12)

@@ -50,10 +50,16 @@ Design decisions
   ``learning_rate_init`` and says, as scikit-learn does, "Solver produced non-finite
   parameter weights". With ``early_stopping=True`` a non-finite validation score is
   recorded (NaN) and the best weights so far are kept, as scikit-learn does.
+* **A failed call changes nothing.** When ``fit`` or ``partial_fit`` raises (bad input,
+  divergence), the estimator is left as it was before the call: unfitted, or with the
+  weights, solver state and curves of its last successful call.
+* **n_iter_** counts the epochs of all ``partial_fit`` calls since the last ``fit``
+  (scikit-learn sets it to 1 after each ``partial_fit``); ``t_`` counts samples, as there.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import warnings
@@ -546,14 +552,22 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
 
     def _fit_atomically(self, fit_body: Callable[[], None]) -> None:
-        """Run ``fit_body()``; if it raises, restore the attributes as they were before."""
-        previous = dict(self.__dict__)
+        """Run ``fit_body()``; if it raises, restore the attributes as they were before.
+
+        Training updates the weights and the solver's buffers in place, so when they exist
+        (``partial_fit``, ``warm_start``) they are copied first (memory: one more copy of the
+        parameters and the solver state); a fresh ``fit`` builds new arrays and needs no copy.
+        """
+        in_place = hasattr(self, "coefs_") and (self.warm_start or hasattr(self, "_optimizer"))
+        previous = copy.deepcopy(self.__dict__) if in_place else dict(self.__dict__)
         try:
             fit_body()
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(previous)
             raise
+        finally:
+            self.__dict__.pop("_y_raw", None)  # the training labels are not kept
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "coefs_") and hasattr(self, "_head_")
@@ -853,7 +867,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
             raise ValueError(f"`classes={unique_labels(classes)!r}` is not the same as on the first call to "
                              f"partial_fit, which was: classes={self.classes_!r}")
-        self._fit(X, y, sample_weight, incremental=True)
+        self._fit_atomically(lambda: self._fit(X, y, sample_weight, incremental=True))
         return self
 
     # -- predict ---------------------------------------------------------------------
@@ -1022,10 +1036,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``(X, y)``, from the current weights and solver state."""
-        if not hasattr(self, "coefs_"):
-            self._fit_atomically(lambda: self._fit(X, y, sample_weight, incremental=True))
-        else:
-            self._fit(X, y, sample_weight, incremental=True)
+        self._fit_atomically(lambda: self._fit(X, y, sample_weight, incremental=True))
         return self
 
     def _predict_raw(self, X: Any) -> np.ndarray:
