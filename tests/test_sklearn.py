@@ -300,10 +300,12 @@ def test_dtypes(blobs):
         assert all(c.dtype == dtype for c in model.coefs_ + model.intercepts_)
         for data in (X.astype(np.float32), X, Xi, Xi.astype(np.int32)):
             proba = model.predict_proba(data)
-            assert proba.dtype == dtype  # the network's dtype, as scikit-learn
+            expected = np.float32 if dtype == np.float32 and data.dtype == np.float32 else np.float64
+            assert proba.dtype == expected  # the promotion of the network's and the input's, as scikit-learn
             np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X.astype(np.float32), X[:, 0])
-    assert reg.model_.dtype == np.float32 and reg.predict(X).dtype == np.float32
+    assert reg.model_.dtype == np.float32 and reg.predict(X).dtype == np.float64
+    assert reg.predict(X.astype(np.float32)).dtype == np.float32
 
 
 # -- options ---------------------------------------------------------------------------------------

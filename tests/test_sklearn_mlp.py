@@ -429,3 +429,16 @@ def test_partial_fit_sample_weight_zero_drops_the_rows(iris):
     a = MLPClassifier((5,), random_state=0).partial_fit(X, y, sample_weight=w, classes=[0, 1, 2])
     b = MLPClassifier((5,), random_state=0).partial_fit(X[w > 0], y[w > 0], classes=[0, 1, 2])
     assert _max_diff(a, b) < 1e-12 and a.loss_ == pytest.approx(b.loss_, rel=1e-12)
+
+
+@pytest.mark.parametrize("fit_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("predict_dtype", [np.float32, np.float64])
+def test_output_dtype_is_scikit_learns_promotion(iris, fit_dtype, predict_dtype):
+    X, y = iris
+    ours = _quiet(lambda: MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+                  .fit(X.astype(fit_dtype), X[:, 0]))
+    ref = _quiet(lambda: sk_nn.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+                 .fit(X.astype(fit_dtype), X[:, 0]))
+    assert ours.predict(X.astype(predict_dtype)).dtype == ref.predict(X.astype(predict_dtype)).dtype
+    clf = _quiet(lambda: MLPClassifier((3,), max_iter=2, random_state=0).fit(X.astype(fit_dtype), y))
+    assert clf.predict_proba(X.astype(predict_dtype)).dtype == np.result_type(fit_dtype, predict_dtype)

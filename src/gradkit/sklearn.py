@@ -39,7 +39,9 @@ Design decisions
   ``nll``, ``kl_div``, ...) get integer labels; elementwise losses get one-hot rows, built
   batch by batch (never the ``n_samples × n_classes`` matrix at once).
 * **dtype.** ``float32`` input trains in ``float32``; anything else becomes ``float64``.
-  The weights keep that dtype, and ``predict``/``predict_proba`` return it.
+  The weights keep that dtype; later inputs are computed in it (a value that overflows it
+  is refused), and ``predict``/``predict_proba`` return the promotion of the network's and
+  the input's float dtype, as scikit-learn does (float32 in a float32 network: float32).
 * **predict_proba** for a chosen head maps its output ``o`` to rows summing to 1, by the
   first rule that applies: a normalizer (softmax, sparsemax, ...) gives ``o``; a
   log-normalizer ``exp(o)``; loss ``bce_with_logits`` ``sigmoid(o)`` over its row sum; a
@@ -328,8 +330,10 @@ class _BaseMLP(BaseEstimator):
         return self._output_raw(X)
 
     def _output_raw(self, X: Any) -> np.ndarray:
-        """:meth:`_output` for an ``X`` already validated."""
+        """:meth:`_output` for an ``X`` already validated: computed in the network's dtype, returned in
+        the promotion of that and ``X``'s dtype (as scikit-learn: float32 stays float32 only when both are)."""
         dtype = self.coefs_[0].dtype
+        result = np.result_type(X.dtype, dtype)
         X = _check_finite_input(X, dtype)
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             logits, _, _ = self._forward(X)
@@ -342,7 +346,7 @@ class _BaseMLP(BaseEstimator):
                     "scale X as the training data were scaled"
                 )
             out = self._head_.forward(logits)
-        return np.asarray(out).astype(dtype, copy=False)
+        return np.asarray(out).astype(result, copy=False)
 
     # -- training ------------------------------------------------------------
     def _diverged(self, what: str) -> nn.DivergenceError:
