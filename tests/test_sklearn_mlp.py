@@ -420,7 +420,7 @@ def test_a_failed_partial_fit_changes_nothing(iris, Estimator):
         np.testing.assert_array_equal(a, b)
     assert before[1:4] == after[1:4]
     est.partial_fit(X, target)  # and it goes on from there
-    assert est.n_iter_ == 2 and not hasattr(est, "_y_raw")
+    assert est.n_iter_ == 1 and est.t_ == 2 * len(X) and not hasattr(est, "_y_raw")  # as scikit-learn
 
 
 def test_partial_fit_sample_weight_zero_drops_the_rows(iris):
@@ -464,3 +464,17 @@ def test_sparse_X_is_never_densified(solver):
     ceiling = {"adam": 100, "lbfgs": 400}[solver]
     assert peak < ceiling * 2**20, f"peak {peak / 2**20:.0f} MiB"
     assert proba.shape == (5, 2) and clf.n_iter_ >= 1
+
+
+def test_partial_fit_counts_iterations_as_scikit_learn():
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from gradkit.sklearn import MLPClassifier as GkMLP
+
+    X = np.random.default_rng(0).standard_normal((40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    for cls in (SkMLP, GkMLP):
+        clf = cls(hidden_layer_sizes=(4,), random_state=0)
+        for _ in range(3):
+            clf.partial_fit(X, y, classes=[0, 1])
+        assert clf.n_iter_ == 1 and clf.t_ == 120, cls

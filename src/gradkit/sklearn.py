@@ -55,8 +55,8 @@ Design decisions
 * **A failed call changes nothing.** When ``fit`` or ``partial_fit`` raises (bad input,
   divergence), the estimator is left as it was before the call: unfitted, or with the
   weights, solver state and curves of its last successful call.
-* **n_iter_** counts the epochs of all ``partial_fit`` calls since the last ``fit``
-  (scikit-learn sets it to 1 after each ``partial_fit``); ``t_`` counts samples, as there.
+* **n_iter_** counts the epochs of the last call, so it is 1 after each ``partial_fit``,
+  and ``t_`` counts all samples seen, as in scikit-learn.
 """
 
 from __future__ import annotations
@@ -485,7 +485,7 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn(f"Got batch_size={self.batch_size} larger than the {n} samples: it is clipped to {n}",
                               UserWarning, stacklevel=4)
             batch = int(np.clip(self.batch_size, 1, n))
-        self.n_iter_ = self.n_iter_ if incremental else 0
+        self.n_iter_ = 0  # as scikit-learn: each fit, and each partial_fit (then 1 after it), starts at 0
         for _ in range(int(self.max_iter)):
             if self.shuffle:
                 idx = _shuffled(idx, self._random_state)
