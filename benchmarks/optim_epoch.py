@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _report import print_minima
 
 ROOT = Path(__file__).resolve().parents[1]
 REVS = {"pre-396b50e": "396b50e^", "main": "main"}
@@ -67,11 +68,7 @@ def main() -> None:
                     wall, cpu = out.split()[-2:]
                     runs[tag].append(float(wall))
                     cpus[tag].append(float(cpu))
-            for what, table in (("wall", runs), ("cpu", cpus)):
-                base = min(table["pre-396b50e"])
-                print(f"{which:<5}{what:<5}" + "  ".join(
-                    f"{tag} min {min(r):.3f} s (median {statistics.median(r):.3f}, {min(r) / base:.3f}x pre)"
-                    for tag, r in table.items()), flush=True)
+            print_minima(which, {"wall": runs, "cpu": cpus})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ this thread's CPU time (``time.thread_time``: BLAS threads excluded) are both pr
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ import gradkit as gk
 from gradkit import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import print_minima
 from optim_step import REVS, _load
 
 
@@ -64,11 +64,7 @@ def main() -> None:
                     if r:  # round 0 warms up (numba, caches)
                         wall[tag].append(time.perf_counter() - start)
                         cpu[tag].append(time.thread_time() - start_cpu)
-            for what, table in (("wall", wall), ("cpu", cpu)):
-                base = min(table["pre-396b50e"])
-                print(f"{cls:<5}{what:<5}" + "  ".join(
-                    f"{tag} min {min(t):.3f} s (median {statistics.median(t):.3f}, {min(t) / base:.3f}x pre)"
-                    for tag, t in table.items()), flush=True)
+            print_minima(cls, {"wall": wall, "cpu": cpu})
 
 
 if __name__ == "__main__":
