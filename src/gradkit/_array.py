@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import sys
 from functools import cache
 from typing import Any, NamedTuple, TypeAlias
 
@@ -25,6 +26,7 @@ __all__ = [
     "check_int",
     "check_positive",
     "check_weight",
+    "is_traced",
     "like",
     "mask_like",
     "moveaxis",
@@ -180,6 +182,35 @@ def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
     return value
+
+
+def is_traced(*arrays: Any) -> bool:
+    """Whether the values of these arrays are out of Python's reach: JAX tracers (``jit``,
+    ``grad``, ``vmap``), or torch tensors while ``torch.compile`` traces or under
+    ``torch.func`` transforms.
+
+    Code that branches on values (``if bool(xp.any(...))``) takes the branch-free general
+    path when this is True, so it traces; validation that needs values is skipped.
+    Libraries are looked up in ``sys.modules`` only: nothing is imported here.
+    """
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        tracer = getattr(getattr(jax, "core", None), "Tracer", None)
+        if tracer is not None and any(isinstance(a, tracer) for a in arrays):
+            return True
+    torch = sys.modules.get("torch")
+    if torch is not None and any(isinstance(a, torch.Tensor) for a in arrays):
+        compiler = getattr(torch, "compiler", None)
+        if compiler is not None and compiler.is_compiling():
+            return True
+        functorch = getattr(torch._C, "_functorch", None)
+        wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+        if wrapped is not None and any(isinstance(a, torch.Tensor) and wrapped(a) for a in arrays):
+            return True
+        fake = getattr(getattr(torch, "_subclasses", None), "FakeTensor", None)
+        if fake is not None and any(isinstance(a, fake) for a in arrays):
+            return True
+    return False
 
 
 def moveaxis(xp: Any, a: Any, source: int, destination: int) -> Any:

@@ -10,9 +10,13 @@ An activation is a map ``y = f(x)`` applied along ``axis``. It exposes
   so for ``axis=-1`` it is the familiar ``(..., n, n)``.
 
 ``y`` lets a caller pass the forward output it already has, so backward does not
-recompute it. Subclasses implement the private ``_forward``, ``_vjp``, ``_jvp``
-and ``_jacobian_last`` on validated arrays in the computation dtype; the public
-methods here validate, convert dtypes and move axes once for all of them.
+recompute it. Subclasses implement the public hooks ``compute_forward``, ``compute_vjp``,
+``compute_jvp`` and ``compute_jacobian`` (elementwise ones just ``compute_value`` and
+``compute_derivative``) on validated arrays in the computation dtype; the public
+methods here validate, convert dtypes and move axes once for all of them. The hooks
+receive the array namespace ``xp`` and must use only its functions (the Array API), so
+one implementation serves NumPy, PyTorch, JAX and CuPy and traces under ``jax.jit`` and
+``torch.compile``; see "Write your own activation" in the README.
 
 Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.compose`.
 """
@@ -74,7 +78,7 @@ class Activation:
     def forward(self, x: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """Return ``y = f(x)``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
-        return cast(xp, self._forward(xp, xc, axis, mask), out_dtype)
+        return cast(xp, self.compute_forward(xp, xc, axis, mask), out_dtype)
 
     def vjp(
         self, x: ArrayLike, g: ArrayLike, y: ArrayLike | None = None, *, where: ArrayLike | None = None
@@ -83,7 +87,7 @@ class Activation:
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         gc = like(g, xc, xp, "g")
         yc = self._output(xp, xc, y, axis, mask)
-        return cast(xp, self._vjp(xp, xc, yc, gc, axis, mask), out_dtype)
+        return cast(xp, self.compute_vjp(xp, xc, yc, gc, axis, mask), out_dtype)
 
     def jvp(
         self, x: ArrayLike, v: ArrayLike, y: ArrayLike | None = None, *, where: ArrayLike | None = None
@@ -92,7 +96,7 @@ class Activation:
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         vc = like(v, xc, xp, "v")
         yc = self._output(xp, xc, y, axis, mask)
-        return cast(xp, self._jvp(xp, xc, yc, vc, axis, mask), out_dtype)
+        return cast(xp, self.compute_jvp(xp, xc, yc, vc, axis, mask), out_dtype)
 
     def jacobian(self, x: ArrayLike, y: ArrayLike | None = None, *, where: ArrayLike | None = None) -> Array:
         """Return the batched Jacobian, shape ``x.shape + (n,)`` with ``n = x.shape[axis]``."""
@@ -104,7 +108,7 @@ class Activation:
         def last(a: Any) -> Any:
             return None if a is None else moveaxis(xp, a, axis, -1)
 
-        jac = self._jacobian_last(xp, last(xc), last(yc), last(mask))
+        jac = self.compute_jacobian(xp, last(xc), last(yc), last(mask))
         return cast(xp, moveaxis(xp, jac, -2, axis), out_dtype)
 
     # -- helpers ---------------------------------------------------------
@@ -122,7 +126,7 @@ class Activation:
 
     def _output(self, xp: Any, xc: Any, y: Any, axis: int, mask: Any) -> Any:
         if y is None:
-            return self._forward(xp, xc, axis, mask)
+            return self.compute_forward(xp, xc, axis, mask)
         return like(y, xc, xp, "y")
 
     def _params(self) -> dict[str, Any]:
@@ -138,34 +142,40 @@ class Activation:
     def __hash__(self) -> int:
         return hash((type(self), tuple(self._params().items())))
 
-    # -- to implement ----------------------------------------------------
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
-        raise NotImplementedError
+    # -- hooks a subclass implements -----------------------------------------
+    # Each receives the namespace ``xp`` and validated arrays of one floating dtype: ``x``
+    # (the input), ``y`` (the output, given or computed), ``g``/``v`` (same shape as ``x``),
+    # ``axis`` (non-negative) and ``mask`` (boolean, broadcast to ``x``'s shape, or None).
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        """Return ``y = f(x)`` along ``axis``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_forward")
 
-    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
-        raise NotImplementedError
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        """Return ``gᵀ J`` (shape of ``x``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_vjp")
 
-    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
-        raise NotImplementedError
+    def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        """Return ``J v`` (shape of ``x``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_jvp")
 
-    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
-        """Jacobian with ``axis`` moved last: shape ``(..., n, n)``."""
-        raise NotImplementedError
+    def compute_jacobian(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+        """Return the Jacobian with ``axis`` moved last: shape ``(..., n, n)``, ``J[..., i, j] = ∂y_i/∂x_j``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_jacobian")
 
 
 class ElementwiseActivation(Activation):
     """``y_i = f(x_i)``: the Jacobian is diagonal, ``J = diag(f'(x))``.
 
-    VJP: ``g ⊙ f'(x)``; JVP: ``v ⊙ f'(x)``. Subclasses give ``_f(xp, x)`` and
-    ``_df(xp, x, y)``; :meth:`derivative` exposes the diagonal ``f'(x)``.
+    VJP: ``g ⊙ f'(x)``; JVP: ``v ⊙ f'(x)``. Subclasses give ``compute_value(xp, x)`` and
+    ``compute_derivative(xp, x, y)``; :meth:`derivative` exposes the diagonal ``f'(x)``.
     ``axis`` only decides where the row index of :meth:`jacobian` sits.
     """
 
     def derivative(self, x: ArrayLike, y: ArrayLike | None = None) -> Array:
         """Return the diagonal of the Jacobian, ``f'(x)``, with the shape of ``x``."""
         xp, xc, out_dtype = as_float(x, "x")
-        yc = self._f(xp, xc) if y is None else like(y, xc, xp, "y")
-        return cast(xp, self._df(xp, xc, yc), out_dtype)
+        yc = self.compute_value(xp, xc) if y is None else like(y, xc, xp, "y")
+        return cast(xp, self.compute_derivative(xp, xc, yc), out_dtype)
 
     def _prepare(self, x: Any, where: Any) -> tuple[Any, Any, Any, int, Any]:
         if where is not None:
@@ -174,25 +184,27 @@ class ElementwiseActivation(Activation):
         axis = normalize_axis(self.axis, xc.ndim) if xc.ndim else 0
         return xp, xc, out_dtype, axis, None
 
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
-        return self._f(xp, x)
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        return self.compute_value(xp, x)
 
-    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
-        return g * self._df(xp, x, y)
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        return g * self.compute_derivative(xp, x, y)
 
-    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
-        return v * self._df(xp, x, y)
+    def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        return v * self.compute_derivative(xp, x, y)
 
-    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
-        d = self._df(xp, x, y)
+    def compute_jacobian(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+        d = self.compute_derivative(xp, x, y)
         eye = xp.eye(x.shape[-1], dtype=x.dtype, device=device(x))
         return d[..., None] * eye
 
-    def _f(self, xp: Any, x: Any) -> Any:
-        raise NotImplementedError
+    def compute_value(self, xp: Any, x: Any) -> Any:
+        """Return ``f(x)`` elementwise."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_value")
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
-        raise NotImplementedError
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
+        """Return ``f'(x)`` elementwise; ``y = f(x)`` is given."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_derivative")
 
 
 class AxisActivation(Activation):

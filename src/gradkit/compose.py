@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import Array, ArrayLike, cast, like, normalize_axis
+from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis
 from .activations.elementwise import Sigmoid
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.sparse import Entmax15, Sparsemax
@@ -60,7 +60,7 @@ def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask:
     # a class at -inf (a -inf or masked logit, or a finite one beside +inf) cannot move: its target
     # mass adds to the loss (inf), not to the gradient. A finite logit whose shift z - max merely
     # overflowed (a row spanning more than the float range) still moves: gradient p·Σt - t, finite.
-    if bool(xp.any(log_p == -xp.inf)):
+    if is_traced(log_p) or bool(xp.any(log_p == -xp.inf)):
         zl = z if mask is None else xp.where(mask, z, -xp.inf)
         m = xp.max(zl, axis=axis, keepdims=True)
         movable = xp.isfinite(zl) & xp.isfinite(m)
@@ -225,7 +225,7 @@ class Composed:
                 upstream = None if g is None else loss._upstream(xp, g, items)
                 value, gz = loss._reduce(xp, items, grad, denom, upstream)
         else:
-            p = act._forward(xp, zc, axis, mask)
+            p = act.compute_forward(xp, zc, axis, mask)
             # the activation's range is inside the domain (compose checked): this clips rounding
             # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at
             p = loss.in_domain(xp, p, live=mask)
@@ -234,13 +234,13 @@ class Composed:
 
             def backward(raw: Any) -> tuple[Any, Any]:
                 if sums:
-                    return xp.sum(items), act._vjp(xp, zc, p, loss.sum_grad(raw), axis, mask)
+                    return xp.sum(items), act.compute_vjp(xp, zc, p, loss.sum_grad(raw), axis, mask)
                 value, gp = loss._reduce(xp, items, raw, denom, upstream)
-                return value, act._vjp(xp, zc, p, gp, axis, mask)
+                return value, act.compute_vjp(xp, zc, p, gp, axis, mask)
 
             with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below,
                 value, gz = backward(grad)  # and that pass warns where the answer itself overflows
-            if not bool(xp.all(xp.isfinite(gz))):
+            if is_traced(gz) or not bool(xp.all(xp.isfinite(gz))):
                 # dL/dp may overflow (2·(p - t) at p - t ~ max) where dL/dz is finite (a softmax or sparsemax
                 # Jacobian removes the common part: inf - inf = NaN). The VJP is linear: redo it on dL/dp / F
                 # and scale back; keep the first answer wherever it was finite

@@ -173,10 +173,10 @@ def test_hammer_catches_an_object_that_keeps_per_call_state():
     # the check above can fail: an activation that parks its input on the object gives
     # other threads' results once threads interleave
     class Racy(gk.Softmax):
-        def _forward(self, xp, x, axis, mask):  # type: ignore[no-untyped-def]
+        def compute_forward(self, xp, x, axis, mask):  # type: ignore[no-untyped-def]
             self.last = x
             time.sleep(1e-5)  # lets the other threads run here, as a longer computation would
-            return super()._forward(xp, self.last, axis, mask)
+            return super().compute_forward(xp, self.last, axis, mask)
 
     rng = np.random.default_rng(7)
     racy = Racy()

@@ -99,10 +99,10 @@ class Identity(ElementwiseActivation):
 
     name = "identity"
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return x
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         return xp.ones_like(x)
 
 
@@ -125,10 +125,10 @@ class Sigmoid(ElementwiseActivation):
     name = "sigmoid"
     output_range = (0.0, 1.0)
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return sigmoid(xp, x)
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         # y(1 - y) cancels where y ≈ 1; e/(1+e)² with e = exp(-|x|) keeps full precision
         e = xp.exp(-xp.abs(x))
         return e / ((1.0 + e) * (1.0 + e))
@@ -148,10 +148,10 @@ class Tanh(ElementwiseActivation):
     name = "tanh"
     output_range = (-1.0, 1.0)
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return xp.tanh(x)
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         # 1 - y² cancels where |y| ≈ 1; sech²x = 4e/(1+e)² with e = exp(-2|x|) does not
         e = xp.exp(-2.0 * xp.abs(x))
         return 4.0 * e / ((1.0 + e) * (1.0 + e))
@@ -172,12 +172,12 @@ class ReLU(ElementwiseActivation):
     name = "relu"
     output_range = (0.0, math.inf)
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         if is_numpy_namespace(xp):  # one pass instead of two; equal, signed zero and NaN included
             return xp.maximum(x, 0.0)
         return xp.where(x <= 0, 0.0, x)
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         return xp.where(xp.isnan(x), x, xp.astype(x > 0, x.dtype))
 
 
@@ -202,10 +202,10 @@ class LeakyReLU(ElementwiseActivation):
     def _params(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope, **super()._params()}
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return xp.where(x > 0, x, self.negative_slope * x)
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         d = xp.where(x > 0, xp.ones_like(x), xp.full_like(x, self.negative_slope))
         return xp.where(xp.isnan(x), x, d)
 
@@ -233,11 +233,11 @@ class ELU(ElementwiseActivation):
     def _params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, **super()._params()}
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         neg = xp.where(x > 0, 0.0, x)
         return self._scale * xp.where(x > 0, x, self.alpha * xp.expm1(neg))
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         neg = xp.where(x > 0, 0.0, x)
         return self._scale * xp.where(x > 0, 1.0, self.alpha * xp.exp(neg))
 
@@ -293,12 +293,12 @@ class GELU(ElementwiseActivation):
     def _params(self) -> dict[str, Any]:
         return {"approximate": self.approximate, **super()._params()}
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         if self.approximate == "tanh":  # ½(1 + tanh u) = σ(2u): no cancellation in the lower tail
             return with_limits(xp, lambda x: x * sigmoid(xp, 2.0 * self._u(xp, x)), x, math.inf, 0.0)
         return with_limits(xp, lambda x: x * normal_cdf(xp, x), x, math.inf, 0.0)
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         return with_limits(xp, lambda x: self._df_finite(xp, x), x, 1.0, 0.0)
 
     def _u(self, xp: Any, x: Any) -> Any:
@@ -338,10 +338,10 @@ class Softplus(ElementwiseActivation):
     def _params(self) -> dict[str, Any]:
         return {"beta": self.beta, **super()._params()}
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return softplus(xp, self.beta * x) / self.beta
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         return sigmoid(xp, self.beta * x)
 
 
@@ -358,10 +358,10 @@ class SiLU(ElementwiseActivation):
     name = "silu"
     output_range = (-0.2785, math.inf)
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return with_limits(xp, lambda x: x * sigmoid(xp, x), x, math.inf, 0.0)
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         def finite(x: Any) -> Any:
             s = sigmoid(xp, x)
             return s * (1.0 + x * (1.0 - s))
@@ -383,10 +383,10 @@ class Mish(ElementwiseActivation):
     name = "mish"
     output_range = (-0.3089, math.inf)
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return with_limits(xp, lambda x: x * xp.tanh(softplus(xp, x)), x, math.inf, 0.0)
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         def finite(x: Any) -> Any:
             t = xp.tanh(softplus(xp, x))
             return t + x * sigmoid(xp, x) * (1.0 - t * t)
@@ -409,9 +409,9 @@ class HardSigmoid(ElementwiseActivation):
     name = "hard_sigmoid"
     output_range = (0.0, 1.0)
 
-    def _f(self, xp: Any, x: Any) -> Any:
+    def compute_value(self, xp: Any, x: Any) -> Any:
         return xp.where(x <= -3.0, 0.0, xp.where(x >= 3.0, 1.0, x / 6.0 + 0.5))
 
-    def _df(self, xp: Any, x: Any, y: Any) -> Any:
+    def compute_derivative(self, xp: Any, x: Any, y: Any) -> Any:
         d = xp.where((x > -3.0) & (x < 3.0), xp.full_like(x, 1.0 / 6.0), 0.0)
         return xp.where(xp.isnan(x), x, d)

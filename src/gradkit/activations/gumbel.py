@@ -147,14 +147,14 @@ class GumbelSoftmax(AxisActivation):
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         gc = like(g, xc, xp, "g")
         soft = self._soft(xp, xc, axis, mask, draw=False, given=noise)
-        return cast(xp, self._softmax._vjp(xp, xc, soft, gc, axis, mask), out_dtype)
+        return cast(xp, self._softmax.compute_vjp(xp, xc, soft, gc, axis, mask), out_dtype)
 
     def jvp(self, x: Any, v: Any, y: Any = None, *, where: Any = None, noise: Any = None) -> Any:
         """The softmax JVP at the perturbed scores ``x + noise``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         vc = like(v, xc, xp, "v")
         soft = self._soft(xp, xc, axis, mask, draw=False, given=noise)
-        return cast(xp, self._softmax._jvp(xp, xc, soft, vc, axis, mask), out_dtype)
+        return cast(xp, self._softmax.compute_jvp(xp, xc, soft, vc, axis, mask), out_dtype)
 
     def jacobian(self, x: Any, y: Any = None, *, where: Any = None, noise: Any = None) -> Any:
         """The softmax Jacobian at the perturbed scores ``x + noise``."""
@@ -214,7 +214,7 @@ class GumbelSoftmax(AxisActivation):
         return x + g
 
     def _soft(self, xp: Any, x: Any, axis: int, mask: Any, draw: bool, given: Any = None) -> Any:
-        return self._softmax._forward(xp, self._perturbed(xp, x, draw, given), axis, mask)
+        return self._softmax.compute_forward(xp, self._perturbed(xp, x, draw, given), axis, mask)
 
     def _sample(self, xp: Any, x: Any, axis: int, mask: Any, given: Any) -> Any:
         y = self._soft(xp, x, axis, mask, draw=True, given=given)
@@ -229,14 +229,14 @@ class GumbelSoftmax(AxisActivation):
         hot = xp.astype((positions == idx) & live, y.dtype)
         return xp.where(xp.isnan(y), y, hot)
 
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         return self._sample(xp, x, axis, mask, None)
 
-    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
-        return self._softmax._vjp(xp, x, self._soft(xp, x, axis, mask, draw=False), g, axis, mask)
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        return self._softmax.compute_vjp(xp, x, self._soft(xp, x, axis, mask, draw=False), g, axis, mask)
 
-    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
-        return self._softmax._jvp(xp, x, self._soft(xp, x, axis, mask, draw=False), v, axis, mask)
+    def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        return self._softmax.compute_jvp(xp, x, self._soft(xp, x, axis, mask, draw=False), v, axis, mask)
 
     def _output(self, xp: Any, xc: Any, y: Any, axis: int, mask: Any) -> Any:
         return None  # the derivatives recompute the soft sample from the noise

@@ -17,7 +17,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import check_positive
+from .._array import check_positive, is_traced
 from ..base import AxisActivation
 
 __all__ = ["LogSoftmax", "Softmax", "shifted_logits"]
@@ -29,17 +29,18 @@ def shifted_logits(xp: Any, z: Any, axis: int, mask: Any, temperature: float) ->
     Rows whose maximum is ``+inf`` get 0 at the ``+inf`` entries and ``-inf``
     elsewhere; rows with no live entry are all ``-inf``.
     """
+    traced = is_traced(z)
     if mask is not None:
         z = xp.where(mask, z, -xp.inf)
     m = xp.max(z, axis=axis, keepdims=True)
-    if bool(xp.all(xp.isfinite(m))):  # the common case, decided on the row maxima only
+    if not traced and bool(xp.all(xp.isfinite(m))):  # the common case, decided on the row maxima only
         s = z - m
     else:
         s = z - xp.where(xp.isfinite(m), m, 0.0)
         s = xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), s)
     if temperature == 1.0:
         return s
-    if temperature > 1.0 and bool(xp.any((s == -xp.inf) & xp.isfinite(z))):
+    if temperature > 1.0 and (traced or bool(xp.any((s == -xp.inf) & xp.isfinite(z)))):
         # z - max overflowed (a row spanning more than the float range) but (z - max)/T may fit:
         # halve first (exact), divide, double; the overflow warning of z - max stays, as without T
         half = (0.5 * z - 0.5 * xp.where(xp.isfinite(m), m, 0.0)) / temperature
@@ -110,27 +111,27 @@ class Softmax(_Tempered):
     name = "softmax"
     output_range = (0.0, 1.0)
 
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         if fast := _kernel(xp, x, mask):
             return fast.forward(x, axis, mask, self.temperature, log=False)
         e, total = exp_and_sum(xp, shifted_logits(xp, x, axis, mask, self.temperature), axis)
         return e / total
 
     def _project(self, xp: Any, y: Any, g: Any, axis: int) -> Any:
-        if not bool(xp.all(xp.isfinite(g))):
+        if is_traced(y, g) or not bool(xp.all(xp.isfinite(g))):
             g = xp.where(y > 0, g, 0.0)  # entries with y == 0 contribute nothing, even if g is inf
         out = y * (g - xp.sum(g * y, axis=axis, keepdims=True))
         return out if self.temperature == 1.0 else out / self.temperature
 
-    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         if fast := _kernel(xp, y, g):
             return fast.vjp(y, g, axis, self.temperature, log=False)
         return self._project(xp, y, g, axis)
 
-    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
-        return self._vjp(xp, x, y, v, axis, mask)  # J is symmetric
+    def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        return self.compute_vjp(xp, x, y, v, axis, mask)  # J is symmetric
 
-    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+    def compute_jacobian(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
         if fast := _kernel(xp, y):
             return fast.jacobian(y, self.temperature, log=False)
         eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))
@@ -161,7 +162,7 @@ class LogSoftmax(_Tempered):
     name = "log_softmax"
     output_range = (-float("inf"), 0.0)
 
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         if (fast := _kernel(xp, x, mask)) and (out := fast.forward(x, axis, mask, self.temperature, log=True)) is not None:
             return out
         s = shifted_logits(xp, x, axis, mask, self.temperature)
@@ -170,7 +171,7 @@ class LogSoftmax(_Tempered):
 
     def _project(self, xp: Any, y: Any, g: Any, axis: int, reduce_with_p: bool) -> Any:
         live = ~(y == -xp.inf)  # NaN counts as live, so it propagates
-        all_live = bool(xp.all(live))
+        all_live = not is_traced(y, g) and bool(xp.all(live))
         if not all_live:
             g = xp.where(live, g, 0.0)
         p = xp.exp(y)
@@ -182,17 +183,17 @@ class LogSoftmax(_Tempered):
             out = xp.where(live, out, 0.0)
         return out if self.temperature == 1.0 else out / self.temperature
 
-    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         if fast := _kernel(xp, y, g):
             return fast.vjp(y, g, axis, self.temperature, log=True)
         return self._project(xp, y, g, axis, reduce_with_p=False)
 
-    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+    def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
         if fast := _kernel(xp, y, v):
             return fast.jvp(y, v, axis, self.temperature, log=True)
         return self._project(xp, y, v, axis, reduce_with_p=True)
 
-    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+    def compute_jacobian(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
         if fast := _kernel(xp, y):
             return fast.jacobian(y, self.temperature, log=True)
         eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))

@@ -33,7 +33,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import check_choice, check_int
+from .._array import check_choice, check_int, is_traced
 from ..base import AxisActivation
 
 __all__ = ["Entmax15", "Sparsemax"]
@@ -46,9 +46,10 @@ def _prepare_scores(xp: Any, z: Any, axis: int, mask: Any) -> tuple[Any, Any, An
         z = xp.where(mask, z, -xp.inf)
     m = xp.max(z, axis=axis, keepdims=True)
     live = ~(m == -xp.inf)  # NaN rows count as live: NaN spreads through the arithmetic
-    if not bool(xp.all(live)):
+    traced = is_traced(z)
+    if traced or not bool(xp.all(live)):
         z = xp.where(live, z, 0.0)  # dead rows: any finite stand-in, zeroed at the end
-    if bool(xp.any(m == xp.inf)):
+    if traced or bool(xp.any(m == xp.inf)):
         z = xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), z)
     return z, xp.where(live & ~(m == xp.inf), m, 0.0), live
 
@@ -92,7 +93,7 @@ class _Sparse(AxisActivation):
         # the support is {u > lo}; τ in closed form on it
         return self._tau_on_support(xp, u, u > lo, axis)
 
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         z, m, live = _prepare_scores(xp, x, axis, mask)
         # shifting by the max changes τ only (these maps are shift-invariant); τ >= max u - 1,
         # so scores more than 2 below the max are never in the support: raising them to that
@@ -112,17 +113,17 @@ class _Sparse(AxisActivation):
         """The Jacobian's vector: ``[y > 0]`` (sparsemax) or ``sqrt(y)`` (entmax-1.5)."""
         raise NotImplementedError
 
-    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         s = self._s(xp, y)
         total = xp.sum(s, axis=axis, keepdims=True)
         gs = xp.where(s > 0, g, 0.0)  # an entry off the support contributes nothing, even if g is inf
         dot = xp.sum(s * gs, axis=axis, keepdims=True)
         return s * gs - s * (dot / xp.where(total > 0, total, 1.0))
 
-    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
-        return self._vjp(xp, x, y, v, axis, mask)  # J is symmetric
+    def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        return self.compute_vjp(xp, x, y, v, axis, mask)  # J is symmetric
 
-    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+    def compute_jacobian(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
         s = self._s(xp, y)
         total = xp.sum(s, axis=-1, keepdims=True)
         eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))

@@ -70,21 +70,21 @@ class _PhiNormalizer(AxisActivation):
             q = xp.where(mask, q, 0.0)  # a masked score (even NaN or inf) must not reach the gradient
         return a, q
 
-    def _forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         a, _ = self._a_and_q(xp, x, mask)
-        return self._inner._forward(xp, a, axis, mask)
+        return self._inner.compute_forward(xp, a, axis, mask)
 
-    def _vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         a, q = self._a_and_q(xp, x, mask)
-        return q * self._inner._vjp(xp, a, y, g, axis, mask)
+        return q * self._inner.compute_vjp(xp, a, y, g, axis, mask)
 
-    def _jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+    def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
         a, q = self._a_and_q(xp, x, mask)
-        return self._inner._jvp(xp, a, y, q * v, axis, mask)
+        return self._inner.compute_jvp(xp, a, y, q * v, axis, mask)
 
-    def _jacobian_last(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
+    def compute_jacobian(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
         a, q = self._a_and_q(xp, x, mask)
-        return self._inner._jacobian_last(xp, a, y, mask) * q[..., None, :]
+        return self._inner.compute_jacobian(xp, a, y, mask) * q[..., None, :]
 
 
 def _horner(coefficients: list[float], w: Any) -> Any:

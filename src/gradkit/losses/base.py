@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from array_api_compat import device
 
-from .._array import Array, ArrayLike, as_float, cast, check_choice, check_constructor_kwargs, like, to_array
+from .._array import Array, ArrayLike, as_float, cast, check_choice, check_constructor_kwargs, is_traced, like, to_array
 
 __all__ = ["ElementwiseLoss", "Loss"]
 
@@ -110,7 +110,7 @@ class Loss:
         with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below
             _, gv = self._reduce(xp, items, raw * vc, denom)  # the reduction is linear in the gradient
             out = self._contract(xp, gv, p.ndim)
-        if not bool(xp.all(xp.isfinite(out))):
+        if is_traced(out) or not bool(xp.all(xp.isfinite(out))):
             # a term (2·d·v at d ~ max) or the sum of terms of both signs overflowed, where the
             # directional derivative may be finite: redo it on v / F and scale back, where needed
             big = 2.0 ** min(xp.finfo(p.dtype).maxexp // 8, 128)  # float32: 2^16, float64: 2^128
@@ -140,6 +140,8 @@ class Loss:
             return p
         inside = min(max(0.0, lo), hi)  # a stand-in inside the domain
         q = p if live is None else xp.where(live, p, inside)
+        if is_traced(q):  # values out of reach (jit, torch.compile): clipped, not checked
+            return xp.clip(p, lo if lo > -math.inf else None, hi if hi < math.inf else None)
         # two reductions, no temporaries (NaN fails them and takes the slow path, which lets it through)
         if (lo == -math.inf or bool(xp.min(q) >= lo)) and (hi == math.inf or bool(xp.max(q) <= hi)):
             return p
@@ -204,7 +206,9 @@ class Loss:
                 ok = denom > 0
                 inv = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)
             mean = value * inv
-            if bool(xp.isinf(mean)) and bool(xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
+            if is_traced(mean):  # no value to branch on: both, selected
+                mean = xp.where(xp.isinf(mean) & xp.all(xp.isfinite(items)), xp.sum(items * inv), mean)
+            elif bool(xp.isinf(mean)) and bool(xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
                 mean = xp.sum(items * inv)
             value, scale = mean, inv * scale
         if g is not None:
@@ -237,7 +241,7 @@ class ElementwiseLoss(Loss):
 
     def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
         t = like(target, p, xp, "target", "pred")
-        if xp.any(xp.isnan(t)):
+        if not is_traced(t) and bool(xp.any(xp.isnan(t))):
             raise ValueError("target contains NaN")
         if math.prod(p.shape) == 0:
             raise ValueError(f"pred must not be empty; got shape {tuple(p.shape)}")

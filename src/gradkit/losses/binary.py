@@ -6,7 +6,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import ArrayLike, check_weight
+from .._array import ArrayLike, check_weight, is_traced
 from .base import ElementwiseLoss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss"]
@@ -35,7 +35,7 @@ class _Binary(ElementwiseLoss):
         return {"weight": self.weight, **super()._params()}
 
     def _check_target(self, xp: Any, t: Any) -> None:
-        if xp.any((t < 0) | (t > 1)):
+        if not is_traced(t) and bool(xp.any((t < 0) | (t > 1))):
             raise ValueError(f"target must be in [0, 1] for {self.name}; got values in [{float(xp.min(t))}, {float(xp.max(t))}]")
 
     def _weighted(self, xp: Any, p: Any, value: Any, grad: Any) -> tuple[Any, Any]:

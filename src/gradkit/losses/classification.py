@@ -20,7 +20,17 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import ArrayLike, cast, check_int, check_positive, check_weight, moveaxis, normalize_axis, to_array
+from .._array import (
+    ArrayLike,
+    cast,
+    check_int,
+    check_positive,
+    check_weight,
+    is_traced,
+    moveaxis,
+    normalize_axis,
+    to_array,
+)
 from .base import Loss
 
 __all__ = ["ClassLoss", "CrossEntropyLoss", "KLDivLoss", "NLLLoss"]
@@ -107,9 +117,9 @@ class ClassLoss(Loss):
             if xp.isdtype(target.dtype, "bool") or xp.isdtype(target.dtype, "complex floating"):
                 raise TypeError(f"target must be real probabilities or integer labels; got dtype {target.dtype}")
             t = cast(xp, target, p.dtype)
-            if bool(xp.any(xp.isnan(t))):
+            if not is_traced(t) and bool(xp.any(xp.isnan(t))):
                 raise ValueError("target contains NaN")
-            if bool(xp.any(t < 0)):
+            if not is_traced(t) and bool(xp.any(t < 0)):
                 raise ValueError(f"target probabilities must be >= 0; got a minimum of {float(xp.min(t))}")
             t = self._smooth(xp, t, axis, live)
             denom = math.prod(item_shape)
@@ -137,7 +147,7 @@ class ClassLoss(Loss):
             raise TypeError(f"target labels must be integers; got dtype {target.dtype} (for probabilities pass shape {tuple(p.shape)})")
         valid = target != self.ignore_index
         bad = valid & ((target < 0) | (target >= n))
-        if bool(xp.any(bad)):
+        if not is_traced(bad) and bool(xp.any(bad)):
             raise ValueError(f"target labels must be in [0, {n - 1}] or ignore_index={self.ignore_index}; got {int(xp.min(target))}..{int(xp.max(target))}")
         return xp.astype(xp.where(valid, target, 0), xp.int64), valid
 

@@ -74,7 +74,7 @@ class FenchelYoungLoss(ClassLoss):
         mass = xp.sum(tgt.t, axis=axis, keepdims=True)
         has_mass = mass > 0
         t = tgt.t / xp.where(has_mass, mass, 1.0)
-        y = mapping._forward(xp, z, axis, live)
+        y = mapping.compute_forward(xp, z, axis, live)
         diff = y - t
         # <y - t, z> = <y - t, z - max z> since both sum to 1: shifted scores keep large offsets exact
         scores = z if live is None else xp.where(live, z, -xp.inf)
