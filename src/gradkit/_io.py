@@ -15,12 +15,13 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
-__all__ = ["atomic_open", "resolve_target", "save_png", "staged_outputs", "writable_dir"]
+__all__ = ["atomic_open", "open_regular", "resolve_target", "save_png", "staged_outputs", "writable_dir"]
 
 _TEMP_NAME_CHARS = 100  # of the target's name kept in a temp file's name (names are at most 255 bytes)
 
@@ -188,3 +189,54 @@ def staged_outputs(out: Path) -> Iterator[Path]:
                     shutil.copyfileobj(src, handle)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+class open_regular:
+    """Open ``source`` for reading only if it is a regular file: ``(handle, size)``.
+
+    ``os.stat`` refuses a FIFO, device or directory before anything is opened (opening
+    a FIFO blocks until a writer comes; a device may act on open); the file is then
+    opened with ``O_NONBLOCK`` and ``fstat``-ed, so a file swapped in between is refused
+    too and nothing can hang.
+    """
+
+    def __init__(self, source: Path, what: str) -> None:
+        self.source = source
+        self.what = what
+        self.handle: BinaryIO | None = None
+
+    def _check(self, info: os.stat_result) -> None:
+        for test, kind in _FILE_KINDS:
+            if test(info.st_mode):
+                raise ValueError(f"{self.source}: not {self.what}: it is {kind}, not a regular file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{self.source}: not {self.what}: not a regular file")
+        if info.st_size == 0:
+            raise ValueError(f"{self.source}: not {self.what}: the file is empty "
+                             f"(0 bytes; pseudo-files such as /proc/self/mem report 0 bytes too)")
+
+    def __enter__(self) -> tuple[BinaryIO, int]:
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            self._check(os.stat(self.source))
+            fd = os.open(self.source, flags | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, PermissionError):
+            raise
+        except OSError as exc:  # a symlink loop, a name too long, a path through a file, ...
+            raise ValueError(f"{self.source}: cannot be read as {self.what}: {exc.strerror or exc}") from None
+        try:
+            info = os.fstat(fd)
+            self._check(info)
+            self.handle = os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+        return self.handle, info.st_size
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()

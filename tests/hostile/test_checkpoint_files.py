@@ -443,7 +443,7 @@ def test_a_fifo_swapped_in_after_the_stat_is_refused_by_fstat(tmp_path, monkeypa
 def test_a_symlink_loop_is_a_value_error(tmp_path):
     (tmp_path / "a.npz").symlink_to(tmp_path / "b.npz")
     (tmp_path / "b.npz").symlink_to(tmp_path / "a.npz")
-    with pytest.raises(ValueError, match=r"a\.npz: cannot be read as a checkpoint: Too many levels of symbolic links"):
+    with pytest.raises(ValueError, match=r"a\.npz: cannot be read as a gradkit checkpoint: Too many levels of symbolic links"):
         nn.load(tmp_path / "a.npz")
 
 

@@ -44,19 +44,18 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import struct
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import numpy.lib.format as npy
 
-from .._io import atomic_open, resolve_target
+from .._io import atomic_open, open_regular, resolve_target
 from .layers import Dense, Layer, _dense_args, from_config
 from .model import Sequential
 
@@ -81,10 +80,6 @@ _CHUNK = 1 << 20
 _COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 #: general-purpose flag bits zipfile refuses (encrypted, compressed patched data, strong encryption)
 _FLAG_PROBLEMS = {0x1: "is encrypted", 0x20: "is compressed patched data", 0x40: "uses strong encryption"}
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
 def save(model: Sequential, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> None:
     """Write ``model`` (architecture, parameters with their dtypes, ``metadata``) to ``path``.
 
@@ -220,7 +215,7 @@ def load(path: str | os.PathLike[str]) -> Sequential:
     >>> tmp.cleanup()
     """
     source = _check_path(path)
-    with _open_regular(source) as (handle, size):
+    with open_regular(source, "a gradkit checkpoint") as (handle, size):
         _check_signature(handle, source)
         _check_directory(handle, size, source)
         try:
@@ -262,52 +257,6 @@ def load(path: str | os.PathLike[str]) -> Sequential:
         model.layers[int(index)].params[key] = value  # replaces a placeholder; grads follow at first use
     model.metadata = header["metadata"]
     return model
-
-
-class _open_regular:
-    """Open ``source`` for reading only if it is a regular file: ``(handle, size)``.
-
-    ``os.stat`` refuses a FIFO, device or directory before anything is opened (opening
-    a FIFO blocks until a writer comes; a device may act on open); the file is then
-    opened with ``O_NONBLOCK`` and ``fstat``-ed, so a file swapped in between is refused
-    too and nothing can hang.
-    """
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-        self.handle: BinaryIO | None = None
-
-    def _check(self, info: os.stat_result) -> None:
-        for test, kind in _FILE_KINDS:
-            if test(info.st_mode):
-                raise ValueError(f"{self.source}: not a gradkit checkpoint: it is {kind}, not a regular file")
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{self.source}: not a gradkit checkpoint: not a regular file")
-        if info.st_size == 0:
-            raise ValueError(f"{self.source}: not a gradkit checkpoint: the file is empty "
-                             f"(0 bytes; pseudo-files such as /proc/self/mem report 0 bytes too)")
-
-    def __enter__(self) -> tuple[BinaryIO, int]:
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-        try:
-            self._check(os.stat(self.source))
-            fd = os.open(self.source, flags | getattr(os, "O_CLOEXEC", 0))
-        except (FileNotFoundError, PermissionError):
-            raise
-        except OSError as exc:  # a symlink loop, a name too long, a path through a file, ...
-            raise ValueError(f"{self.source}: cannot be read as a checkpoint: {exc.strerror or exc}") from None
-        try:
-            info = os.fstat(fd)
-            self._check(info)
-            self.handle = os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
-        return self.handle, info.st_size
-
-    def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.close()
 
 
 def _check_signature(handle: IO[bytes], source: Path) -> None:
