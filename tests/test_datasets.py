@@ -306,3 +306,36 @@ def test_the_command_fails_in_one_line(tmp_path: Path) -> None:
                            "--dir", str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "error: fashion-mnist:" in proc.stderr and "apt-get install" in proc.stderr
+
+
+# -- gradkit compare / train --data mnist, on a tiny fake MNIST ---------------------------------------------
+def test_compare_runs_the_paper_protocol_on_a_fake_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradkit.compare import PAPER_PAIRS, CompareConfig, run
+
+    table = fake_mnist(tmp_path / "data" / "mnist", n_train=60, n_test=20)
+    for part, entry in table.items():
+        monkeypatch.setitem(mnist.MNIST_FILES, part, entry)
+    monkeypatch.setenv("GRADKIT_DATA", str(tmp_path / "data"))
+    lines: list[str] = []
+    doc = run(CompareConfig(data="mnist", seeds=2, epochs=2, hidden=(8,), batch_size=16, out=str(tmp_path / "out")),
+              print_fn=lines.append)
+    assert lines[0].startswith("read mnist: 60 training rows × 784 features (pixels / 255), 20 test rows (its own split)")
+    rows = doc["results"]
+    assert [r["pair"] for r in rows] == [label for label, _, _ in PAPER_PAIRS]
+    assert [r["paper_mnist_error_pct"] for r in rows] == [0.812, 0.785, 0.828]
+    for r in rows:
+        errors = [100 * (1 - x["accuracy"]) for x in r["runs"]]
+        assert r["error_pct_ci95"] == pytest.approx(12.706204736 * np.std(errors, ddof=1) / np.sqrt(2))
+    assert rows[1]["vs_baseline"]["baseline"] == "softmax + CE" and "error_diff_pp_ci95" in rows[1]["vs_baseline"]
+    assert any("error % (95% CI)" in line and "paper %" in line for line in lines)
+    assert (tmp_path / "out" / "compare.json").exists() and (tmp_path / "out" / "compare.png").exists()
+
+
+def test_train_and_compare_say_how_to_get_mnist(tmp_path: Path) -> None:
+    env = {**os.environ, "GRADKIT_DATA": str(tmp_path / "empty")}
+    for command in (["compare", "--data", "mnist", "--seeds", "1", "--epochs", "1"],
+                    ["train", "--data", "fashion-mnist", "--epochs", "1"]):
+        proc = subprocess.run([sys.executable, "-m", "gradkit.cli", *command, "--out", str(tmp_path / "out")],
+                              check=False, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "not found in" in proc.stderr and "make " in proc.stderr, proc.stderr

@@ -205,11 +205,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import PAIRS, CompareConfig, run
+    from .compare import CompareConfig, run
 
     config = CompareConfig(data=args.data, label=args.label, seeds=args.seeds, hidden=args.hidden,
                            activation=args.activation, epochs=args.epochs, lr=args.lr,
-                           batch_size=args.batch_size, out=args.out, pairs=args.pairs or list(PAIRS))
+                           batch_size=args.batch_size, out=args.out, pairs=args.pairs)
     run(config)
     return 0
 
@@ -230,7 +230,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     """The data, network and optimizer options shared by ``train`` and ``compare``."""
-    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y); default: scikit-learn's digits")
+    p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y), or mnist / fashion-mnist "
+                   "(their own train/test split, pixels / 255; `make mnist` obtains them); default: scikit-learn's digits")
     p.add_argument("--label", help="the CSV's label column, by header name (default: 'label' if the header has it, "
                    "else the last column)")
     p.add_argument("--hidden", type=_hidden_sizes, default="256", metavar="SIZES",
@@ -277,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_int_at_least(1), default=5, help="seeds, each with its own split and initialization")
     p.add_argument("--pairs", type=_pairs, metavar="OUTPUT:LOSS,...",
                    help="output activation:loss items, comma-separated, with names from --activation and "
-                        "'gradkit list' (default: the six of the README)")
+                        "'gradkit list' (default: the six of the README; with --data mnist or fashion-mnist, "
+                        "the paper's three: softmax:cross_entropy,log_taylor_softmax:nll,log_spherical_softmax:nll)")
     p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
     p.set_defaults(func=_cmd_compare)
 

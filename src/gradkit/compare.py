@@ -1,9 +1,12 @@
 """``gradkit compare``: the same MLP trained with each output normalizer × loss, over seeds.
 
 For every seed the data are split (stratified 80/20, seeded) and standardized
-once; every head then trains the same network from the same initial weights
+once — ``--data mnist`` / ``fashion-mnist`` keep their own 60,000/10,000 split and
+scale pixels by 1/255, so seeds vary the initial weights and the batch order only;
+every head then trains the same network from the same initial weights
 with the same batches. Reported per head: test accuracy and error (mean ± std
-over seeds), test NLL :math:`-\\log p_y` where it is finite — sparse maps give
+over seeds, and the error's 95% t-interval), the paired difference of each head's
+error from the first head's on the same seed (mean and 95% t-interval), test NLL :math:`-\\log p_y` where it is finite — sparse maps give
 :math:`p_y = 0` to some test items, and the share of such items is reported
 instead — and training time. Writes ``compare.json`` and ``compare.png``.
 """
@@ -26,9 +29,9 @@ from ._optional import require
 from ._text import plural
 from .compose import compose
 from .nn import Adam, fit
-from .training_job import build_mlp, load_data, split_and_scale
+from .training_job import DATASETS, build_mlp, load_data, load_split, split_and_scale
 
-__all__ = ["PAIRS", "CompareConfig", "run"]
+__all__ = ["PAIRS", "PAPER_PAIRS", "CompareConfig", "run"]
 
 #: (label, output activation, loss): softmax and its alternatives
 PAIRS: list[tuple[str, str, str]] = [
@@ -39,6 +42,16 @@ PAIRS: list[tuple[str, str, str]] = [
     ("sparsemax + sparsemax loss", "sparsemax", "sparsemax_loss"),
     ("entmax-1.5 + entmax loss", "entmax15", "entmax15_loss"),
 ]
+
+#: the default for ``--data mnist`` / ``fashion-mnist``: de Brébisson & Vincent (ICLR 2016)'s three
+#: losses. Their "log-softmax" loss is softmax + cross-entropy (the same function of the logits)
+PAPER_PAIRS: list[tuple[str, str, str]] = [
+    ("softmax + CE", "softmax", "cross_entropy"),
+    ("log-Taylor + NLL", "log_taylor_softmax", "nll"),
+    ("log-spherical + NLL", "log_spherical_softmax", "nll"),
+]
+#: their MNIST test errors (%), by pair label (their Table 1; architecture and training not ours)
+PAPER_MNIST_ERROR = {"softmax + CE": 0.812, "log-Taylor + NLL": 0.785, "log-spherical + NLL": 0.828}
 
 
 @dataclass
@@ -52,7 +65,8 @@ class CompareConfig:
     lr: float = 1e-3
     batch_size: int = 32
     out: str = "out/compare"
-    pairs: list[tuple[str, str, str]] = field(default_factory=lambda: list(PAIRS))
+    #: None: :data:`PAPER_PAIRS` for the MNIST datasets, else :data:`PAIRS`
+    pairs: list[tuple[str, str, str]] | None = field(default=None)
 
 
 def _probabilities(head: Any, logits: np.ndarray) -> np.ndarray:
@@ -65,27 +79,43 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
+def _ci95(values: list[float]) -> float | None:
+    """Half-width of the 95% t-interval of the mean (None for a single value)."""
+    if len(values) < 2:
+        return None
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+
+
 def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Train every pair on every seed; print the table; write ``compare.json`` and ``compare.png``."""
     require("gradkit compare", "train")
     if config.seeds < 1:
         raise ValueError(f"--seeds must be >= 1; got {config.seeds}")
+    pairs = config.pairs if config.pairs is not None else (PAPER_PAIRS if config.data in DATASETS else PAIRS)
     heads = []
-    for label, out_name, loss_name in config.pairs:
+    for label, out_name, loss_name in pairs:
         try:
             heads.append((label, compose(activations.get(out_name), losses.get(loss_name))))
         except ValueError as exc:
             raise ValueError(f"{label}: {exc}") from None
     out = writable_dir(config.out)
-    X, y, name = load_data(config.data, config.label)
+    fixed: tuple[Any, ...] | None = None
+    if config.data in DATASETS:  # its own split, the same for every seed
+        X_train, X_test, y_train, y_test, _, name = load_split(config.data, config.label)
+        fixed = (X_train, X_test, y_train, y_test)
+        y = np.concatenate([y_train, y_test])
+    else:
+        X, y, name = load_data(config.data, config.label)
     print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in heads}
     for seed in range(config.seeds):
-        X_train, X_test, y_train, y_test, _ = split_and_scale(X, y, rng=seed)
+        X_train, X_test, y_train, y_test = fixed if fixed is not None else split_and_scale(X, y, rng=seed)[:4]
         for label, head in heads:
             one_hot = None if isinstance(head.loss, losses.ClassLoss) else n_classes
-            model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, rng=seed)
+            model = build_mlp(X_train.shape[1], config.hidden, n_classes, config.activation, rng=seed)
             start = time.perf_counter()
             fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,
                 batch_size=config.batch_size, rng=seed)
@@ -108,6 +138,8 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
         rows.append({
             "pair": label, "output": head.activation.name, "loss": head.loss.name,
             "accuracy_mean": acc, "accuracy_std": acc_sd, "error_pct_mean": 100 * (1 - acc),
+            "error_pct_ci95": _ci95([100 * (1 - x["accuracy"]) for x in r]),
+            "paper_mnist_error_pct": PAPER_MNIST_ERROR.get(label) if config.data == "mnist" else None,
             "nll_mean": None if nll_stats is None else nll_stats[0],
             "nll_std": None if nll_stats is None else nll_stats[1],
             "zero_prob_share_mean": float(np.mean([x["zero_prob_share"] for x in r])),
@@ -138,6 +170,7 @@ def _add_paired_differences(rows: list[dict[str, Any]]) -> None:
         mean, std = _mean_std(list(diff))
         r["vs_baseline"] = {
             "baseline": base["pair"], "error_diff_pp_mean": mean, "error_diff_pp_std": std,
+            "error_diff_pp_ci95": _ci95(list(diff)),
             "better": int(np.sum(diff < -1e-9)), "worse": int(np.sum(diff > 1e-9)), "ties": int(np.sum(np.abs(diff) <= 1e-9)),
         }
 
@@ -148,14 +181,17 @@ def _vs_baseline(r: dict[str, Any]) -> str:
         return "—"
     counts = ", ".join(f"{word} on {v[key]}" for key, word in (("better", "better"), ("worse", "worse"), ("ties", "tie"))
                        if v[key])
-    return f"{v['error_diff_pp_mean']:+.2f} ± {v['error_diff_pp_std']:.2f} ({counts})"
+    ci = "" if v["error_diff_pp_ci95"] is None else f", 95% CI ±{v['error_diff_pp_ci95']:.2f}"
+    return f"{v['error_diff_pp_mean']:+.3f} ± {v['error_diff_pp_std']:.3f} sd{ci} ({counts})"
 
 
 def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, print_fn: Callable[[str], None]) -> None:
     print_fn(f"\n{name}; MLP {list(config.hidden)} {config.activation}, Adam lr {config.lr:g}, "
              f"{plural(config.epochs, 'epoch')}, batch {config.batch_size}, {plural(config.seeds, 'seed')} (mean ± std)")
-    header = (f"{'output + loss':<28} {'test accuracy':>16} {'error %':>8} {'test NLL':>18} {'train s':>8}  "
-              f"error vs {rows[0]['pair']} on the same seed (points)")
+    paper = any(r["paper_mnist_error_pct"] is not None for r in rows)
+    header = (f"{'output + loss':<28} {'test accuracy':>16} {'error % (95% CI)':>18} "
+              + (f"{'paper %':>8} " if paper else "")
+              + f"{'test NLL':>18} {'train s':>8}  error vs {rows[0]['pair']} on the same seed (points)")
     print_fn(header)
     print_fn("-" * len(header))
     for r in rows:
@@ -163,7 +199,10 @@ def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, p
             nll = f"{r['nll_mean']:.4f} ± {r['nll_std']:.4f}"
         else:
             nll = f"∞ ({100 * r['zero_prob_share_mean']:.1f}% p_y=0)"
-        print_fn(f"{r['pair']:<28} {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} {r['error_pct_mean']:>8.2f} "
+        ci = "" if r["error_pct_ci95"] is None else f" ± {r['error_pct_ci95']:.2f}"
+        error = f"{r['error_pct_mean']:.2f}{ci}"
+        cited = (f"{r['paper_mnist_error_pct']:>8.3f} " if r["paper_mnist_error_pct"] is not None else f"{'':>8} ") if paper else ""
+        print_fn(f"{r['pair']:<28} {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} {error:>18} {cited}"
                  f"{nll:>18} {r['seconds_mean']:>8.2f}  {_vs_baseline(r)}")
 
 

@@ -26,7 +26,10 @@ from .nn import Adam, Dense, Sequential, fit, save
 from .nn.train import predicted_classes
 from .tabular import read_table
 
-__all__ = ["TrainConfig", "build_mlp", "load_data", "run", "split_and_scale"]
+__all__ = ["DATASETS", "TrainConfig", "build_mlp", "load_data", "load_split", "run", "split_and_scale"]
+
+#: ``--data`` names of datasets with their own train/test split (:mod:`gradkit.datasets`; ``make mnist``)
+DATASETS = ("mnist", "fashion-mnist")
 
 
 @dataclass
@@ -56,6 +59,31 @@ def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, n
     table = read_table(path, label)
     _, y = np.unique(table.y, return_inverse=True)
     return table.X, y, table.description
+
+
+def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) -> tuple[Any, ...]:
+    """``X_train, X_test, y_train, y_test``, the input scaling ``(mean, scale)`` (``x' = (x - mean) / scale``)
+    and what was read, in words.
+
+    A :data:`DATASETS` name gives its own split with pixels scaled by 1/255, float32; other data are
+    split by :func:`split_and_scale` with ``rng``.
+    """
+    if data in DATASETS:
+        if label is not None:
+            raise ValueError(f"--label applies to CSV files; {data} has its labels")
+        from . import datasets
+
+        loader = datasets.load_mnist if data == "mnist" else datasets.load_fashion_mnist
+        X_train, y_train, X_test, y_test = loader()
+        X_train /= 255
+        X_test /= 255
+        d = X_train.shape[1]
+        name = (f"{data}: {len(y_train)} training rows × {d} features (pixels / 255), {len(y_test)} test rows "
+                f"(its own split), {int(y_train.max()) + 1} classes")
+        return X_train, X_test, y_train, y_test, (np.zeros(d), np.full(d, 255.0)), name
+    X, y, name = load_data(data, label)
+    X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, rng=rng)
+    return X_train, X_test, y_train, y_test, (scaler.mean_, scaler.scale_), name
 
 
 @seed_alias("gradkit.training_job.build_mlp")
@@ -140,13 +168,12 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
 
     head = _head(config)
     out = writable_dir(config.out)
-    X, y, name = load_data(config.data, config.label)
+    X_train, X_test, y_train, y_test, (mean, scale), name = load_split(config.data, config.label, rng=config.seed)
     print_fn(f"read {name}")
-    n_classes = int(y.max()) + 1
-    X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, rng=config.seed)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
     one_hot = None if isinstance(head.loss, ClassLoss) else n_classes  # elementwise losses: one-hot rows per batch
 
-    model = build_mlp(X.shape[1], config.hidden, n_classes, config.activation, rng=config.seed)
+    model = build_mlp(X_train.shape[1], config.hidden, n_classes, config.activation, rng=config.seed)
 
     bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=config.quiet, dynamic_ncols=True)
 
@@ -181,6 +208,6 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
             "output": config.output, "loss": config.loss, "n_classes": n_classes, "data": name,
             "test_accuracy": accuracy,
             # inputs are standardized: x' = (x - mean) / scale before model.forward
-            "scaler_mean": scaler.mean_, "scaler_scale": scaler.scale_,
+            "scaler_mean": mean, "scaler_scale": scale,
         })
     return summary
