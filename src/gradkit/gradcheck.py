@@ -29,7 +29,6 @@ subgradient, e.g. ``relu'(0) = 0``), the entry is a **kink**, counted and report
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +53,8 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "float16": (2e-1, 1e-1),
 }
 
-#: the batched Jacobian is checked only when it holds at most this many entries (1 GiB in float64)
-JACOBIAN_MAX_ENTRIES = 2**27
+#: the batched Jacobian is checked only when it holds at most this many entries (128 MiB in float64)
+JACOBIAN_MAX_ENTRIES = 2**24
 
 
 @dataclass(frozen=True)
@@ -235,7 +234,7 @@ def _compare(name: str, got: Any, expected: np.ndarray, rtol: float, atol: float
         return _shape_failure(name, got.shape, expected.shape)
     diff = np.abs(got - expected)
     diff = np.where(np.isnan(diff) & ~(np.isnan(got) & np.isnan(expected)), np.inf, np.nan_to_num(diff))
-    n_kinks, kink_index = 0, ()
+    n_kinks, kink_index = 0, ()  # type: tuple[int, tuple[int, ...]]
     if kink is not None and kink.any():
         n_kinks = int(kink.sum())
         kink_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(kink)), kink.shape))
@@ -297,7 +296,7 @@ def _failing(analytic: np.ndarray, central: np.ndarray, rtol: float, atol: float
         return ~(np.abs(analytic - central) <= atol + rtol * np.abs(central))
 
 
-def _shift(x: np.ndarray, idx: tuple[int, ...], h: float) -> tuple[np.ndarray, float]:
+def _shift(x: np.ndarray, idx: tuple[Any, ...], h: float) -> tuple[np.ndarray, float]:
     """``x`` with ``x[idx] += h`` in ``x``'s dtype, and the offset that rounding realized."""
     out = x.copy()
     out[idx] = np.float64(x[idx]) + h
@@ -342,7 +341,7 @@ def _vjp_entries(name: str, fn: Callable, vjp_val: np.ndarray, x: np.ndarray, u:
     candidates = np.flatnonzero(_failing(analytic, central, o.rtol, o.atol) & np.isfinite(central))
     if candidates.size:
         p2p, p2m, t2p, t2m = (np.full(candidates.size, np.nan) for _ in range(4))
-        for j, k in enumerate(candidates):
+        for j, k in enumerate(candidates.tolist()):
             idx = np.unravel_index(flat[k], x.shape)
             xp, t2p[j] = _shift(x, idx, 2 * t1p[k])
             xm, t2m[j] = _shift(x, idx, 2 * t1m[k])
@@ -395,7 +394,7 @@ def _fast(fn: Callable, x: np.ndarray, y0: np.ndarray, vjp_fn: Callable | None, 
         f2p, f2m, _, _ = _direction_phis(fn, x, v, h, 2.0)
         veff = (dp - dm) / 2  # the direction the rounded points realize
         phis = tuple(float(np.sum(u * f)) for f in (f2m, fm, y0, fp, f2p))
-        central = _five_point(*phis, h)
+        central = _five_point(phis[0], phis[1], phis[2], phis[3], phis[4], h)
         vjp_val = None if vjp_fn is None else _numpy(vjp_fn(x, u.astype(out_dtype)))
         jvp_val = None if jvp_fn is None else _numpy(jvp_fn(x, veff.astype(x.dtype)))
         if k == 0:
@@ -454,7 +453,7 @@ def _jvp_entries(fn: Callable, jvp_fn: Callable, x: np.ndarray, y0: np.ndarray, 
 
 
 # -- what f is -------------------------------------------------------------------------------------------------
-def _layer_types() -> tuple[type, ...]:
+def _layer_types() -> tuple[Any, ...]:
     from .nn.layers import Layer
     from .nn.model import Sequential
 
@@ -619,6 +618,11 @@ def _gradcheck(f: Any, x: Any, vjp: Any, jvp: Any, target: Any, rng: RNGLike, st
     atol = d_atol if atol is None else atol
     if rtol == 0 and atol == 0:
         raise ValueError("rtol and atol must not both be 0")
+    x_eps = float(np.finfo(x.dtype).eps)
+    if step is not None and step < 4 * x_eps:
+        raise ValueError(f"eps must be at least 4 machine epsilons of x's dtype {x.dtype} ({4 * x_eps:.3g}), or "
+                         f"x ± eps·max(1, |x|) rounds back to x; got {step:g} (the default for {dtype} is "
+                         f"{work_eps ** (1.0 / 3.0):.3g})")
     o = _Opts(work_eps ** (1.0 / 3.0) if step is None else step, rtol, atol, max_points, allow_kinks)
     out_dtype = _np_dtypes([y_dtype])[0]
     out_dtype = out_dtype if out_dtype.kind == "f" else np.dtype(np.float64)
