@@ -483,7 +483,7 @@ def _resolve(f: Any, vjp: Any, jvp: Any, target: Any) -> tuple[Callable, Callabl
         if jvp is not None:
             raise TypeError("jvp= does not go with a gradkit.nn layer: its backward() is the VJP under test")
         return (lambda x: f.forward(x), vjp or (lambda x, g: (f.forward(x), f.backward(g))[1]), None, None, None,
-                repr(f))
+                _name(f))
     if callable(f):
         if vjp is None and jvp is None:
             raise TypeError("gradcheck of a plain function needs vjp=(x, g) -> array and/or jvp=(x, v) -> array")
@@ -492,6 +492,14 @@ def _resolve(f: Any, vjp: Any, jvp: Any, target: Any) -> tuple[Callable, Callabl
         return f, vjp, jvp, None, None, getattr(f, "__name__", repr(f))
     raise TypeError("f must be an activation, a loss, a compose() head, a gradkit.nn layer or Sequential, or a "
                     f"callable; got {type(f).__name__}")
+
+
+def _name(f: Any) -> str:
+    """``repr(f)``, or the class name where a user's layer cannot say more (no ``config()``)."""
+    try:
+        return repr(f)
+    except Exception:  # noqa: BLE001 - a repr that fails must not hide the check
+        return type(f).__name__ + "()"
 
 
 def _check_callable(value: Any, name: str) -> None:
