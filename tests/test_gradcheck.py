@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,134 @@ def test_large_inputs_are_sampled():
     x = np.random.default_rng(6).standard_normal((50, 60))
     rep = gk.gradcheck(gk.Softmax(), x, max_points=100)
     assert rep.ok
+
+
+# -- dtype-aware step and tolerances ----------------------------------------------------------------------------
+gradcheck_module = importlib.import_module("gradkit.gradcheck")
+
+
+def test_default_step_is_the_cube_root_of_epsilon():
+    from gradkit.gradcheck import default_step, default_tolerances
+
+    for dtype in (np.float64, np.float32, np.float16):
+        assert default_step(dtype) == pytest.approx(float(np.finfo(dtype).eps) ** (1 / 3), rel=1e-12)
+    assert default_tolerances(np.float64) == (1e-5, 1e-6)  # the historical float64 defaults
+    assert default_tolerances(np.float32) == (1e-2, 1e-3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_float32_checks_pass_with_the_dtype_aware_step_where_the_old_fixed_step_failed(seed):
+    x = (np.random.default_rng(seed).standard_normal((4, 6)) * 1.5).astype(np.float32)
+    new = gk.gradcheck(gk.Softmax(), x, rng=seed)
+    assert new.ok and new.dtype == "float32" and "(float32, h=0.00492*max(1,|x|), rtol=0.01, atol=0.001)" in str(new)
+    # the old step 1e-6 is ~8 float32 ulps: the differences divide rounding noise
+    old = gk.gradcheck(gk.Softmax(), x, rng=seed, eps=1e-6, rtol=new.rtol, atol=new.atol)
+    assert not old.ok and old.max_abs_err > 300 * new.max_abs_err
+    assert gk.gradcheck(gk.Softmax(), x.astype(np.float64), rng=seed).dtype == "float64"
+
+
+def test_float16_and_the_working_dtype_of_the_output():
+    x = np.random.default_rng(1).standard_normal((3, 5))
+    assert gk.gradcheck(gk.Softmax(), x.astype(np.float16)).dtype == "float16"
+    # float64 points into a function that computes in float32: the coarser dtype rules
+    rep = gk.gradcheck(lambda x: np.tanh(x.astype(np.float32)), x,
+                       vjp=lambda x, g: g * (1 - np.tanh(x.astype(np.float32)) ** 2))
+    assert rep.ok and rep.dtype == "float32" and rep.step == pytest.approx(float(np.finfo(np.float32).eps) ** (1 / 3))
+    with pytest.raises(ValueError, match=r"eps must be at least 4 machine epsilons of x's dtype float16 .*got 1e-06"):
+        gk.gradcheck(gk.Softmax(), x.astype(np.float16), eps=1e-6)
+
+
+def test_x_must_be_real_and_finite():
+    with pytest.raises(TypeError, match="x must be a real floating or integer array.*got dtype bool"):
+        gk.gradcheck(gk.ReLU(), np.array([True, False]))
+    with pytest.raises(TypeError, match="x must be real.*complex128"):
+        gk.gradcheck(gk.ReLU(), np.array([1 + 1j]))
+    with pytest.raises(ValueError, match="x must be finite .*got 1 non-finite entry of 3"):
+        gk.gradcheck(gk.ReLU(), np.array([1.0, np.nan, 2.0]))
+    assert gk.gradcheck(gk.ReLU(), np.array([1, -2, 3])).dtype == "float64"  # integers become float64
+
+
+# -- fast mode --------------------------------------------------------------------------------------------------
+class _Counted:
+    def __init__(self, f):
+        self.f, self.calls = f, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return self.f(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_mode_costs_a_few_evaluations_whatever_the_size_and_catches_the_bug(dtype):
+    sm = gk.Softmax()
+    x = (np.random.default_rng(7).standard_normal((200, 300)) * 1.5).astype(dtype)
+    f = _Counted(sm)
+    rep = gk.gradcheck(f, x, vjp=sm.vjp, jvp=sm.jvp, fast=True)
+    probes = gradcheck_module.FAST_PROBES
+    assert rep.ok and f.calls == 1 + 4 * probes, str(rep)
+    assert [r.check for r in rep.results] == ["vjp (fast)", "jvp (fast)", "adjoint"]
+    bad = gk.gradcheck(sm, x, vjp=_elementwise_softmax_bug, jvp=sm.jvp, fast=True)
+    assert [(r.check, r.ok) for r in bad.results] == [("vjp (fast)", False), ("jvp (fast)", True), ("adjoint", False),
+                                                         ("jacobian", True)]
+    assert bad.kinks == 0 and "WRONG" in str(bad)
+
+
+def test_fast_mode_catches_the_bug_for_every_seed():
+    sm = gk.Softmax()
+    for seed in range(20):
+        x = np.random.default_rng(seed).standard_normal((8, 10)).astype(np.float32)
+        rep = gk.gradcheck(sm, x, vjp=_elementwise_softmax_bug, fast=True, rng=seed)
+        assert not rep.ok and rep.kinks == 0, seed
+
+
+def test_the_jacobian_check_is_skipped_beyond_its_memory_cap(monkeypatch):
+    monkeypatch.setattr(gradcheck_module, "JACOBIAN_MAX_ENTRIES", 100)
+    rep = gk.gradcheck(gk.Softmax(), np.random.default_rng(8).standard_normal((3, 6)))
+    jac = next(r for r in rep.results if r.check == "jacobian")
+    assert rep.ok and jac.note == "skipped: the Jacobian would hold 108 entries (more than 100)"
+
+
+# -- kinks ------------------------------------------------------------------------------------------------------
+def test_relu_kinks_in_the_vjp_and_the_jvp_rows():
+    x = np.array([[0.0, 1.2, -0.4], [0.7, 0.0, -2.0]])
+    rep = gk.gradcheck(gk.ReLU(), x)
+    rows = {r.check: r for r in rep.results}
+    assert rep.ok and rows["vjp"].kinks == 2 and rows["jvp"].kinks == 2 and rows["vjp"].kink_index == (0, 0)
+    assert rows["vjp"].max_abs_err < 1e-9  # the kinks are left out of the errors
+    strict = gk.gradcheck(gk.ReLU(), x, allow_kinks=False)
+    assert not strict.ok and strict.kinks == rep.kinks and "allow_kinks=False" in str(strict)
+
+
+def test_a_kink_inside_the_stencil_but_not_at_the_point():
+    h = gk.gradcheck(gk.ReLU(), np.ones(2)).step
+    for offset in (0.3, 0.75, -0.5):  # the kink at 0 lies between x - h and x + h
+        rep = gk.gradcheck(gk.ReLU(), np.array([offset * h, 1.5, -0.5]))
+        assert rep.ok and rep.results[0].kinks == 1, (offset, str(rep))
+    rep = gk.gradcheck(gk.ReLU(), np.array([0.3 * h, 1.5]), vjp=lambda x, g: g * 0.5)  # wrong on the right piece
+    assert not rep.ok and rep.results[0].worst_index == (1,)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_wrong_derivative_at_smooth_points_is_never_called_a_kink(seed):
+    x = np.random.default_rng(seed).standard_normal((4, 6))
+    for dtype in (np.float64, np.float32):
+        rep = gk.gradcheck(gk.Softmax(), x.astype(dtype), vjp=_elementwise_softmax_bug, rng=seed)
+        assert not rep.ok and rep.kinks == 0
+
+
+def test_kink_probes_cost_two_evaluations_per_failing_entry_only():
+    x = np.random.default_rng(9).standard_normal(50)
+    x[[3, 17]] = 0.0
+    f = _Counted(gk.ReLU())
+    rep = gk.gradcheck(f, x, vjp=gk.ReLU().vjp)
+    assert rep.ok and rep.kinks == 2
+    assert f.calls == 1 + 2 * 50 + 2 * 2
+
+
+def test_float32_gradcheck_model_uses_float32_tolerances():
+    from gradkit import nn
+
+    X = np.random.default_rng(10).standard_normal((5, 3))
+    model = nn.Sequential([nn.Dense(3, 4, rng=0), "tanh", nn.Dense(4, 2, rng=1)])  # float32
+    rep = nn.gradcheck_model(model, X, np.array([0, 1, 1, 0, 1]), gk.compose(gk.Softmax(), gk.CrossEntropyLoss()))
+    assert rep.ok and rep.dtype == "float32", str(rep)

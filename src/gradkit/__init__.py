@@ -5,7 +5,7 @@ every loss its value and gradient; :func:`compose` chains any activation into
 any loss; :func:`gradcheck` tells where a derivative is wrong.
 """
 
-from . import activations, losses, nn
+from . import activations, losses, nn, testing
 from .activations import *
 from .base import Activation, AxisActivation, ElementwiseActivation
 from .compose import Composed, compose
@@ -52,5 +52,6 @@ __all__ = [
     "losses",
     "nn",
     "set_config",
+    "testing",
 ]
 __all__ += activations.__all__  # every activation class, and get / names / register

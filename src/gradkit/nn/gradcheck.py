@@ -22,8 +22,10 @@ def gradcheck_model(
     """:func:`gradkit.gradcheck` of ``θ ↦ loss(model_θ(X), y)`` over all parameters ``θ``.
 
     The VJP under test is backpropagation (``model.backward``); the reference is
-    central differences on every parameter. Use a float64 model (``Dense(..., dtype=np.float64)``)
-    and no active dropout. The parameters are restored afterwards.
+    central differences on every parameter. A float64 model (``Dense(..., dtype=np.float64)``) gives the
+    strictest check; a float32 model is checked in float32, with float32's step and tolerances (see
+    :func:`gradkit.gradcheck`). No dropout is active (``forward`` runs in evaluation mode). The
+    parameters are restored afterwards.
     ``worst_index`` indexes the flattened parameter vector, in the order the
     report's title lists the parameters. ``rng`` is :func:`gradkit.gradcheck`'s (``seed=`` is its
     deprecated old name).
