@@ -46,6 +46,7 @@ array([[ 0.      , -0.706291,  0.706291]])
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -315,11 +316,46 @@ class _HeadFnTraced(torch.autograd.Function):
 
 def _head_derivative(head: Composed, kind: str, z: Any, target: Any, mask: Any, g: Any) -> Any:
     g = g.to(z.dtype)
-    method = head.vjp if kind == "vjp" else head.jvp
     if _host_ok(z, g, target, mask):
         zn, gn = _np(z), _np(g)
+        method = head.vjp if kind == "vjp" else head.jvp
         return _back(method(zn, _np(target), gn, where=_np(mask)), zn, gn)
-    return method(z, target.detach(), g, where=mask)
+    if kind == "vjp" and torch.is_grad_enabled() and not head.fused:
+        # create_graph: the backward is recorded. The activation's part goes through _ActFn, whose own
+        # backward is gradkit's VJP (differentiable), never through autograd of gradkit's forward code
+        # (a bisection, a sort, a sqrt at 0 are not meant to be differentiated); the loss's gradient
+        # formulas are smooth expressions that autograd differentiates as they are
+        head = _recorded(head)
+    method = head.vjp if kind == "vjp" else head.jvp
+    return method(z, target, g, where=mask)
+
+
+class _RecordedActivation:
+    """Stands in for a head's activation while a backward is recorded: forward through :class:`_ActFn`,
+    VJP through autograd (hence gradkit's VJP, recorded); everything else is the activation's."""
+
+    def __init__(self, act: Activation) -> None:
+        self._act = act
+        self._out: dict[int, tuple[Any, Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._act, name)
+
+    def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        y = _ActFn.apply(x, mask, None, self._act, axis)
+        self._out[id(x)] = (x, y)
+        return y
+
+    def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        x_in, y_out = self._out[id(x)]  # the Function's own output (y may be clipped onto the loss's domain)
+        (gx,) = torch.autograd.grad(y_out, x_in, g, create_graph=True, retain_graph=True)
+        return gx
+
+
+def _recorded(head: Composed) -> Composed:
+    clone = copy.copy(head)
+    clone.activation = _RecordedActivation(head.activation)  # type: ignore[assignment]
+    return clone
 
 
 class GradkitHead(torch.nn.Module):

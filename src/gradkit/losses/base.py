@@ -40,7 +40,7 @@ import math
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from array_api_compat import device
+from array_api_compat import array_namespace, device
 
 from .._array import Array, ArrayLike, as_float, cast, check_choice, check_constructor_kwargs, is_traced, like, to_array
 
@@ -177,7 +177,9 @@ class Loss:
         return a if axis is None else xp.sum(a, axis=axis)
 
     def _upstream(self, xp: Any, g: Any, items: Any) -> Any:
-        g = xp.asarray(to_array(g, "g"), device=device(items))
+        g = to_array(g, "g")
+        if array_namespace(g) is not xp or device(g) != device(items):  # (torch.asarray of a tensor that
+            g = xp.asarray(g, device=device(items))  # requires grad warns: a recorded backward passes one)
         expected = tuple(items.shape) if self.reduction == "none" else ()
         if tuple(g.shape) != expected:
             raise ValueError(f"g must have the shape of the loss, {expected}; got {tuple(g.shape)}")
