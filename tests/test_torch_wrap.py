@@ -13,13 +13,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import gradkit as gk  # noqa: E402
-import gradkit.torch as gkt  # noqa: E402
-from gradkit import kernels  # noqa: E402
-from gradkit.gradcheck import random_target  # noqa: E402
-from gradkit.losses.classification import ClassLoss  # noqa: E402
+import gradkit as gk
+import gradkit.torch as gkt
+from gradkit import kernels
+from gradkit.gradcheck import random_target
+from gradkit.losses.classification import ClassLoss
 
-from .cases import ACTIVATIONS, ActCase  # noqa: E402
+from .cases import ACTIVATIONS, ActCase
 
 #: every row of the activation table, Gumbel-softmax included (its noise held fixed with ``frozen()``)
 #: (``hard=True`` is left out of gradcheck: its one-hot output is piecewise constant and its backward is by
@@ -428,3 +428,16 @@ def test_repr_and_module():
     assert repr(head).startswith("GradkitHead(compose(Softmax(")
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), gkt.wrap(gk.Entmax15()))
     assert net(torch.randn(2, 4)).shape == (2, 3)
+
+
+def test_recorded_head_backward_warns_nothing():
+    """A recorded backward (create_graph) passes an upstream that requires grad: no torch.asarray warning."""
+    z = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    head = gkt.wrap(gk.compose(gk.Sparsemax(), gk.MSELoss()))
+    t = torch.rand(3, 4, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        g = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
+        (gz,) = torch.autograd.grad(head(z, t), z, g, create_graph=True)
+        hz, hg = torch.autograd.grad((gz * torch.randn(3, 4, dtype=torch.float64)).sum(), (z, g))
+    assert gz.shape == hz.shape == z.shape and hg.shape == ()

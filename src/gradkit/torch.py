@@ -41,7 +41,7 @@ GradkitActivation(Entmax15(axis=-1, method='sort', n_iter=50))
 array([[0.      , 0.326007, 0.673993]])
 >>> y.backward(torch.tensor([[1.0, -1.0, 2.0]], dtype=torch.float64))
 >>> x.grad.numpy().round(6)
-array([[ 0.      , -0.706291,  0.706291]])
+array([[ 0.     , -1.01028,  1.01028]])
 """
 
 from __future__ import annotations
@@ -134,11 +134,12 @@ class _ActFn(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Any, mask: Any, noise: Any, act: Activation, axis: int) -> Any:  # type: ignore[override]
+    def forward(x: Any, mask: Any, noise: Any, act: Activation, axis: int) -> Any:
         if _host_ok(x, mask, noise):
             xn, mn = _np(x), _np(mask)
             return _back(_forward(act, np, xn, axis, mn, _np(noise)), xn)
-        return _forward(act, _XP, x, axis, mask, noise)
+        y = _forward(act, _XP, x, axis, mask, noise)
+        return y.clone() if y is x else y  # (identity) an output must not be its input: autograd refuses it
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -149,7 +150,7 @@ class _ActFn(torch.autograd.Function):
         ctx.save_for_forward(x if need_x else None, output if need_y else None, mask, noise)
 
     @staticmethod
-    def backward(ctx: Any, g: Any) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Any) -> tuple[Any, ...]:
         x, y, mask, noise = ctx.saved_tensors
         return _derivative(ctx, "vjp", x, y, mask, noise, g), None, None, None, None
 
@@ -281,7 +282,7 @@ class _HeadFn(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(z: Any, target: Any, mask: Any, head: Composed) -> Any:  # type: ignore[override]
+    def forward(z: Any, target: Any, mask: Any, head: Composed) -> Any:
         if _host_ok(z, target, mask):
             zn = _np(z)
             return _back(head(zn, _np(target), where=_np(mask)), zn)
@@ -295,7 +296,7 @@ class _HeadFn(torch.autograd.Function):
         ctx.save_for_forward(z, target, mask)
 
     @staticmethod
-    def backward(ctx: Any, g: Any) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Any) -> tuple[Any, ...]:
         z, target, mask = ctx.saved_tensors
         return _head_derivative(ctx.head, "vjp", z, target, mask, g), None, None, None
 
