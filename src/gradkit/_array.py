@@ -215,7 +215,7 @@ def is_traced(*arrays: Any) -> bool:
     return False
 
 
-def numpy_errstate(xp: Any, **kwargs: str) -> contextlib.AbstractContextManager[Any]:
+def numpy_errstate(xp: Any, **kwargs: Any) -> contextlib.AbstractContextManager[Any]:
     """``np.errstate(**kwargs)`` for NumPy's namespace, a no-op for other libraries (whose arithmetic does
     not warn), so the code it guards also traces under ``torch.compile``, which cannot trace ``np.errstate``."""
     return np.errstate(**kwargs) if xp.__name__.endswith("numpy") else contextlib.nullcontext()
