@@ -59,7 +59,6 @@ from .activations.elementwise import ElementwiseActivation
 from .activations.gumbel import GumbelSoftmax
 from .activations.softmax import LogSoftmax, Softmax
 from .activations.sparse import Entmax15, Sparsemax
-from .activations.spherical import _PhiNormalizer
 from .base import Activation
 from .compose import Composed
 
@@ -77,9 +76,7 @@ def _saves(act: Activation) -> tuple[bool, bool]:
         return False, True
     if isinstance(act, ElementwiseActivation) and type(act).compute_derivative in _X_ONLY_DERIVATIVES:
         return True, False
-    if isinstance(act, _PhiNormalizer):
-        return True, True
-    return True, True  # an activation gradkit does not know: keep both
+    return True, True  # the Taylor and spherical maps (q(x) and y), and activations gradkit does not know
 
 
 def _x_only_derivatives() -> frozenset[Any]:
@@ -93,7 +90,9 @@ def _x_only_derivatives() -> frozenset[Any]:
 #: gradkit's elementwise derivatives, all evaluated from ``x`` (``y`` is not read)
 _X_ONLY_DERIVATIVES = _x_only_derivatives()
 
+#: the Array API namespaces gradkit's hooks receive (array-api-compat's wrappers, as ``as_float`` gives them)
 _XP = array_namespace(torch.zeros(0))
+_NP = array_namespace(np.zeros(0))
 
 
 # -- the NumPy / numba path for CPU tensors ------------------------------------------------------
@@ -122,7 +121,7 @@ def _np(t: Any) -> Any:
 def _back(a: Any, *inputs: Any) -> Any:
     """A NumPy result as a tensor: shares its memory; copied if it is (a view of) an input's memory."""
     a = np.asarray(a)
-    if any(i is not None and np.shares_memory(a, i) for i in inputs):
+    if any(i is not None and np.may_share_memory(a, i) for i in inputs):  # bounds only: never slow
         a = a.copy()
     return torch.from_numpy(a)
 
@@ -137,7 +136,7 @@ class _ActFn(torch.autograd.Function):
     def forward(x: Any, mask: Any, noise: Any, act: Activation, axis: int) -> Any:
         if _host_ok(x, mask, noise):
             xn, mn = _np(x), _np(mask)
-            return _back(_forward(act, np, xn, axis, mn, _np(noise)), xn)
+            return _back(_forward(act, _NP, xn, axis, mn, _np(noise)), xn)
         y = _forward(act, _XP, x, axis, mask, noise)
         return y.clone() if y is x else y  # (identity) an output must not be its input: autograd refuses it
 
@@ -183,7 +182,7 @@ def _derivative(ctx: Any, kind: str, x: Any, y: Any, mask: Any, noise: Any, g: A
     g = g.to(ref.dtype)
     if _host_ok(ref, g, mask, noise):
         xn, yn, gn, mn, nn = _np(x), _np(y), _np(g), _np(mask), _np(noise)
-        return _back(_hook(act, kind, np, xn, yn, gn, axis, mn, nn), xn, yn, gn)
+        return _back(_hook(act, kind, _NP, xn, yn, gn, axis, mn, nn), xn, yn, gn)
     return _hook(act, kind, _XP, x, y, g, axis, mask, noise)
 
 
