@@ -475,3 +475,20 @@ def test_compile_fullgraph_heads():
             value, grad = head.value_and_grad(z0.numpy(), target.numpy())
             np.testing.assert_allclose(compiled(z0, target).item(), value, rtol=1e-5)
             np.testing.assert_allclose(gz.numpy(), grad, rtol=1e-5, atol=1e-6)
+
+
+def test_unusual_tensors():
+    """Inference mode, a broadcast (stride-0) input, a lazily negated view: same values as torch's softmax."""
+    module = gkt.wrap(gk.Softmax())
+    with torch.inference_mode():
+        x = torch.randn(4, 5)
+        torch.testing.assert_close(module(x), torch.softmax(x, -1))
+    x = torch.randn(1, 5, requires_grad=True)
+    xe = x.expand(4, 5)
+    r = torch.randn(4, 5)
+    (gx,) = torch.autograd.grad(module(xe), x, r)
+    (ge,) = torch.autograd.grad(torch.softmax(xe, -1), x, r)
+    torch.testing.assert_close(gx, ge)
+    xn = torch._neg_view(torch.randn(3, 4))
+    assert xn.is_neg()
+    torch.testing.assert_close(module(xn), torch.softmax(xn.clone(), -1))

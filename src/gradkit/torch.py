@@ -21,7 +21,7 @@ through a ``torch.autograd.Function`` whose backward is gradkit's VJP and whose 
   code on the tensor's device. Both paths give the same values (tested).
 * **torch.compile.** Under tracing gradkit takes its branch-free paths (:func:`gradkit._array.is_traced`),
   so ``torch.compile(wrap(act), fullgraph=True)`` traces forward and backward without a graph break
-  (tested for softmax, log-softmax, sparsemax and entmax-1.5).
+  (tested for softmax, log-softmax, sparsemax, entmax-1.5 and heads).
 
 Inputs: ``x`` / ``z`` must be a ``torch.Tensor`` of a real dtype (float16/bfloat16 are computed in
 float32 and returned in their dtype, integers are computed in float64 as everywhere in gradkit);
