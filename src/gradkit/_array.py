@@ -7,6 +7,7 @@ mutated in place, and NumPy is only used to turn lists and scalars into arrays.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 import sys
@@ -31,6 +32,7 @@ __all__ = [
     "mask_like",
     "moveaxis",
     "normalize_axis",
+    "numpy_errstate",
     "to_array",
 ]
 
@@ -211,6 +213,12 @@ def is_traced(*arrays: Any) -> bool:
         if fake is not None and any(isinstance(a, fake) for a in arrays):
             return True
     return False
+
+
+def numpy_errstate(xp: Any, **kwargs: Any) -> contextlib.AbstractContextManager[Any]:
+    """``np.errstate(**kwargs)`` for NumPy's namespace, a no-op for other libraries (whose arithmetic does
+    not warn), so the code it guards also traces under ``torch.compile``, which cannot trace ``np.errstate``."""
+    return np.errstate(**kwargs) if xp.__name__.endswith("numpy") else contextlib.nullcontext()
 
 
 def moveaxis(xp: Any, a: Any, source: int, destination: int) -> Any:

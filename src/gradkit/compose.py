@@ -28,9 +28,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis
+from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis, numpy_errstate
 from .activations.elementwise import Sigmoid
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.sparse import Entmax15, Sparsemax
@@ -238,13 +236,13 @@ class Composed:
                 value, gp = loss._reduce(xp, items, raw, denom, upstream)
                 return value, act.compute_vjp(xp, zc, p, gp, axis, mask)
 
-            with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below,
+            with numpy_errstate(xp, over="ignore", invalid="ignore"):  # a non-finite result is redone below,
                 value, gz = backward(grad)  # and that pass warns where the answer itself overflows
             if is_traced(gz) or not bool(xp.all(xp.isfinite(gz))):
                 # dL/dp may overflow (2·(p - t) at p - t ~ max) where dL/dz is finite (a softmax or sparsemax
                 # Jacobian removes the common part: inf - inf = NaN). The VJP is linear: redo it on dL/dp / F
                 # and scale back; keep the first answer wherever it was finite
-                big = 2.0 ** min(xp.finfo(zc.dtype).maxexp // 8, 128)  # float32: 2^16, float64: 2^128
+                big = 2.0 ** min(math.frexp(float(xp.finfo(zc.dtype).max))[1] // 8, 128)  # f32: 2^16, f64: 2^128 (torch.finfo: no maxexp)
                 _, gz_small = backward(grad / big)
                 gz = xp.where(xp.isfinite(gz), gz, gz_small * big)
         if sums and loss.reduction == "sum":

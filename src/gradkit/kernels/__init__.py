@@ -61,7 +61,8 @@ def available() -> bool:
 
 def usable(xp: Any, *arrays: Any) -> bool:
     """True when the kernels can take these arrays: NumPy, float32 or float64, same dtype, non-empty."""
-    if not enabled() or not xp.__name__.endswith("numpy"):
+    # the namespace first: torch code under torch.compile never reaches enabled() (dynamo cannot trace ContextVar)
+    if not xp.__name__.endswith("numpy") or not enabled():
         return False
     first = arrays[0]
     if not isinstance(first, np.ndarray) or first.dtype not in (np.float32, np.float64) or first.size == 0:

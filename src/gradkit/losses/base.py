@@ -39,10 +39,20 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Self
 
-import numpy as np
-from array_api_compat import device
+from array_api_compat import array_namespace, device
 
-from .._array import Array, ArrayLike, as_float, cast, check_choice, check_constructor_kwargs, is_traced, like, to_array
+from .._array import (
+    Array,
+    ArrayLike,
+    as_float,
+    cast,
+    check_choice,
+    check_constructor_kwargs,
+    is_traced,
+    like,
+    numpy_errstate,
+    to_array,
+)
 
 __all__ = ["ElementwiseLoss", "Loss"]
 
@@ -107,13 +117,13 @@ class Loss:
         xp, p, out_dtype = self._prepare_pred(pred)
         vc = like(v, p, xp, "v", "pred")
         items, raw, denom = self._items(xp, p, target)
-        with np.errstate(over="ignore", invalid="ignore"):  # (NumPy) a non-finite result is redone below
+        with numpy_errstate(xp, over="ignore", invalid="ignore"):  # a non-finite result is redone below
             _, gv = self._reduce(xp, items, raw * vc, denom)  # the reduction is linear in the gradient
             out = self._contract(xp, gv, p.ndim)
         if is_traced(out) or not bool(xp.all(xp.isfinite(out))):
             # a term (2·d·v at d ~ max) or the sum of terms of both signs overflowed, where the
             # directional derivative may be finite: redo it on v / F and scale back, where needed
-            big = 2.0 ** min(xp.finfo(p.dtype).maxexp // 8, 128)  # float32: 2^16, float64: 2^128
+            big = 2.0 ** min(math.frexp(float(xp.finfo(p.dtype).max))[1] // 8, 128)  # float32: 2^16, float64: 2^128 (torch.finfo has no maxexp)
             _, small = self._reduce(xp, items, raw * (vc / big), denom)
             out = xp.where(xp.isfinite(out), out, self._contract(xp, small, p.ndim) * big)
         return cast(xp, out, out_dtype)
@@ -177,7 +187,9 @@ class Loss:
         return a if axis is None else xp.sum(a, axis=axis)
 
     def _upstream(self, xp: Any, g: Any, items: Any) -> Any:
-        g = xp.asarray(to_array(g, "g"), device=device(items))
+        g = to_array(g, "g")
+        if array_namespace(g) is not xp or device(g) != device(items):  # (torch.asarray of a tensor that
+            g = xp.asarray(g, device=device(items))  # requires grad warns: a recorded backward passes one)
         expected = tuple(items.shape) if self.reduction == "none" else ()
         if tuple(g.shape) != expected:
             raise ValueError(f"g must have the shape of the loss, {expected}; got {tuple(g.shape)}")
@@ -196,7 +208,7 @@ class Loss:
             axis = self._item_axis(grad.ndim)
             per_item = g * self._grad_factor
             return items, grad * (per_item if axis is None else xp.expand_dims(per_item, axis=axis))
-        with np.errstate(over="ignore"):  # NumPy: a sum that overflows where the mean does not is redone below
+        with numpy_errstate(xp, over="ignore"):  # NumPy: a sum that overflows where the mean does not is redone below
             value = xp.sum(items)
         scale: Any = self._grad_factor
         if self.reduction == "mean":
