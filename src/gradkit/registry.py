@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Generic, TypeVar, overload
 
@@ -199,6 +199,10 @@ class _LiveNames(AbstractSet[str]):
 
     def __len__(self) -> int:
         return len(self._current())
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # set operations give plain frozensets
+        return frozenset(it)
 
 
 def _unnamed(cls: type) -> str:

@@ -57,3 +57,5 @@ get = _registry.get
 names = _registry.names
 register = _registry.register
 unregister = _registry.unregister
+live_names = _registry.live_names
+builtin_names = _registry.builtin_names
