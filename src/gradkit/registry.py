@@ -96,13 +96,13 @@ class Registry(Generic[T]):
             own = factory.name  # type: ignore[attr-defined]
         elif isinstance(factory, type):
             if not issubclass(factory, self._base):
-                raise TypeError(f"a {self._kind} class must subclass {self._base.__name__}; got {factory.__name__}")
+                raise TypeError(f"{self._kind} classes must subclass {self._base.__name__}; got {factory.__name__}")
             own = getattr(factory, "name", "")
         elif callable(factory):
             own = name
         else:
-            raise TypeError(f"factory must be a {self._base.__name__} subclass, instance or a callable returning one; "
-                            f"got {type(factory).__name__}")
+            raise TypeError(f"factory must be a subclass or an instance of {self._base.__name__}, or a callable "
+                            f"returning one; got {type(factory).__name__}")
         if own != name:
             raise ValueError(f"a {self._kind} is registered under its own name (the key checkpoints and the CLI use): "
                              f"got name {name!r} for {_describe(factory)} named {own!r}")
