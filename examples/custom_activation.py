@@ -64,7 +64,7 @@ with tempfile.TemporaryDirectory() as tmp:  # a checkpoint stores the name; load
     gk.nn.save(model, path)
     assert np.array_equal(gk.nn.load(path).forward(X), model.forward(X))
 
-from gradkit.sklearn import MLPClassifier  # noqa: E402 (needs the `train` extra)
+from gradkit.sklearn import MLPClassifier  # needs the `train` extra
 
 clf = MLPClassifier(hidden_layer_sizes=(16,), output_activation="softplus_norm", loss="log_cosh",
                     solver="lbfgs", max_iter=2000, random_state=0).fit(X, y)

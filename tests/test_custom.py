@@ -50,11 +50,11 @@ def softmax_vjp(x, g, y):
 
 def log_cosh(p, t):
     d = p - t
-    return np.logaddexp(d, -d) - np.log(2.0).astype(p.dtype)
+    return array_namespace(p).logaddexp(d, -d) - float(np.log(2.0))
 
 
 def log_cosh_grad(p, t):
-    return np.tanh(p - t)
+    return array_namespace(p).tanh(p - t)
 
 
 def spnorm(**kwargs):
@@ -212,6 +212,29 @@ def test_custom_activation_takes_no_mask():
         spnorm()(X, where=X > 0)
 
 
+def test_portable_functions_serve_torch_and_jax_jit():
+    torch = pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(12)
+    x, g = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    act = spnorm(axis=0)
+    ref = (act(x), act.vjp(x, g), act.jvp(x, g), act.jacobian(x))
+    got = (act(torch.from_numpy(x)), act.vjp(torch.from_numpy(x), torch.from_numpy(g)),
+           act.jvp(torch.from_numpy(x), torch.from_numpy(g)), act.jacobian(torch.from_numpy(x)))
+    for a, b in zip(got, ref, strict=True):
+        assert isinstance(a, torch.Tensor)
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-6, atol=1e-7)
+    jitted = jax.jit(lambda x, g: (act(x), act.vjp(x, g), act.jvp(x, g), act.jacobian(x)))
+    for a, b in zip(jitted(x, g), ref, strict=True):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6, atol=1e-7)
+    head = gk.compose(act, logcosh())
+    t = rng.random((4, 3)).astype(np.float32)
+    value, grad = jax.jit(head.value_and_grad)(x, t)
+    ref_value, ref_grad = head.value_and_grad(x, t)
+    np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=1e-5, atol=1e-7)
+
+
 # -- consumers ---------------------------------------------------------------------------------------
 def test_gradcheck_passes_custom_ones_and_catches_a_wrong_vjp():
     rng = np.random.default_rng(4)
@@ -229,8 +252,9 @@ def test_compose_value_and_grad_against_central_differences():
     for head, target in ((gk.compose(spnorm(), "cross_entropy"), rng.integers(0, 5, 4)),
                          (gk.compose(spnorm(), logcosh()), rng.random((4, 5))),
                          (gk.compose("softmax", logcosh(reduction="sum")), rng.random((4, 5)))):
-        value, grad = head.value_and_grad(z, target)
-        np.testing.assert_allclose(grad, numeric_grad(lambda a: float(head(a, target)), z), rtol=1e-6, atol=1e-9)
+        _, grad = head.value_and_grad(z, target)
+        numeric = numeric_grad(lambda a, head=head, target=target: float(head(a, target)), z)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
         u = rng.standard_normal()  # a random upstream scalar
         np.testing.assert_allclose(head.vjp(z, target, u), u * grad, rtol=1e-12)
         assert gk.gradcheck(head, z, target=target).ok
@@ -384,10 +408,11 @@ def test_estimators_take_registered_names():
 
 
 # -- the README's examples, run as written -----------------------------------------------------------------
-@pytest.mark.parametrize("script", ["custom_activation.py", "subclass_activation.py"])
-def test_examples_run(script, capsys):
+@pytest.mark.parametrize(("script", "printed"), [("custom_activation.py", ": ok"), ("subclass_activation.py", ": ok"),
+                                                 ("subclass_loss.py", "True")])
+def test_examples_run(script, printed, capsys):
     runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
-    assert ": ok" in capsys.readouterr().out
+    assert printed in capsys.readouterr().out
 
 
 def test_subclass_example_matches_custom_activation_and_masks_exactly():

@@ -309,7 +309,7 @@ _PLUGIN_KWARGS = {"action": "append", "metavar": "MODULE", "dest": "plugins",
 def _subparser(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_Formatter)
     # also after the command; SUPPRESS: the subcommand must not reset what the main parser read
-    p.add_argument(*_PLUGIN_ARGS, default=argparse.SUPPRESS, **_PLUGIN_KWARGS)  # type: ignore[arg-type]
+    p.add_argument(*_PLUGIN_ARGS, default=argparse.SUPPRESS, **_PLUGIN_KWARGS)
     return p
 
 
@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in _plugin_values(argv):  # before the parser is built: it validates names against the registries
         try:
             _load_plugin(spec)
-        except Exception as exc:  # the user's module: any failure is reported as a usage error
+        except Exception as exc:  # noqa: BLE001 - the user's module: any failure is a usage error, one line
             print(f"gradkit: error: --plugin {spec}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
     parser = build_parser()

@@ -124,7 +124,7 @@ class _CustomActivationMixin:
         self.jvp_fn = _check_callable(jvp, "jvp", optional=True)
         self.jacobian_fn = _check_callable(jacobian, "jacobian", optional=True)
         self.name = check_name(name)
-        self.output_range = _check_interval(output_range, "output_range")  # type: ignore[misc]
+        self.output_range = _check_interval(output_range, "output_range")
 
     def _who(self) -> str:
         return f"custom activation {self.name!r}"
@@ -160,7 +160,7 @@ class _CustomActivationMixin:
         return f"custom_activation(name={self.name!r}{kind})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._init_args == other._init_args  # type: ignore[attr-defined]
+        return type(self) is type(other) and self._init_args == other._init_args
 
     def __hash__(self) -> int:
         return hash((type(self), self.name, self.axis, self.forward_fn, self.vjp_fn))
@@ -365,7 +365,7 @@ class CustomLoss(ElementwiseLoss):
         return f"custom_loss(name={self.name!r}{domain}, reduction={self.reduction!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._init_args == other._init_args  # type: ignore[attr-defined]
+        return type(self) is type(other) and self._init_args == other._init_args
 
     def __hash__(self) -> int:
         return hash((type(self), self.name, self.value_fn, self.grad_fn, self.reduction))

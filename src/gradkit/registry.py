@@ -201,7 +201,7 @@ class _LiveNames(AbstractSet[str]):
         return len(self._current())
 
     @classmethod
-    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # set operations give plain frozensets
+    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # type: ignore[override]  # plain frozensets
         return frozenset(it)
 
 

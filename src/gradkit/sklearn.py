@@ -122,7 +122,7 @@ class _Names(AbstractSet[str]):
         return len(self._fixed | set(self._live))
 
     @classmethod
-    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # set operations give plain frozensets
+    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # type: ignore[override]  # plain frozensets
         return frozenset(it)
 
 
