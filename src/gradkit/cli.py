@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -110,17 +111,18 @@ def _plugin_values(argv: Sequence[str]) -> list[str]:
 def _load_plugin(spec: str) -> None:
     """Import ``spec``: a module name (``my_pkg.acts``) or the path of a ``.py`` file."""
     if not spec:
-        raise ValueError("--plugin takes a module name or the path of a .py file; got ''")
+        raise ValueError("expected a module name or the path of a .py file; got ''")
     if spec.endswith(".py") or os.sep in spec or (os.altsep is not None and os.altsep in spec):
         path = os.path.abspath(spec)
         if not os.path.isfile(path):
-            raise ValueError(f"--plugin {spec}: no such file")
-        name = "gradkit_plugin_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-        if name in sys.modules:
+            raise ValueError(f"no such file (or not a regular file): {path}")
+        stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+        name = f"gradkit_plugin_{stem}_{hashlib.sha256(path.encode()).hexdigest()[:12]}"
+        if name in sys.modules:  # this file was imported already (main() called twice in one process)
             return
         found = importlib.util.spec_from_file_location(name, path)
         if found is None or found.loader is None:
-            raise ValueError(f"--plugin {spec}: not an importable Python file")
+            raise ValueError(f"not an importable Python file: {path}")
         module = importlib.util.module_from_spec(found)
         sys.modules[name] = module
         try:

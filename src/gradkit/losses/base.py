@@ -32,6 +32,15 @@ touch the gradient, a mean whose sum overflows is redone as a sum of scaled item
 and a JVP whose products overflow is redone on ``v / 2^k``: where the exact answer
 fits the dtype the result is finite. A per-item loss beyond the range (MSE's
 ``(1e200)²``) is ``inf``, and so is its mean.
+
+Writing a loss: subclass :class:`ElementwiseLoss` (one item per element) or
+:class:`~gradkit.losses.ClassLoss` (items summed over a class axis) and implement the
+public hook ``compute_terms(xp, p, t) -> (values, derivatives)``, optionally
+``check_values(xp, p, t)``; set ``name`` and, for a bounded domain, ``input_domain``.
+A loss of any other shape subclasses :class:`Loss` and implements ``compute_items``
+(and ``item_axis``). ``grad_factor`` lets a hook return a scaled gradient (MSE).
+The hooks get the namespace ``xp`` and validated arrays; the public methods here do
+the rest. :func:`gradkit.custom_loss` builds an elementwise one from two functions.
 """
 
 from __future__ import annotations
