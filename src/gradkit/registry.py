@@ -216,13 +216,14 @@ def _describe(factory: Any) -> str:
 
 
 def _accepted(factory: Any) -> list[str] | None:
-    try:
-        params = inspect.signature(factory).parameters.values()
+    try:  # a class: its __init__ (inspect.signature(cls) may show a base's __new__(*args, **kwargs))
+        target = factory.__init__ if isinstance(factory, type) else factory
+        params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    return [p.name for p in params if p.name != "self"]
+    return [p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL]
 
 
 def _rebuild(instance: Any, kwargs: dict[str, Any], name: str) -> Any:
