@@ -320,6 +320,18 @@ def test_checkpoints_store_the_name_and_need_the_registration(tmp_path):
     assert np.array_equal(loaded.forward(x), model.forward(x))
 
 
+def test_loss_hooks_are_public_and_the_private_names_gone():
+    for name in gk.losses.names():
+        cls = type(gk.losses.get(name))
+        for old in ("_items", "_terms", "_check", "_omega", "_grad_factor", "_item_axis"):
+            assert not hasattr(cls, old), f"{cls.__name__}.{old}"
+        assert callable(cls.compute_items) and isinstance(cls.grad_factor, float) and callable(cls.item_axis)
+    assert gk.MSELoss.grad_factor == 4.0 and callable(gk.losses.ElementwiseLoss.compute_terms)
+    assert callable(gk.losses.ClassLoss.check_values) and callable(gk.losses.SparsemaxLoss.compute_omega)
+    with pytest.raises(NotImplementedError, match="Bare must implement compute_terms"):
+        type("Bare", (gk.losses.ElementwiseLoss,), {"name": "bare"})()(X, X)
+
+
 # -- registries --------------------------------------------------------------------------------------
 def test_register_takes_an_instance_a_class_or_a_factory():
     act = gk.activations.register("spnorm", spnorm())
