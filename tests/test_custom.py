@@ -184,6 +184,19 @@ def test_derived_jvp_and_jacobian_equal_the_built_in_softmax(axis):
         np.testing.assert_allclose(act.jacobian(x), ref.jacobian(x), rtol=1e-12, atol=1e-15)
 
 
+def test_derived_jacobian_and_jvp_of_a_non_symmetric_jacobian():
+    rng = np.random.default_rng(13)
+    x, v = rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 3, 5))
+    expected = sp_jacobian(x, sp_forward(x))  # J_ij = (δ_ij - y_i) σ(x_j) / S: not symmetric
+    assert not np.allclose(expected, np.swapaxes(expected, -1, -2))
+    np.testing.assert_allclose(spnorm().jacobian(x), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(spnorm().jvp(x, v), np.einsum("...ij,...j->...i", expected, v), rtol=1e-12, atol=1e-15)
+    # along axis 1: the row index sits at axis 1, the column index last
+    xt, vt = np.swapaxes(x, 1, 2), np.swapaxes(v, 1, 2)
+    np.testing.assert_allclose(spnorm(axis=1).jacobian(xt), np.swapaxes(expected, 1, 2), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(spnorm(axis=1).jvp(xt, vt), np.swapaxes(spnorm().jvp(x, v), 1, 2), rtol=1e-12)
+
+
 def test_elementwise_derivations_equal_the_built_in_tanh():
     rng = np.random.default_rng(3)
     x, g, v = (rng.standard_normal((2, 3)) for _ in range(3))

@@ -12,8 +12,8 @@ The contract of the functions
 They take and return arrays of the caller's library (NumPy arrays for NumPy input, torch
 tensors for torch input; ``array_api_compat.array_namespace(x)`` gives the namespace if
 you want one function for all), in the computation dtype (float16 input arrives as
-float32). Every result must have the expected shape and ``x``'s dtype: anything else
-raises ``TypeError``/``ValueError`` naming the function.
+float32), and must not modify them. Every result must have the expected shape and
+``x``'s dtype: anything else raises ``TypeError``/``ValueError`` naming the function.
 
 For an activation, ``y`` is ``forward(x)`` (passed so backward need not recompute it):
 
