@@ -217,7 +217,7 @@ def _describe(factory: Any) -> str:
 
 def _accepted(factory: Any) -> list[str] | None:
     try:  # a class: its __init__ (inspect.signature(cls) may show a base's __new__(*args, **kwargs))
-        target = factory.__init__ if isinstance(factory, type) else factory
+        target = getattr(factory, "__init__") if isinstance(factory, type) else factory  # noqa: B009 (mypy: unsound)
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return None
