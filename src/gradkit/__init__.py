@@ -10,6 +10,7 @@ from .activations import *
 from .base import Activation, AxisActivation, ElementwiseActivation
 from .compose import Composed, compose
 from .config import config_context, get_config, set_config
+from .custom import custom_activation, custom_loss
 from .gradcheck import GradcheckReport, gradcheck
 from .losses import (
     BCELoss,
@@ -47,6 +48,8 @@ __all__ = [
     "activations",
     "compose",
     "config_context",
+    "custom_activation",
+    "custom_loss",
     "get_config",
     "gradcheck",
     "losses",

@@ -7,6 +7,11 @@
 ``gradkit check all``             gradchecks every activation × loss pair;
 ``gradkit list``                  lists the registered functions.
 
+``--plugin MODULE`` (before or after the command, repeatable) imports a module, or a ``.py``
+file, before the command line is read: whatever it registers with ``gk.activations.register``
+/ ``gk.losses.register`` is then a valid ``--activation``/``--output``/``--loss`` name, e.g.
+``gradkit --plugin my_acts train --output spnorm``.
+
 Exit status, as pip and git use it: 0 on success, 1 when a run fails (a file that
 cannot be read or written, bad data, a missing extra, a diverging run), 2 for a
 usage error (an option value out of range, an unknown name), caught while the
@@ -17,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
+import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -75,11 +83,55 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
 def _name_of(registry: Any, kind: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in registry.names():
-            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}; valid names: {', '.join(registry.names())}")
+            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}; valid names: {', '.join(registry.names())} "
+                                             "(custom ones: --plugin MODULE, the module that registers them)")
         return text
 
     parse.__name__ = kind
     return parse
+
+
+def _plugin_values(argv: Sequence[str]) -> list[str]:
+    """The values of ``--plugin`` in ``argv`` (``--plugin X``, ``--plugin=X``, or an abbreviation
+    argparse accepts, ``--plug X``), up to a ``--``."""
+    values = []
+    tokens = list(argv)
+    for i, token in enumerate(tokens):
+        if token == "--":
+            break
+        option, eq, value = token.partition("=")
+        if len(option) >= 4 and "--plugin".startswith(option):
+            if eq:
+                values.append(value)
+            elif i + 1 < len(tokens):
+                values.append(tokens[i + 1])
+    return values
+
+
+def _load_plugin(spec: str) -> None:
+    """Import ``spec``: a module name (``my_pkg.acts``) or the path of a ``.py`` file."""
+    if not spec:
+        raise ValueError("expected a module name or the path of a .py file; got ''")
+    if spec.endswith(".py") or os.sep in spec or (os.altsep is not None and os.altsep in spec):
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise ValueError(f"no such file (or not a regular file): {path}")
+        stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+        name = f"gradkit_plugin_{stem}_{hashlib.sha256(path.encode()).hexdigest()[:12]}"
+        if name in sys.modules:  # this file was imported already (main() called twice in one process)
+            return
+        found = importlib.util.spec_from_file_location(name, path)
+        if found is None or found.loader is None:
+            raise ValueError(f"not an importable Python file: {path}")
+        module = importlib.util.module_from_spec(found)
+        sys.modules[name] = module
+        try:
+            found.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    else:
+        importlib.import_module(spec)
 
 
 def _pairs(text: str) -> list[tuple[str, str, str]]:
@@ -158,7 +210,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     loss_names = [n for n in names if n in losses.names()]
     unknown = [n for n in names if n not in acts and n not in loss_names]
     if unknown:
-        print(f"gradkit check: unknown name(s) {', '.join(unknown)}; see 'gradkit list'", file=sys.stderr)
+        print(f"gradkit check: unknown name(s) {', '.join(unknown)}; see 'gradkit list' (custom names: --plugin MODULE)",
+              file=sys.stderr)
         return 2
     return _check_pairs(acts or activations.names(), loss_names or losses.names(), args.seed)
 
@@ -250,8 +303,17 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
+_PLUGIN_ARGS = ("--plugin",)
+_PLUGIN_KWARGS = {"action": "append", "metavar": "MODULE", "dest": "plugins",
+                  "help": "import MODULE (a module name or a .py file) first, so that the activations and losses "
+                          "it registers can be named (repeatable)"}
+
+
 def _subparser(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_Formatter)
+    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=_Formatter)
+    # also after the command; SUPPRESS: the subcommand must not reset what the main parser read
+    p.add_argument(*_PLUGIN_ARGS, default=argparse.SUPPRESS, **_PLUGIN_KWARGS)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradkit", formatter_class=_Formatter,
                                      description="Exact, composable derivatives for neural-network building blocks.")
     parser.add_argument("--version", action="version", version=f"gradkit {__version__}")
+    parser.add_argument(*_PLUGIN_ARGS, default=[], **_PLUGIN_KWARGS)  # type: ignore[arg-type]
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _subparser(sub, "train", "train an MLP (default: scikit-learn's digits data); progress, plot, checkpoint")
@@ -313,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 the run failed, 2 a usage error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for spec in _plugin_values(argv):  # before the parser is built: it validates names against the registries
+        try:
+            _load_plugin(spec)
+        except Exception as exc:  # noqa: BLE001 - the user's module: any failure is a usage error, one line
+            print(f"gradkit: error: --plugin {spec}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

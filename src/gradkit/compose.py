@@ -89,7 +89,7 @@ def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any,
 
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
     loss: Any = head.loss  # BCELoss
-    return BCEWithLogitsLoss(weight=loss.weight, reduction=loss.reduction)._items(xp, z, target)
+    return BCEWithLogitsLoss(weight=loss.weight, reduction=loss.reduction).compute_items(xp, z, target)
 
 
 def _on_scores(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
@@ -176,7 +176,7 @@ class Composed:
             if loss.reduction == "none":
                 return xp.where(live, loss.jvp(xp.where(live, p, 0.0), target, dp), 0.0)
             # a masked entry becomes a point inside the loss's domain with a zero tangent, so it adds
-            # exactly 0 to the sum; the mean's denominator counts every entry, as in ElementwiseLoss._items
+            # exactly 0 to the sum; the mean's denominator counts every entry, as in ElementwiseLoss.compute_items
             inside = _inside(loss.input_domain)
             t = like(target, p, xp, "target", "z")
             return loss.jvp(xp.where(live, p, inside), xp.where(live, t, inside), xp.where(live, dp, 0.0))
@@ -227,7 +227,7 @@ class Composed:
             # the activation's range is inside the domain (compose checked): this clips rounding
             # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at
             p = loss.in_domain(xp, p, live=mask)
-            items, grad, denom = loss._items(xp, p, target, live=mask)
+            items, grad, denom = loss.compute_items(xp, p, target, live=mask)
             upstream = None if sums or g is None else loss._upstream(xp, g, items)
 
             def backward(raw: Any) -> tuple[Any, Any]:

@@ -65,7 +65,8 @@ import copy
 import itertools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -103,10 +104,34 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 #: scikit-learn's activation names that gradkit spells differently
 _SKLEARN_NAMES = {"logistic": "sigmoid"}
-_ACTIVATIONS = frozenset(activations.names()) | set(_SKLEARN_NAMES)
-_OUTPUTS = frozenset(activations.names()) | set(_SKLEARN_NAMES)
-_CLASSIFIER_LOSSES = frozenset(losses.names())
-_REGRESSOR_LOSSES = frozenset({"squared_error", "poisson", "mse", "mae", "huber", "bce", "bce_with_logits"})
+
+class _Names(AbstractSet[str]):
+    """Fixed names plus a registry's live view: names registered later (``gk.activations.register``)
+    are valid parameter values too (scikit-learn's ``StrOptions`` only asks ``in`` and iterates)."""
+
+    def __init__(self, fixed: set[str], live: AbstractSet[str]) -> None:
+        self._fixed, self._live = frozenset(fixed), live
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fixed or name in self._live
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._fixed | set(self._live)))
+
+    def __len__(self) -> int:
+        return len(self._fixed | set(self._live))
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[str]) -> frozenset[str]:  # type: ignore[override]  # plain frozensets
+        return frozenset(it)
+
+
+_ACTIVATIONS = _Names(set(_SKLEARN_NAMES), activations.live_names())
+_OUTPUTS = _Names(set(_SKLEARN_NAMES), activations.live_names())
+_CLASSIFIER_LOSSES = _Names(set(), losses.live_names())
+#: the regressor's built-in losses, and any loss a user registers
+_REGRESSOR_LOSSES = _Names({"squared_error", "poisson", "mse", "mae", "huber", "bce", "bce_with_logits"},
+                           losses.live_names(builtin=False))
 _DTYPES = (np.float64, np.float32)  # float32 is kept, everything else becomes float64
 _SPARSE = ["csr", "csc"]
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
@@ -168,7 +193,7 @@ class _BaseMLP(BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "activation": [StrOptions(_ACTIVATIONS)],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -190,8 +215,8 @@ class _BaseMLP(BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
-        "output_activation": [StrOptions(set(_OUTPUTS)), None],
-        "loss": [StrOptions(set(_CLASSIFIER_LOSSES)), None],
+        "output_activation": [StrOptions(_OUTPUTS), None],
+        "loss": [StrOptions(_CLASSIFIER_LOSSES), None],
     }
 
     # set by subclasses
@@ -954,7 +979,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _parameter_constraints: ClassVar[dict] = {
         **_BaseMLP._parameter_constraints,
-        "loss": [StrOptions(set(_REGRESSOR_LOSSES))],
+        "loss": [StrOptions(_REGRESSOR_LOSSES)],
     }
 
     def __init__(

@@ -43,6 +43,7 @@ __all__ = [
     "get",
     "names",
     "register",
+    "unregister",
 ]
 
 _registry: Registry[Activation] = Registry("activation", Activation)
@@ -50,7 +51,11 @@ for _cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU, Softplus
              TaylorSoftmax, LogTaylorSoftmax, SphericalSoftmax, LogSphericalSoftmax, Sparsemax, Entmax15,
              GumbelSoftmax):
     _registry.register(_cls)
+_registry.seal()
 
 get = _registry.get
 names = _registry.names
 register = _registry.register
+unregister = _registry.unregister
+live_names = _registry.live_names
+builtin_names = _registry.builtin_names

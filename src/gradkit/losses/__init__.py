@@ -32,13 +32,18 @@ __all__ = [
     "get",
     "names",
     "register",
+    "unregister",
 ]
 
 _registry: Registry[Loss] = Registry("loss", Loss)
 for _cls in (MSELoss, MAELoss, HuberLoss, CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss,
              SparsemaxLoss, Entmax15Loss):
     _registry.register(_cls)
+_registry.seal()
 
 get = _registry.get
 names = _registry.names
 register = _registry.register
+unregister = _registry.unregister
+live_names = _registry.live_names
+builtin_names = _registry.builtin_names

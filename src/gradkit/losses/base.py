@@ -32,6 +32,15 @@ touch the gradient, a mean whose sum overflows is redone as a sum of scaled item
 and a JVP whose products overflow is redone on ``v / 2^k``: where the exact answer
 fits the dtype the result is finite. A per-item loss beyond the range (MSE's
 ``(1e200)²``) is ``inf``, and so is its mean.
+
+Writing a loss: subclass :class:`ElementwiseLoss` (one item per element) or
+:class:`~gradkit.losses.ClassLoss` (items summed over a class axis) and implement the
+public hook ``compute_terms(xp, p, t) -> (values, derivatives)``, optionally
+``check_values(xp, p, t)``; set ``name`` and, for a bounded domain, ``input_domain``.
+A loss of any other shape subclasses :class:`Loss` and implements ``compute_items``
+(and ``item_axis``). ``grad_factor`` lets a hook return a scaled gradient (MSE).
+The hooks get the namespace ``xp`` and validated arrays; the public methods here do
+the rest. :func:`gradkit.custom_loss` builds an elementwise one from two functions.
 """
 
 from __future__ import annotations
@@ -78,10 +87,10 @@ class Loss:
     domain_name: ClassVar[str] = "values"
     #: what to do instead, for the error message
     domain_hint: ClassVar[str] = ""
-    #: the gradient ``_terms`` returns is this factor times the true one (MSE returns ``p - t``
-    #: for ``2(p - t)``): the factor is applied after the division by the mean's denominator,
-    #: so a gradient whose mean is finite does not overflow on the way
-    _grad_factor: ClassVar[float] = 1.0
+    #: the true gradient is this factor times the one ``compute_terms``/``compute_items`` return
+    #: (MSE returns ``(p - t)/2`` for ``2(p - t)``, factor 4): the factor is applied after the division by
+    #: the mean's denominator, so a gradient whose mean is finite does not overflow on the way
+    grad_factor: ClassVar[float] = 1.0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
@@ -102,13 +111,13 @@ class Loss:
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike) -> tuple[Array, Array]:
         """Return the loss and its gradient w.r.t. ``pred`` in one pass."""
         xp, p, out_dtype = self._prepare_pred(pred)
-        value, grad = self._reduce(xp, *self._items(xp, p, target))
+        value, grad = self._reduce(xp, *self.compute_items(xp, p, target))
         return cast(xp, value, out_dtype), cast(xp, grad, out_dtype)
 
     def vjp(self, pred: ArrayLike, target: ArrayLike, g: ArrayLike) -> Array:
         """Return :math:`g^\\top \\partial L/\\partial\\,\\mathrm{pred}` for ``g`` shaped like the loss."""
         xp, p, out_dtype = self._prepare_pred(pred)
-        items, grad, denom = self._items(xp, p, target)
+        items, grad, denom = self.compute_items(xp, p, target)
         _, grad = self._reduce(xp, items, grad, denom, self._upstream(xp, g, items))
         return cast(xp, grad, out_dtype)
 
@@ -116,7 +125,7 @@ class Loss:
         """Return the directional derivative of the loss along ``v`` (shape of the loss)."""
         xp, p, out_dtype = self._prepare_pred(pred)
         vc = like(v, p, xp, "v", "pred")
-        items, raw, denom = self._items(xp, p, target)
+        items, raw, denom = self.compute_items(xp, p, target)
         with numpy_errstate(xp, over="ignore", invalid="ignore"):  # a non-finite result is redone below
             _, gv = self._reduce(xp, items, raw * vc, denom)  # the reduction is linear in the gradient
             out = self._contract(xp, gv, p.ndim)
@@ -168,22 +177,26 @@ class Loss:
         return xp.clip(p, lo if lo > -math.inf else None, hi if hi < math.inf else None)
 
     # -- shared machinery ------------------------------------------------
-    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
-        """Return per-item losses, the gradient of their sum w.r.t. ``p``, and the mean's denominator.
+    def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+        """Hook: return per-item losses, the gradient of their sum w.r.t. ``p`` (divided by
+        ``grad_factor``), and the mean's denominator (an int, or a 0-d array that may be 0).
 
+        ``p`` is validated and inside ``input_domain``; ``target`` is as the caller gave it.
         ``live`` is the mask of a masked activation upstream (class losses drop the
-        target mass on masked classes; elementwise losses ignore it).
+        target mass on masked classes; elementwise losses zero masked entries). Subclasses
+        of :class:`ElementwiseLoss` or :class:`~gradkit.losses.ClassLoss` implement
+        ``compute_terms`` instead.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_items")
 
-    def _item_axis(self, ndim: int) -> int | None:
-        """The axis that items sum over (the class axis), or None for elementwise losses."""
+    def item_axis(self, ndim: int) -> int | None:
+        """Hook: the axis that items sum over (the class axis), or None for elementwise losses."""
         return None
 
     def _contract(self, xp: Any, a: Any, ndim: int) -> Any:
         if self.reduction != "none":
             return xp.sum(a)
-        axis = self._item_axis(ndim)
+        axis = self.item_axis(ndim)
         return a if axis is None else xp.sum(a, axis=axis)
 
     def _upstream(self, xp: Any, g: Any, items: Any) -> Any:
@@ -198,19 +211,19 @@ class Loss:
     def _reduce(self, xp: Any, items: Any, grad: Any, denom: Any, g: Any = None) -> tuple[Any, Any]:
         """Reduce items; scale the gradient by the reduction and the upstream ``g``.
 
-        Every factor (``_grad_factor``, ``1/D``, a scalar ``g``) is combined into one scalar
+        Every factor (``grad_factor``, ``1/D``, a scalar ``g``) is combined into one scalar
         before it touches the gradient, so a gradient whose exact value is finite does not
         overflow on the way (``2·(p - t)`` for ``p - t`` near the float maximum).
         """
         if self.reduction == "none":
             if g is None:
-                return items, grad if self._grad_factor == 1.0 else grad * self._grad_factor
-            axis = self._item_axis(grad.ndim)
-            per_item = g * self._grad_factor
+                return items, grad if self.grad_factor == 1.0 else grad * self.grad_factor
+            axis = self.item_axis(grad.ndim)
+            per_item = g * self.grad_factor
             return items, grad * (per_item if axis is None else xp.expand_dims(per_item, axis=axis))
         with numpy_errstate(xp, over="ignore"):  # NumPy: a sum that overflows where the mean does not is redone below
             value = xp.sum(items)
-        scale: Any = self._grad_factor
+        scale: Any = self.grad_factor
         if self.reduction == "mean":
             if isinstance(denom, int):  # elementwise losses: the element count, > 0
                 inv: Any = 1.0 / denom
@@ -230,8 +243,8 @@ class Loss:
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
 
     def sum_grad(self, grad: Any) -> Any:
-        """The gradient of the items' sum from ``_items``' gradient (which omits ``_grad_factor``)."""
-        return grad if self._grad_factor == 1.0 else grad * self._grad_factor
+        """The gradient of the items' sum from ``compute_items``' gradient (which omits ``grad_factor``)."""
+        return grad if self.grad_factor == 1.0 else grad * self.grad_factor
 
     def _params(self) -> dict[str, Any]:
         return {"reduction": self.reduction}
@@ -247,11 +260,11 @@ class ElementwiseLoss(Loss):
     Behind a masked activation (``compose(..., where=)``) masked entries take no
     part: their items and gradients are 0; ``"mean"`` still divides by the element count.
 
-    Subclasses give ``_terms(xp, p, t)`` returning the elementwise values and
+    Subclasses give ``compute_terms(xp, p, t)`` returning the elementwise values and
     their derivatives w.r.t. ``p``; ``_check(xp, p, t)`` may validate ranges.
     """
 
-    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+    def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
         t = like(target, p, xp, "target", "pred")
         if not is_traced(t) and bool(xp.any(xp.isnan(t))):
             raise ValueError("target contains NaN")
@@ -259,14 +272,23 @@ class ElementwiseLoss(Loss):
             raise ValueError(f"pred must not be empty; got shape {tuple(p.shape)}")
         if live is not None:  # masked entries of an activation upstream (e.g. -inf from log_softmax)
             p = xp.where(live, p, 0.0)  # take no part: a stand-in in every domain, then zeroed
-        self._check(xp, p, t)
-        value, grad = self._terms(xp, p, t)
+        self.check_values(xp, p, t)
+        value, grad = self.compute_terms(xp, p, t)
         if live is not None:
             value, grad = xp.where(live, value, 0.0), xp.where(live, grad, 0.0)
         return value, grad, math.prod(p.shape)
 
-    def _check(self, xp: Any, p: Any, t: Any) -> None:
-        pass
+    def check_values(self, xp: Any, p: Any, t: Any) -> None:
+        """Hook: refuse values of ``p`` or ``t`` the loss is not defined on (``ValueError``); default: none.
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
-        raise NotImplementedError
+        Called before :meth:`compute_terms` with ``p`` already inside ``input_domain`` and ``t``
+        of ``p``'s shape and dtype, free of NaN.
+        """
+
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        """Hook: return ``(ℓ(p, t), ∂ℓ/∂p)`` elementwise, both of ``p``'s shape.
+
+        ``∂ℓ/∂p`` may be returned divided by ``grad_factor`` (see :class:`Loss`); use only
+        functions of the namespace ``xp``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_terms")

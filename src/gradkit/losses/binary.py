@@ -64,10 +64,10 @@ class BCELoss(_Binary):
     domain_name = "probabilities"
     domain_hint = "Logits go through BCEWithLogitsLoss, or compose(Sigmoid(), BCELoss())"
 
-    def _check(self, xp: Any, p: Any, t: Any) -> None:
+    def check_values(self, xp: Any, p: Any, t: Any) -> None:
         self._check_target(xp, t)
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         # log 0 -> -100 as in PyTorch, without a divide-by-zero warning; NaN stays NaN
         log_p = xp.clip(xp.where(p == 0, -100.0, xp.log(xp.where(p == 0, 1.0, p))), -100.0, None)
         log_q = xp.clip(xp.where(p == 1, -100.0, xp.log1p(-xp.where(p == 1, 0.0, p))), -100.0, None)
@@ -106,10 +106,10 @@ class BCEWithLogitsLoss(_Binary):
     def _params(self) -> dict[str, Any]:
         return {"pos_weight": self.pos_weight, **super()._params()}
 
-    def _check(self, xp: Any, p: Any, t: Any) -> None:
+    def check_values(self, xp: Any, p: Any, t: Any) -> None:
         self._check_target(xp, t)
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         w = _broadcast(xp, self.pos_weight, p, "pos_weight")
         coef = 1.0 if w is None else 1.0 + (w - 1.0) * t
         wt = t if w is None else w * t

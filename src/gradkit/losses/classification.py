@@ -51,7 +51,12 @@ class PreparedTarget:
 
 
 class ClassLoss(Loss):
-    """Base for losses summed over a class axis; subclasses give ``_terms(xp, p, t)``."""
+    """Base for losses summed over a class axis: :math:`l_i = \\sum_c w_c\\,\\ell(p_{ic}, t_{ic})`.
+
+    Subclasses implement the hook ``compute_terms(xp, p, t)`` (and may implement
+    ``check_values(xp, p, t)``); targets (labels or per-class), ``weight``,
+    ``ignore_index``, ``label_smoothing``, masks and the reduction are handled here.
+    """
 
     def __init__(
         self,
@@ -80,7 +85,7 @@ class ClassLoss(Loss):
             **super()._params(),
         }
 
-    def _item_axis(self, ndim: int) -> int:
+    def item_axis(self, ndim: int) -> int:
         return normalize_axis(self.axis, ndim)
 
     def prepare_target(self, xp: Any, p: Any, target: Any, live: Any = None) -> PreparedTarget:
@@ -163,19 +168,28 @@ class ClassLoss(Loss):
             t = (1.0 - eps) * t + eps * livef / xp.where(n_live > 0, n_live, 1.0)
         return t
 
-    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+    def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
         tgt = self.prepare_target(xp, p, target, live)
-        self._check(xp, p)
-        value, grad = self._terms(xp, p, tgt.t)
+        self.check_values(xp, p, tgt.t)
+        value, grad = self.compute_terms(xp, p, tgt.t)
         if tgt.w is not None:
             value, grad = tgt.w * value, tgt.w * grad
         return xp.sum(value, axis=normalize_axis(self.axis, p.ndim)), grad, tgt.denom
 
-    def _check(self, xp: Any, p: Any) -> None:
-        pass
+    def check_values(self, xp: Any, p: Any, t: Any) -> None:
+        """Hook: refuse values of ``p`` or ``t`` the loss is not defined on (``ValueError``); default: none.
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
-        raise NotImplementedError
+        ``p`` is in the loss's ``input_domain`` already; ``t`` holds per-class targets (labels
+        one-hot encoded, smoothing applied) with ``p``'s shape.
+        """
+
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+        """Hook: return ``(ℓ(p, t), ∂ℓ/∂p)`` per entry, both of ``p``'s shape.
+
+        The items are the sums of ``ℓ`` over the class axis (after class weights); the
+        reduction, upstream vectors and JVPs are done by the base class.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_terms")
 
 
 def xlogy(xp: Any, t: Any, a: Any) -> Any:
@@ -219,7 +233,7 @@ class CrossEntropyLoss(_ProbabilityInput):
 
     name = "cross_entropy"
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_p, safe = _clamped_log(xp, p)
         return -xlogy(xp, t, log_p), (0.0 - t) / safe
 
@@ -242,7 +256,7 @@ class NLLLoss(ClassLoss):
     domain_name = "log-probabilities"
     domain_hint = "Logits go through compose(LogSoftmax(), NLLLoss()), or pass log_softmax(z)"
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         return -xlogy(xp, t, p), 0.0 - t
 
 
@@ -289,7 +303,7 @@ class KLDivLoss(_ProbabilityInput):
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "log_input": self.log_input}
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_t = xp.log(xp.where(t > 0, t, 1.0))
         if self.log_input:
             return xlogy(xp, t, log_t - p), 0.0 - t

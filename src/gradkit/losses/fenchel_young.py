@@ -37,7 +37,7 @@ __all__ = ["Entmax15Loss", "FenchelYoungLoss", "SparsemaxLoss"]
 
 
 class FenchelYoungLoss(ClassLoss):
-    """Base: the Fenchel–Young loss of ``mapping`` with regularizer ``_omega``."""
+    """Base: the Fenchel–Young loss of ``mapping`` with regularizer ``compute_omega``."""
 
     input_domain = (-math.inf, math.inf)  # scores
     mapping_cls: type[_Sparse] = Sparsemax
@@ -58,10 +58,11 @@ class FenchelYoungLoss(ClassLoss):
         del params["weight"]
         return {**params, "method": self.mapping.method}
 
-    def _omega(self, xp: Any, p: Any, axis: int) -> Any:
-        raise NotImplementedError
+    def compute_omega(self, xp: Any, p: Any, axis: int) -> Any:
+        """Hook: the regularizer :math:`\\Omega(p)` summed along ``axis`` (``p`` on the simplex)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_omega")
 
-    def _items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+    def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
         return self.items_with(self.mapping, xp, p, target, live)
 
     def items_with(self, mapping: _Sparse, xp: Any, z: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
@@ -83,7 +84,7 @@ class FenchelYoungLoss(ClassLoss):
         half_shifted = 0.5 * z - 0.5 * xp.where(xp.isfinite(m), m, 0.0)
         # 0 where y = t (masked or -inf classes: their score must not reach the loss)
         inner = 2.0 * xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, half_shifted, 0.0), 0.0), axis=axis)
-        items = inner - self._omega(xp, y, axis) + self._omega(xp, t, axis)
+        items = inner - self.compute_omega(xp, y, axis) + self.compute_omega(xp, t, axis)
         items = xp.where(xp.squeeze(has_mass, axis=axis), items, 0.0)
         return items, xp.where(has_mass, diff, 0.0), tgt.denom
 
@@ -107,7 +108,7 @@ class SparsemaxLoss(FenchelYoungLoss):
     name = "sparsemax_loss"
     mapping_cls = Sparsemax
 
-    def _omega(self, xp: Any, p: Any, axis: int) -> Any:
+    def compute_omega(self, xp: Any, p: Any, axis: int) -> Any:
         return 0.5 * xp.sum(p * p, axis=axis)
 
 
@@ -127,5 +128,5 @@ class Entmax15Loss(FenchelYoungLoss):
     name = "entmax15_loss"
     mapping_cls = Entmax15
 
-    def _omega(self, xp: Any, p: Any, axis: int) -> Any:
+    def compute_omega(self, xp: Any, p: Any, axis: int) -> Any:
         return (4.0 / 3.0) * xp.sum(p * xp.sqrt(xp.clip(p, 0.0, None)), axis=axis)

@@ -27,9 +27,9 @@ class MSELoss(ElementwiseLoss):
     # the gradient 2(p - t) is kept as (p/2 - t/2) times 4, the factor applied after the mean's 1/n:
     # p/2 - t/2 never overflows (p - t can: 1e308 - (-1e308)), and halving is exact (but for
     # subnormal p, t, below 2^-1021, where it rounds), so 4·(p/2 - t/2)/n is finite wherever 2(p - t)/n is
-    _grad_factor = 4.0
+    grad_factor = 4.0
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
         half = 0.5 * d  # = p/2 - t/2 wherever d is finite (halving commutes with rounding)
         if is_traced(d) or not (bool(xp.max(d) < xp.inf) and bool(xp.min(d) > -xp.inf)):  # two reductions, no temporaries
@@ -49,7 +49,7 @@ class MAELoss(ElementwiseLoss):
 
     name = "mae"
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
         return xp.abs(d), xp.sign(d)
 
@@ -75,7 +75,7 @@ class HuberLoss(ElementwiseLoss):
     def _params(self) -> dict[str, Any]:
         return {"delta": self.delta, **super()._params()}
 
-    def _terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
+    def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
         a = xp.abs(d)
         dc = xp.clip(d, -self.delta, self.delta)  # the quadratic branch on |d| <= δ only: no overflow where unused
