@@ -339,3 +339,13 @@ def test_train_and_compare_say_how_to_get_mnist(tmp_path: Path) -> None:
                               check=False, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.count("\n") == 1 and "not found in" in proc.stderr and "make " in proc.stderr, proc.stderr
+
+
+def test_mnist_gets_a_wider_default_network() -> None:
+    from gradkit.cli import _hidden_for, build_parser
+
+    parser = build_parser()
+    assert _hidden_for(parser.parse_args(["compare", "--data", "mnist"])) == (512,)
+    assert _hidden_for(parser.parse_args(["train", "--data", "fashion-mnist"])) == (512,)
+    assert _hidden_for(parser.parse_args(["train"])) == (256,)
+    assert _hidden_for(parser.parse_args(["compare", "--data", "mnist", "--hidden", "64,32"])) == (64, 32)

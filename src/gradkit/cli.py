@@ -246,7 +246,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training_job import TrainConfig, run
 
-    config = TrainConfig(data=args.data, label=args.label, hidden=args.hidden, activation=args.activation,
+    config = TrainConfig(data=args.data, label=args.label, hidden=_hidden_for(args), activation=args.activation,
                          output=args.output, loss=args.loss, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size, seed=args.seed, out=args.out, quiet=args.quiet)
     summary = run(config)
@@ -260,7 +260,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import CompareConfig, run
 
-    config = CompareConfig(data=args.data, label=args.label, seeds=args.seeds, hidden=args.hidden,
+    config = CompareConfig(data=args.data, label=args.label, seeds=args.seeds, hidden=_hidden_for(args),
                            activation=args.activation, epochs=args.epochs, lr=args.lr,
                            batch_size=args.batch_size, out=args.out, pairs=args.pairs)
     run(config)
@@ -281,14 +281,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hidden_for(args: argparse.Namespace) -> tuple[int, ...]:
+    """``--hidden``, or its default: one layer of 256, of 512 for the MNIST datasets (784 inputs)."""
+    from .training_job import DATASETS
+
+    return args.hidden if args.hidden is not None else ((512,) if args.data in DATASETS else (256,))
+
+
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     """The data, network and optimizer options shared by ``train`` and ``compare``."""
     p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y), or mnist / fashion-mnist "
                    "(their own train/test split, pixels / 255; `make mnist` obtains them); default: scikit-learn's digits")
     p.add_argument("--label", help="the CSV's label column, by header name (default: 'label' if the header has it, "
                    "else the last column)")
-    p.add_argument("--hidden", type=_hidden_sizes, default="256", metavar="SIZES",
-                   help="hidden layer sizes, comma-separated, e.g. 64,32")
+    p.add_argument("--hidden", type=_hidden_sizes, metavar="SIZES",
+                   help="hidden layer sizes, comma-separated, e.g. 64,32 (default: 256; 512 for --data mnist or "
+                        "fashion-mnist)")
     p.add_argument("--activation", type=_name_of(activations, "activation"), default="relu", metavar="NAME",
                    help=f"hidden activation, one of: {', '.join(activations.names())}")
     p.add_argument("--epochs", type=_int_at_least(1), default=40, help="passes over the training data")
