@@ -131,6 +131,13 @@ class _Sparse(AxisActivation):
         return s[..., :, None] * eye - outer
 
 
+def _sqrt_pos(xp: Any, a: Any) -> Any:
+    """``sqrt(max(a, 0))`` (NaN stays NaN) whose derivative under autodiff is 0, not ``inf · 0 = NaN``,
+    where ``a <= 0``: JAX differentiating a JVP rule (second derivatives) meets the unselected roots."""
+    pos = ~(a <= 0)
+    return xp.where(pos, xp.sqrt(xp.where(pos, a, 1.0)), 0.0)
+
+
 def _arange_along(xp: Any, u: Any, axis: int) -> Any:
     """``1, 2, ..., n`` shaped to broadcast along ``axis`` of ``u``."""
     n = u.shape[axis]
@@ -209,7 +216,7 @@ class Entmax15(_Sparse):
         mean_sq = xp.cumulative_sum(srt0 * srt0, axis=axis) / k
         # with the top k in the support: k τ² - 2 τ Σu + Σu² = 1, the smaller root
         delta = (1.0 - k * (mean_sq - mean * mean)) / k
-        tau_k = mean - xp.sqrt(xp.clip(delta, 0.0, None))
+        tau_k = mean - _sqrt_pos(xp, delta)
         # the support is the largest k with τ_k <= u_(k); it is a prefix, so count it
         in_support = finite & (tau_k <= srt0)
         size = xp.sum(xp.astype(in_support, u.dtype), axis=axis, keepdims=True)
@@ -221,7 +228,10 @@ class Entmax15(_Sparse):
         us = xp.where(support, u, 0.0)
         mean = xp.sum(us, axis=axis, keepdims=True) / k
         mean_sq = xp.sum(us * us, axis=axis, keepdims=True) / k
-        return mean - xp.sqrt(xp.clip((1.0 - k * (mean_sq - mean * mean)) / k, 0.0, None))
+        return mean - _sqrt_pos(xp, (1.0 - k * (mean_sq - mean * mean)) / k)
 
     def _s(self, xp: Any, y: Any) -> Any:
-        return xp.sqrt(y)
+        # sqrt(y), its derivative kept finite at y = 0 (off the support) for second derivatives under
+        # autodiff (JAX differentiating this VJP): there y itself (equal, signed zero included) is selected
+        off = y == 0
+        return xp.where(off, y, xp.sqrt(xp.where(off, 1.0, y)))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device
+from array_api_compat import device, is_jax_namespace
 
 from .._array import (
     ArrayLike,
@@ -154,7 +154,9 @@ class ClassLoss(Loss):
         bad = valid & ((target < 0) | (target >= n))
         if not is_traced(bad) and bool(xp.any(bad)):
             raise ValueError(f"target labels must be in [0, {n - 1}] or ignore_index={self.ignore_index}; got {int(xp.min(target))}..{int(xp.max(target))}")
-        return xp.astype(xp.where(valid, target, 0), xp.int64), valid
+        labels = xp.where(valid, target, 0)
+        # JAX keeps the labels' own integer type: int64 exists there only with jax_enable_x64 (else a warning)
+        return (labels if is_jax_namespace(xp) else xp.astype(labels, xp.int64)), valid
 
     def _smooth(self, xp: Any, t: Any, axis: int, live: Any) -> Any:
         """``(1 - ε) t + ε / n``; with a mask, over the ``n`` live classes only."""
