@@ -19,6 +19,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("sklearn", "scipy", "tqdm", "matplotlib"),
     "dask": ("dask", "distributed"),
     "bench": ("scipy", "sklearn", "matplotlib"),  # PyTorch and JAX are optional peers
+    "torch": ("torch",),
+    "jax": ("jax",),
 }
 
 
@@ -42,7 +44,7 @@ def require(feature: str, extra: str) -> None:
     >>> require("gradkit.sklearn", "nope")
     Traceback (most recent call last):
     ...
-    ValueError: extra must be one of bench, dask, fast, scipy, train; got 'nope'
+    ValueError: extra must be one of bench, dask, fast, jax, scipy, torch, train; got 'nope'
     """
     if extra not in EXTRAS:
         raise ValueError(f"extra must be one of {', '.join(sorted(EXTRAS))}; got {extra!r}")

@@ -52,14 +52,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._optional import MissingExtraError
+from ._optional import require
 
-try:
-    import jax
-    import jax.numpy as jnp
-    from jax.custom_derivatives import SymbolicZero
-except ImportError as exc:  # pragma: no cover - jax is the `jax` extra
-    raise MissingExtraError('gradkit.jax needs the "jax" extra: pip install "gradkit[jax]" (missing: jax)') from exc
+require("gradkit.jax", "jax")
+
+import jax  # after the check: a missing extra is one clear line
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from ._array import to_array
 from .activations.gumbel import GumbelSoftmax
@@ -277,7 +276,7 @@ def _wrap_head(head: Composed) -> Callable[..., Any]:
     def per_item_jvp(z: Any, target: Any, v: Any, mask: Any) -> Any:
         if not chained:  # each item depends on its own slice of z only: contract its gradient with v
             gz = head.grad(z, target, where=mask)  # reduction="none": the items' gradients side by side
-            item_axis = loss._item_axis(z.ndim)
+            item_axis = loss.item_axis(z.ndim)
             return gz * v if item_axis is None else jnp.sum(gz * v, axis=item_axis)
         p = act_core(z, mask)
         dp = act.jvp(z, v, y=p, where=mask)

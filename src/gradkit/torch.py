@@ -50,8 +50,13 @@ import copy
 from typing import Any
 
 import numpy as np
-import torch
 from array_api_compat import array_namespace
+
+from ._optional import require
+
+require("gradkit.torch", "torch")
+
+import torch  # after the check: a missing extra is one clear line
 
 from . import kernels
 from ._array import is_traced
