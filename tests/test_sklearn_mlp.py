@@ -360,7 +360,7 @@ def test_non_finite_weights_raise_a_value_error():
     X = np.finfo(np.float64).max * rng.uniform(size=(10, 2))
     y = rng.standard_normal(10)
     with pytest.raises(ValueError, match="Solver produced non-finite parameter weights") as info:
-        MLPRegressor(hidden_layer_sizes=(4,)).fit(X, y)
+        MLPRegressor(hidden_layer_sizes=(4,), random_state=0).fit(X, y)  # seeded: 1 global seed in 30 keeps every unit dead
     assert isinstance(info.value, gk.nn.DivergenceError) and "learning_rate_init" in str(info.value)
 
 
