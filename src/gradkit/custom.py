@@ -118,6 +118,22 @@ class _CustomActivationMixin:
     axis: int
     _init_args: dict[str, Any]
 
+    def __init__(
+        self,
+        forward: Callable[[Any], Any],
+        vjp: Callable[[Any, Any, Any], Any],
+        jvp: Callable[[Any, Any, Any], Any] | None = None,
+        *,
+        name: str,
+        axis: int = -1,
+        jacobian: Callable[[Any, Any], Any] | None = None,
+        output_range: Interval = (-math.inf, math.inf),
+    ) -> None:
+        super().__init__(axis)  # type: ignore[call-arg]  # Activation.__init__, next in the MRO
+        self._setup(forward, vjp, jvp, jacobian, name, output_range)
+        self._init_args = {"forward": forward, "vjp": vjp, "jvp": jvp, "name": name, "axis": self.axis,
+                           "jacobian": jacobian, "output_range": self.output_range}
+
     def _setup(self, forward: Any, vjp: Any, jvp: Any, jacobian: Any, name: Any, output_range: Any) -> None:
         self.forward_fn = _check_callable(forward, "forward")
         self.vjp_fn = _check_callable(vjp, "vjp")
@@ -176,22 +192,6 @@ class CustomActivation(_CustomActivationMixin, Activation):
 
     preserves_order = False  # unknown: predictions take the forward pass
 
-    def __init__(
-        self,
-        forward: Callable[[Any], Any],
-        vjp: Callable[[Any, Any, Any], Any],
-        jvp: Callable[[Any, Any, Any], Any] | None = None,
-        *,
-        name: str,
-        axis: int = -1,
-        jacobian: Callable[[Any, Any], Any] | None = None,
-        output_range: Interval = (-math.inf, math.inf),
-    ) -> None:
-        super().__init__(axis)
-        self._setup(forward, vjp, jvp, jacobian, name, output_range)
-        self._init_args = {"forward": forward, "vjp": vjp, "jvp": jvp, "name": name, "axis": self.axis,
-                           "jacobian": jacobian, "output_range": self.output_range}
-
     def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         xl = moveaxis(xp, x, axis, -1)
         y = self._call(self.forward_fn, "forward", "the shape of x", xp, xl, tuple(xl.shape), xl)
@@ -222,22 +222,6 @@ class CustomElementwiseActivation(_CustomActivationMixin, ElementwiseActivation)
     """An elementwise activation from user functions; built by ``custom_activation(..., elementwise=True)``."""
 
     preserves_order = False
-
-    def __init__(
-        self,
-        forward: Callable[[Any], Any],
-        vjp: Callable[[Any, Any, Any], Any],
-        jvp: Callable[[Any, Any, Any], Any] | None = None,
-        *,
-        name: str,
-        axis: int = -1,
-        jacobian: Callable[[Any, Any], Any] | None = None,
-        output_range: Interval = (-math.inf, math.inf),
-    ) -> None:
-        super().__init__(axis)
-        self._setup(forward, vjp, jvp, jacobian, name, output_range)
-        self._init_args = {"forward": forward, "vjp": vjp, "jvp": jvp, "name": name, "axis": self.axis,
-                           "jacobian": jacobian, "output_range": self.output_range}
 
     def compute_value(self, xp: Any, x: Any) -> Any:
         return self._call(self.forward_fn, "forward", "the shape of x", xp, x, tuple(x.shape), x)
