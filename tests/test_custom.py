@@ -248,6 +248,36 @@ def test_portable_functions_serve_torch_and_jax_jit():
     np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=1e-5, atol=1e-7)
 
 
+def test_custom_ones_through_both_framework_wrappers():
+    """gradkit.torch.wrap and gradkit.jax.wrap take custom activations and heads like built-ins: torch's
+    gradcheck/gradgradcheck, and JAX's jit(grad) equal to the custom VJP with a random upstream."""
+    torch = pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+    import gradkit.jax as gkj
+    import gradkit.torch as gkt
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 4))
+    act = spnorm(axis=0)
+    xt = torch.tensor(x, requires_grad=True)
+    assert torch.autograd.gradcheck(gkt.wrap(act), (xt,))
+    assert torch.autograd.gradgradcheck(gkt.wrap(act), (xt,))
+    head = gk.compose(act, logcosh())
+    t = rng.random((3, 4))
+    assert torch.autograd.gradcheck(lambda z: gkt.wrap(head)(z, torch.tensor(t)), (xt,))
+    r = rng.standard_normal((3, 4))
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        f = gkj.wrap(act)
+        g = jax.jit(jax.grad(lambda z: (f(z) * r).sum()))(jax.numpy.asarray(x))
+        np.testing.assert_allclose(np.asarray(g), act.vjp(x, r), rtol=1e-12, atol=1e-14)
+        hg = jax.jit(jax.grad(gkj.wrap(head)))(jax.numpy.asarray(x), jax.numpy.asarray(t))
+        np.testing.assert_allclose(np.asarray(hg), head.grad(x, t), rtol=1e-12, atol=1e-14)
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 # -- consumers ---------------------------------------------------------------------------------------
 def test_gradcheck_passes_custom_ones_and_catches_a_wrong_vjp():
     rng = np.random.default_rng(4)
