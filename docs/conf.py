@@ -9,6 +9,7 @@ generated from the registries at build time by ``_ext/gradkit_apigen.py``.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -49,7 +50,6 @@ suppress_warnings = ["myst.header"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
-autodoc_default_options = {"show-inheritance": True}
 # torch and jax are real imports here (the docs extra is installed on top of the test extra, as in `make docs`);
 # nothing is mocked, so a page whose module cannot be imported fails the build instead of going blank
 autodoc_mock_imports: list[str] = []
@@ -76,5 +76,21 @@ def _skip_member(app: object, what: str, name: str, obj: object, skip: bool, opt
     return None
 
 
+def _class_signature(app: object, what: str, name: str, obj: object, options: object, signature: str | None,
+                     return_annotation: str | None) -> tuple[str, str | None] | None:
+    # Activation and Loss define __new__(cls, *args, **kwargs) (it records the constructor's arguments), which
+    # autodoc would show for every class; inspect.signature follows __init__, as help() does. Types are in the
+    # description (autodoc_typehints), so the signature shows names and defaults only.
+    if what != "class" or not isinstance(obj, type):
+        return None
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
+    return str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty)), None
+
+
 def setup(app: object) -> None:
     app.connect("autodoc-skip-member", _skip_member)  # type: ignore[attr-defined]
+    app.connect("autodoc-process-signature", _class_signature)  # type: ignore[attr-defined]
