@@ -19,11 +19,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE / "_ext"))
 
-import gradkit  # noqa: E402
+import gradkit
 
 project = "gradkit"
 author = "The gradkit developers"
-copyright = "the gradkit developers"  # noqa: A001
+copyright = "the gradkit developers"
 release = gradkit.__version__
 version = release
 
@@ -48,6 +48,9 @@ suppress_warnings = ["myst.header"]
 
 # autodoc: members in source order, type hints in the description (the signatures stay readable)
 autodoc_member_order = "bysource"
+# a method documents itself or not at all: an override without a docstring (extra_repr of a torch Module, a
+# hook an activation overrides) is documented once, where its docstring is, not again under every subclass
+autodoc_inherit_docstrings = False
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
 # torch and jax are real imports here (the docs extra is installed on top of the test extra, as in `make docs`);

@@ -16,9 +16,9 @@ from typing import Any
 from sphinx.application import Sphinx
 
 KINDS = {
-    # kind: (registry attribute of gradkit, what the hooks are, the base class that documents forward/vjp/...)
-    "activations": ("activations", "forward, vjp, jvp and jacobian", "gradkit.Activation"),
-    "losses": ("losses", "__call__, grad and value_and_grad", "gradkit.Loss"),
+    # kind: (registry attribute of gradkit, singular, its public methods, the base class that documents them)
+    "activations": ("activations", "activation", "``forward``, ``vjp``, ``jvp`` and ``jacobian``", "gradkit.Activation"),
+    "losses": ("losses", "loss", "``__call__``, ``grad`` and ``value_and_grad``", "gradkit.Loss"),
 }
 
 
@@ -63,15 +63,14 @@ def entries(kind: str) -> list[tuple[str, type, Any]]:
 
 def page(kind: str, name: str, cls: type, obj: Any, seen: set[type]) -> str:
     path = public_path(cls)
-    hooks, base = KINDS[kind][1], KINDS[kind][2]
-    registry = KINDS[kind][0]
+    registry, singular, methods, base = KINDS[kind]
     lines = [
         f".. _api-{kind}-{name}:",
         "",
         _title(f"``{name}``"),
         f"Registry name ``{name}``: ``gk.{registry}.get(\"{name}\")`` builds :class:`{path}` with its defaults,",
         f"``{obj!r}``; ``gk.{registry}.get(\"{name}\", **kwargs)`` with others.",
-        f"Its {hooks} are documented once, on :class:`{base}`; the math of this {kind[:-1]} is below.",
+        f"Its {methods} are documented once, on :class:`{base}`; the math of this {singular} is below.",
         "",
         f".. autoclass:: {path}",
         "   :members:",
