@@ -60,7 +60,10 @@ $(VENV)/.installed-docs: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
 	touch $@
 
+# always from scratch (about 15 s): an incremental build can keep stale pages and links (viewcode's), and
+# warnings of unchanged pages are not shown again
 docs: $(VENV)/.installed-docs
+	rm -rf docs/_build
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 # the site built, then checked: every registry name has its API page with math, every internal link and anchor
