@@ -76,13 +76,21 @@ def check_links(root: Path) -> list[str]:
 
 
 def check_registry_pages(root: Path) -> list[str]:
-    """Return one line per registry name without its API page (or whose page documents no class, no math)."""
+    """Return one line per registry name without its API page (or whose page documents no class, no math).
+
+    The names are those of the registries in this process: run it where only the built-ins are registered
+    (as the script does), not after a user's ``register``.
+    """
     import gradkit
 
     problems = []
     for kind in KINDS:
         registry = getattr(gradkit, kind)
+        table = root / "api" / f"{kind}.html"
+        table_links = {urlsplit(link).path for _, link in _parse(table).links} if table.is_file() else set()
         for name in sorted(registry.names()):
+            if f"generated/{kind}/{name}.html" not in table_links:
+                problems.append(f"{kind} name {name!r} is not linked from the table in {table.relative_to(root)}")
             page_path = root / "api" / "generated" / kind / f"{name}.html"
             if not page_path.is_file():
                 problems.append(f"{kind} name {name!r} has no page ({page_path.relative_to(root)} is missing)")

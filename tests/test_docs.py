@@ -59,6 +59,7 @@ def test_checker_finds_broken_links_and_anchors(tmp_path: Path) -> None:
 def test_checker_finds_missing_registry_pages(tmp_path: Path) -> None:
     root = _site(tmp_path, {
         "index.html": "<p>home</p>",
+        "api/activations.html": '<a href="generated/activations/softmax.html#x">softmax</a>',
         "api/generated/activations/softmax.html": '<dt id="gradkit.Softmax"></dt><span class="math">x</span>',
         "api/generated/activations/relu.html": '<dt id="gradkit.Sigmoid"></dt>',
     })
@@ -69,6 +70,8 @@ def test_checker_finds_missing_registry_pages(tmp_path: Path) -> None:
     assert "activations name 'relu': its page has no math" in text
     n_missing = len(gk.activations.names()) + len(gk.losses.names()) - 2
     assert sum("has no page" in p for p in problems) == n_missing, text
+    assert "activations name 'relu' is not linked from the table in api/activations.html" in text
+    assert "losses name 'mse' is not linked from the table in api/losses.html" in text
     assert "mathjax/tex-svg.js is missing" in text
 
 
@@ -84,10 +87,8 @@ def test_site_builds_without_warnings_and_checks(tmp_path: Path) -> None:
     )
     assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-5000:]
     assert "WARNING" not in build.stderr, build.stderr[-5000:]
-    assert check_site.check_registry_pages(out) == []
-    assert check_site.check_links(out) == []
-    # every name of both registries is linked from its kind's table
-    for kind in check_site.KINDS:
-        table = (out / "api" / f"{kind}.html").read_text(encoding="utf-8")
-        for name in getattr(gk, kind).names():
-            assert f'href="generated/{kind}/{name}.html' in table, (kind, name)
+    # the checker in a process of its own: the registries hold the built-in names only, as in the build
+    check = subprocess.run([sys.executable, str(DOCS / "check_site.py"), str(out)],
+                           check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert check.returncode == 0, check.stdout[-5000:] + check.stderr[-5000:]
+    assert check.stdout.rstrip().endswith(": OK"), check.stdout[-2000:]
