@@ -93,6 +93,8 @@ class Softmax(_Tempered):
     temperature : float
         :math:`T > 0`.
 
+    Notes
+    -----
     Methods accept ``where=``: a boolean mask broadcastable to ``x``; see the module notes.
 
     Examples
