@@ -65,18 +65,22 @@ def test_console_script_runs():
     assert "-0.19661193" in out
 
 
-_README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+#: every ```python block of the README and of the documentation's Markdown pages (the guides)
+_DOC_FILES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts)]
+_README_BLOCKS = [(path.relative_to(ROOT), block) for path in _DOC_FILES
+                  for block in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)]
 
 
 @pytest.mark.parametrize("index", range(len(_README_BLOCKS)))
 def test_readme_python_blocks_run_as_standalone_scripts(index, tmp_path):
     """Each block is a file run by a fresh interpreter, as a reader would run it (a Dask block
     without ``if __name__ == "__main__":`` fails there, not inside pytest)."""
-    script = tmp_path / f"readme_block_{index}.py"
-    script.write_text(_README_BLOCKS[index])
+    source, block = _README_BLOCKS[index]
+    script = tmp_path / f"doc_block_{index}.py"
+    script.write_text(block)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path,
                           check=False)
-    assert proc.returncode == 0, f"README block {index} failed:\n{_README_BLOCKS[index]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{source}: block {index} failed:\n{block}\n{proc.stderr[-3000:]}"
 
 
 def test_softmax_bug_example_runs(capsys):

@@ -16,7 +16,7 @@ recompute it. Subclasses implement the public hooks ``compute_forward``, ``compu
 methods here validate, convert dtypes and move axes once for all of them. The hooks
 receive the array namespace ``xp`` and must use only its functions (the Array API), so
 one implementation serves NumPy, PyTorch, JAX and CuPy and traces under ``jax.jit`` and
-``torch.compile``; see "Write your own activation" in the README.
+``torch.compile``; see the guide "Write your own activation" (docs/guides/custom.md).
 
 Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.compose`.
 """

@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_int_at_least(1), default=5, help="seeds, each with its own split and initialization")
     p.add_argument("--pairs", type=_pairs, metavar="OUTPUT:LOSS,...",
                    help="output activation:loss items, comma-separated, with names from --activation and "
-                        "'gradkit list' (default: the six of the README; with --data mnist or fashion-mnist, "
+                        "'gradkit list' (default: the six of the 'Beyond softmax' guide; with --data mnist or "
+                        "fashion-mnist, "
                         "the paper's three: softmax:cross_entropy,log_taylor_softmax:nll,log_spherical_softmax:nll)")
     p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
     p.set_defaults(func=_cmd_compare)

@@ -37,8 +37,8 @@ What is derived when not given (``n`` = the size of the last axis):
 
 Both derivations refuse ``n > DERIVED_MAX_N`` (4096) with ``ValueError``: give
 ``jvp=``/``jacobian=`` for wider rows. A custom activation takes no ``where=`` masks:
-subclass :class:`gradkit.AxisActivation` for that (see "Write your own activation" in
-the README).
+subclass :class:`gradkit.AxisActivation` for that (see the guide "Write your own
+activation", docs/guides/custom.md).
 """
 
 from __future__ import annotations
