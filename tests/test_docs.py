@@ -92,3 +92,18 @@ def test_site_builds_without_warnings_and_checks(tmp_path: Path) -> None:
                            check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert check.returncode == 0, check.stdout[-5000:] + check.stderr[-5000:]
     assert check.stdout.rstrip().endswith(": OK"), check.stdout[-2000:]
+
+
+def test_the_functions_guide_has_a_row_for_every_registry_name():
+    """The guide's hand-written table (forward, VJP, conventions side by side) cannot fall behind the
+    registries: every built-in name has its row, and no row names something that is not registered."""
+    import re
+    from pathlib import Path
+
+    import gradkit as gk
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "functions.md").read_text()
+    rows = set(re.findall(r"^\| `(\w+)`", text, flags=re.MULTILINE))
+    names = set(gk.activations.builtin_names()) | set(gk.losses.builtin_names())
+    assert names - rows == set(), f"names without a row in docs/guides/functions.md: {sorted(names - rows)}"
+    assert rows - names == set(), f"rows for unknown names: {sorted(rows - names)}"
