@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._array import check_int, check_positive
+from .._array import check_int, check_positive, is_traced
 from ..base import AxisActivation
 from .softmax import LogSoftmax, Softmax
 
@@ -61,6 +61,24 @@ class _PhiNormalizer(AxisActivation):
         """``log φ(z)`` and ``q = φ'(z)/φ(z)`` for finite ``z``."""
         raise NotImplementedError
 
+    def _kernel_params(self, dtype: Any) -> tuple[int, int, float]:
+        """``(kind, order, root)`` for :mod:`gradkit.kernels.spherical`."""
+        raise NotImplementedError
+
+    def _fast(self, xp: Any, *arrays: Any) -> Any:
+        """The numba kernels module when they can take these arrays (NumPy float32/64, not traced), else None."""
+        from .. import kernels
+
+        if not kernels.usable(xp, *arrays) or is_traced(*arrays):
+            return None
+        from ..kernels import spherical as fast
+
+        return fast
+
+    @property
+    def _log(self) -> bool:
+        return self._inner_cls is LogSoftmax
+
     def _a_and_q(self, xp: Any, z: Any, mask: Any) -> tuple[Any, Any]:
         infinite = xp.isinf(z)
         a, q = self._log_phi_and_q(xp, xp.where(infinite, 0.0, z))
@@ -71,14 +89,20 @@ class _PhiNormalizer(AxisActivation):
         return a, q
 
     def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        if fast := self._fast(xp, x, mask):
+            return fast.forward(x, axis, mask, *self._kernel_params(x.dtype), log=self._log)
         a, _ = self._a_and_q(xp, x, mask)
         return self._inner.compute_forward(xp, a, axis, mask)
 
     def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        if fast := self._fast(xp, x, y, g, mask):
+            return fast.vjp(x, y, g, axis, mask, *self._kernel_params(x.dtype), log=self._log)
         a, q = self._a_and_q(xp, x, mask)
         return q * self._inner.compute_vjp(xp, a, y, g, axis, mask)
 
     def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
+        if fast := self._fast(xp, x, y, v, mask):
+            return fast.jvp(x, y, v, axis, mask, *self._kernel_params(x.dtype), log=self._log)
         a, q = self._a_and_q(xp, x, mask)
         return self._inner.compute_jvp(xp, a, y, q * v, axis, mask)
 
@@ -148,6 +172,11 @@ class TaylorSoftmax(_PhiNormalizer):
     def _log_phi_and_q(self, xp: Any, z: Any) -> tuple[Any, Any]:
         return _taylor_log_phi_and_q(xp, z, self.order)
 
+    def _kernel_params(self, dtype: Any) -> tuple[int, int, float]:
+        from ..kernels.spherical import TAYLOR, TAYLOR2
+
+        return (TAYLOR2 if self.order == 2 else TAYLOR), self.order, 0.0
+
 
 class LogTaylorSoftmax(TaylorSoftmax):
     r"""Log-Taylor softmax: :math:`\log y = \log\varphi(z) - \log\sum\varphi(z)` (see :class:`TaylorSoftmax`).
@@ -193,11 +222,21 @@ class SphericalSoftmax(_PhiNormalizer):
     def _params(self) -> dict[str, Any]:
         return {"axis": self.axis, "eps": self.eps}
 
+    def _root(self, info: Any) -> float:
+        # keep sqrt(ε) a normal number of the dtype (float32: ε in [1.4e-76, 3.4e38])
+        return min(max(math.sqrt(self.eps), float(info.smallest_normal)), float(info.max) ** 0.5)
+
     def _log_phi_and_q(self, xp: Any, z: Any) -> tuple[Any, Any]:
-        info = xp.finfo(z.dtype)  # keep sqrt(ε) a normal number of the dtype (float32: ε in [1.4e-76, 3.4e38])
-        root = min(max(math.sqrt(self.eps), float(info.smallest_normal)), float(info.max) ** 0.5)
+        root = self._root(xp.finfo(z.dtype))
         h = xp.hypot(z, xp.full_like(z, root))  # sqrt(z² + ε), no overflow
         return 2.0 * xp.log(h), 2.0 * (z / h) / h
+
+    def _kernel_params(self, dtype: Any) -> tuple[int, int, float]:
+        import numpy as np
+
+        from ..kernels.spherical import SPHERICAL
+
+        return SPHERICAL, 2, self._root(np.finfo(dtype))
 
 
 class LogSphericalSoftmax(SphericalSoftmax):

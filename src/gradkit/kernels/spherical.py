@@ -1,0 +1,210 @@
+"""numba kernels for Taylor and spherical softmax and their log forms: forward, VJP and JVP.
+
+Each kernel fuses what the portable path (:mod:`gradkit.activations.spherical`) does in
+several array passes: ``a = log φ(z)`` and ``q = φ'(z)/φ(z)`` are computed per entry with
+the same formulas, in the input's dtype (``hypot`` for Taylor order 2 and the spherical map;
+Horner in ``z`` for ``|z| <= 1`` and in ``1/z`` above at higher Taylor orders), and the
+softmax / log-softmax of ``a`` follows in the same row pass. Semantics equal the portable
+path: a masked entry gives 0 (log: ``-inf``) and zero gradient, an infinite score of either
+sign takes the mass (shared equally with other infinite scores), a NaN score makes its row
+NaN, a row with no live entry gives 0 (``-inf``). ``a`` is at most about ``2·log(max)``, so
+no shift can overflow here (unlike softmax on raw logits).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+from ._exp import FASTMATH, row_kernel
+from ._exp import exp as _exp
+from .softmax import rows, unrows
+
+__all__ = ["TAYLOR2", "TAYLOR", "SPHERICAL", "forward", "jvp", "vjp"]
+
+#: the kinds of φ: Taylor of order 2, Taylor of a higher even order, spherical
+TAYLOR2, TAYLOR, SPHERICAL = 0, 1, 2
+
+_OPTIONS = {"fastmath": FASTMATH, "error_model": "numpy", "inline": "always", "cache": True}
+
+
+@nb.njit(**_OPTIONS)
+def _horner(c, w, lo, hi, step):  # type: ignore[no-untyped-def]
+    # Σ over c[lo], c[lo+step], ... as in the portable _horner: start at the last, go back to the first
+    out = c[hi]
+    k = hi - step
+    while (k - lo) * step >= 0:
+        out = out * w + c[k]
+        k -= step
+    return out
+
+
+@nb.njit(**_OPTIONS)
+def _log_phi_q(z, kind, c, kf, root, two, ln2):  # type: ignore[no-untyped-def]
+    """``(log φ(z), φ'(z)/φ(z))`` for finite ``z`` (NaN gives NaN), in the dtype of ``z``.
+
+    ``c[i] = 1/i!`` for Taylor (its order is ``kf``, also as a float of the dtype)."""
+    order = c.shape[0] - 1
+    if kind == SPHERICAL:
+        h = math.hypot(z, root)
+        return two * math.log(h), two * (z / h) / h
+    one = c[0]
+    if kind == TAYLOR2:
+        u = z + one
+        h = math.hypot(u, one)
+        return two * math.log(h) - ln2, two * (u / h) / h
+    if abs(z) > one:  # φ = z^k P(1/z), φ' = z^(k-1) Q(1/z)
+        w = one / z
+        p = _horner(c, w, order, 0, -1)  # Σ_j w^j / (k-j)!: Horner from c[0] (of w^k) to c[k]
+        qq = _horner(c, w, order - 1, 0, -1)  # Σ_j w^j / (k-1-j)!
+        return kf * math.log(abs(z)) + math.log(p), w * qq / p
+    phi = _horner(c, z, 0, order, 1)
+    dphi = _horner(c, z, 0, order - 1, 1)
+    return math.log(phi), dphi / phi
+
+
+@nb.njit(**_OPTIONS)
+def _q(x, mk, has_mask, i, j, kind, c, order, root, two, ln2):  # type: ignore[no-untyped-def]
+    z = x[i, j]
+    zero = two - two
+    if has_mask and not mk[i, j]:
+        return zero  # a masked score (even NaN or inf) must not reach the gradient
+    if z == np.inf or z == -np.inf:
+        return zero  # the limit of φ'/φ at ±inf
+    return _log_phi_q(z, kind, c, order, root, two, ln2)[1]
+
+
+@row_kernel
+def _forward_rows(x, mk, has_mask, out, kind, c, order, root, two, ln2, ninf, log):  # type: ignore[no-untyped-def]
+    n, m = x.shape
+    neg_inf = ninf
+    one = c[0]
+    for i in nb.prange(n):
+        mx = ninf
+        nan = False
+        for j in range(m):
+            z = x[i, j]
+            if has_mask and not mk[i, j]:
+                a = ninf
+            elif z == np.inf or z == -np.inf:
+                a = -ninf  # φ(±inf) = inf
+            elif z != z:  # noqa: PLR0124
+                a = z
+                nan = True
+            else:
+                a = _log_phi_q(z, kind, c, order, root, two, ln2)[0]
+            out[i, j] = a
+            if a > mx:
+                mx = a
+        if nan:
+            for j in range(m):
+                out[i, j] = ninf - ninf  # NaN
+        elif mx == neg_inf:  # no live entry
+            for j in range(m):
+                out[i, j] = neg_inf if log else two - two
+        elif mx == -neg_inf:  # infinite scores share the mass
+            count = 0
+            for j in range(m):
+                count += out[i, j] == mx
+            share = one / count
+            for j in range(m):
+                if log:
+                    out[i, j] = math.log(share) if out[i, j] == mx else neg_inf
+                else:
+                    out[i, j] = share if out[i, j] == mx else two - two
+        elif log:
+            total = mx - mx
+            for j in range(m):
+                total += _exp(out[i, j] - mx)
+            log_total = math.log(total)
+            for j in range(m):
+                out[i, j] = (out[i, j] - mx) - log_total
+        else:
+            total = mx - mx
+            for j in range(m):
+                e = _exp(out[i, j] - mx)
+                out[i, j] = e
+                total += e
+            inv = one / total
+            for j in range(m):
+                out[i, j] = out[i, j] * inv
+
+
+@row_kernel
+def _project_rows(x, mk, has_mask, y, g, out, kind, c, order, root, two, ln2, ninf, log, jvp):  # type: ignore[no-untyped-def]
+    # VJP q ⊙ inner_vjp(g), JVP inner_jvp(q ⊙ v), inner = softmax / log-softmax of a given its output y
+    n, m = x.shape
+    zero = two - two
+    neg_inf = ninf
+    for i in nb.prange(n):
+        for j in range(m):
+            out[i, j] = _q(x, mk, has_mask, i, j, kind, c, order, root, two, ln2)
+        if jvp:
+            for j in range(m):
+                out[i, j] = out[i, j] * g[i, j]  # w = q ⊙ v
+        acc = zero
+        if log:
+            if jvp:  # w - <w, p> on live entries
+                for j in range(m):
+                    acc += out[i, j] * _exp(y[i, j]) if y[i, j] != neg_inf else zero
+                for j in range(m):
+                    out[i, j] = out[i, j] - acc if y[i, j] != neg_inf else zero
+            else:  # q ⊙ (g - p Σg) on live entries
+                for j in range(m):
+                    acc += g[i, j] if y[i, j] != neg_inf else zero
+                for j in range(m):
+                    out[i, j] = out[i, j] * ((g[i, j] - _exp(y[i, j]) * acc) if y[i, j] != neg_inf else zero)
+        elif jvp:  # y ⊙ (w - <w, y>), entries with y == 0 contributing nothing
+            for j in range(m):
+                acc += y[i, j] * out[i, j] if y[i, j] != 0 else zero
+            for j in range(m):
+                out[i, j] = y[i, j] * (out[i, j] - acc) if y[i, j] != 0 else zero
+        else:  # q ⊙ y ⊙ (g - <g, y>)
+            for j in range(m):
+                acc += y[i, j] * g[i, j] if y[i, j] != 0 else zero
+            for j in range(m):
+                out[i, j] = out[i, j] * (y[i, j] * (g[i, j] - acc) if y[i, j] != 0 else zero)
+
+
+def _args(x: np.ndarray, mask: Any, axis: int, kind: int, order: int, root: float) -> tuple[Any, ...]:
+    t = x.dtype.type
+    xr = rows(x, axis)
+    mk = rows(mask, axis) if mask is not None else np.ones((1, 1), dtype=np.bool_)
+    coefficients = np.array([1.0 / math.factorial(i) for i in range(order + 1)], dtype=x.dtype)
+    return xr, mk, mask is not None, kind, coefficients, t(order), t(root), t(2.0), t(math.log(2.0)), t(-np.inf)
+
+
+def forward(x: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float, log: bool) -> np.ndarray:
+    """``softmax(log φ(x))`` (``log=False``) or its log along ``axis``; masked entries excluded.
+
+    ``kind`` is :data:`TAYLOR2`, :data:`TAYLOR` (even ``order`` > 2) or :data:`SPHERICAL` (``root``
+    = ``sqrt(ε)``, already clamped to the dtype's normal range by the caller)."""
+    xr, *rest = _args(x, mask, axis, kind, order, root)
+    out = np.empty_like(xr)
+    mk, has_mask, *params = rest
+    _forward_rows(xr.size)(xr, mk, has_mask, out, *params, log)
+    return unrows(out, x, axis)
+
+
+def _project(x: np.ndarray, y: np.ndarray, g: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float,
+             log: bool, jvp: bool) -> np.ndarray:
+    xr, mk, has_mask, *params = _args(x, mask, axis, kind, order, root)
+    yr, gr = rows(y, axis), rows(g, axis)
+    out = np.empty_like(xr)
+    _project_rows(xr.size)(xr, mk, has_mask, yr, gr, out, *params, log, jvp)
+    return unrows(out, x, axis)
+
+
+def vjp(x: np.ndarray, y: np.ndarray, g: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float,
+        log: bool) -> np.ndarray:
+    """The VJP ``q ⊙ J_inner(a)ᵀ g`` given the forward output ``y``."""
+    return _project(x, y, g, axis, mask, kind, order, root, log, jvp=False)
+
+
+def jvp(x: np.ndarray, y: np.ndarray, v: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float,
+        log: bool) -> np.ndarray:
+    """The JVP ``J_inner(a) (q ⊙ v)`` given the forward output ``y``."""
+    return _project(x, y, v, axis, mask, kind, order, root, log, jvp=True)
