@@ -36,7 +36,7 @@ def shifted_logits(xp: Any, z: Any, axis: int, mask: Any, temperature: float) ->
     if not traced and bool(xp.all(xp.isfinite(m))):  # the common case, decided on the row maxima only
         s = z - m
     else:
-        s = z - xp.where(xp.isfinite(m), m, 0.0)
+        s = z - xp.where(xp.isfinite(m) | xp.isnan(m), m, 0.0)  # a NaN row stays NaN without exp overflowing
         s = xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), s)
     if temperature == 1.0:
         return s

@@ -29,9 +29,13 @@ __all__ = ["TAYLOR2", "TAYLOR", "SPHERICAL", "forward", "jvp", "vjp"]
 TAYLOR2, TAYLOR, SPHERICAL = 0, 1, 2
 
 _OPTIONS = {"fastmath": FASTMATH, "error_model": "numpy", "inline": "always", "cache": True}
+#: φ itself in strict IEEE arithmetic, as the portable path: under ``arcp``/``reassoc`` ``2·(z/h)/h``
+#: becomes ``2z/(h·h)``, and ``h·h`` underflows to 0 for tiny ε (then 0·inf = NaN). Not inlined at
+#: numba's level, so the flags of the calling kernel do not apply (LLVM inlines it, flags kept).
+_STRICT = {"fastmath": False, "error_model": "numpy", "inline": "never", "cache": True}
 
 
-@nb.njit(**_OPTIONS)
+@nb.njit(**_STRICT)
 def _horner(c, w, lo, hi, step):  # type: ignore[no-untyped-def]
     # Σ over c[lo], c[lo+step], ... as in the portable _horner: start at the last, go back to the first
     out = c[hi]
@@ -42,7 +46,7 @@ def _horner(c, w, lo, hi, step):  # type: ignore[no-untyped-def]
     return out
 
 
-@nb.njit(**_OPTIONS)
+@nb.njit(**_STRICT)
 def _log_phi_q(z, kind, c, kf, root, two, ln2):  # type: ignore[no-untyped-def]
     """``(log φ(z), φ'(z)/φ(z))`` for finite ``z`` (NaN gives NaN), in the dtype of ``z``.
 
