@@ -23,19 +23,19 @@ from ._exp import FASTMATH, row_kernel
 from ._exp import exp as _exp
 from .softmax import rows, unrows
 
-__all__ = ["TAYLOR2", "TAYLOR", "SPHERICAL", "forward", "jvp", "vjp"]
+__all__ = ["SPHERICAL", "TAYLOR", "TAYLOR2", "forward", "jvp", "vjp"]
 
 #: the kinds of φ: Taylor of order 2, Taylor of a higher even order, spherical
 TAYLOR2, TAYLOR, SPHERICAL = 0, 1, 2
 
-_OPTIONS = {"fastmath": FASTMATH, "error_model": "numpy", "inline": "always", "cache": True}
 #: φ itself in strict IEEE arithmetic, as the portable path: under ``arcp``/``reassoc`` ``2·(z/h)/h``
 #: becomes ``2z/(h·h)``, and ``h·h`` underflows to 0 for tiny ε (then 0·inf = NaN). Not inlined at
 #: numba's level, so the flags of the calling kernel do not apply (LLVM inlines it, flags kept).
-_STRICT = {"fastmath": False, "error_model": "numpy", "inline": "never", "cache": True}
+_strict = nb.njit(fastmath=False, error_model="numpy", inline="never", cache=True)
+_inlined = nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 
 
-@nb.njit(**_STRICT)
+@_strict
 def _horner(c, w, lo, hi, step):  # type: ignore[no-untyped-def]
     # Σ over c[lo], c[lo+step], ... as in the portable _horner: start at the last, go back to the first
     out = c[hi]
@@ -46,7 +46,7 @@ def _horner(c, w, lo, hi, step):  # type: ignore[no-untyped-def]
     return out
 
 
-@nb.njit(**_STRICT)
+@_strict
 def _log_phi_q(z, kind, c, kf, root, two, ln2):  # type: ignore[no-untyped-def]
     """``(log φ(z), φ'(z)/φ(z))`` for finite ``z`` (NaN gives NaN), in the dtype of ``z``.
 
@@ -70,7 +70,7 @@ def _log_phi_q(z, kind, c, kf, root, two, ln2):  # type: ignore[no-untyped-def]
     return math.log(phi), dphi / phi
 
 
-@nb.njit(**_OPTIONS)
+@_inlined
 def _q(x, mk, has_mask, i, j, kind, c, order, root, two, ln2):  # type: ignore[no-untyped-def]
     z = x[i, j]
     zero = two - two
@@ -101,7 +101,7 @@ def _forward_rows(x, mk, has_mask, out, kind, c, order, root, two, ln2, ninf, lo
             else:
                 a = _log_phi_q(z, kind, c, order, root, two, ln2)[0]
             out[i, j] = a
-            if a > mx:
+            if a > mx:  # noqa: PLR1730 - spelled out: a NaN is tracked by its own flag
                 mx = a
         if nan:
             for j in range(m):

@@ -1,0 +1,98 @@
+"""Time forward + VJP of Taylor / spherical softmax (and log forms), float32, at 4096×1024 and 65536×10.
+
+Contenders, in alternating rounds (so that the load of a shared machine falls on each alike):
+
+* ``portable``: the Array API path (``kernels.disabled()``), the reference;
+* ``main``: ``src/gradkit/activations/spherical.py`` as on ``main`` (``log φ`` and ``q`` in NumPy, the
+  softmax kernel on ``a = log φ``);
+* ``ours``: the working tree (the fused kernels of :mod:`gradkit.kernels.spherical`);
+* ``softmax``: the softmax kernel on the raw scores (a floor: the same row passes without ``log φ``).
+
+The minimum over rounds is the headline, the median beside it, the ratio against ``portable``.
+
+    PYTHONPATH=src python benchmarks/spherical_kernels.py [--rounds 7] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_main(tmp: Path):  # type: ignore[no-untyped-def]
+    text = subprocess.run(["git", "-C", str(ROOT), "show", "main:src/gradkit/activations/spherical.py"],
+                          check=True, capture_output=True, text=True).stdout
+    path = tmp / "spherical_main.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("gradkit.activations._spherical_main", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2, help="numba threads (NUMBA_NUM_THREADS is read at import)")
+    args = ap.parse_args()
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    import numpy as np
+
+    import gradkit as gk
+    from gradkit import kernels
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old = _load_main(Path(tmp))
+        rng = np.random.default_rng(0)
+        for shape in ((4096, 1024), (65536, 10)):
+            x = (rng.standard_normal(shape) * 2).astype(np.float32)
+            g = rng.standard_normal(shape).astype(np.float32)
+            for name, kw in (("TaylorSoftmax", {}), ("TaylorSoftmax", {"order": 4}), ("SphericalSoftmax", {}),
+                             ("LogTaylorSoftmax", {}), ("LogSphericalSoftmax", {})):
+                ours, before = getattr(gk, name)(**kw), getattr(old, name)(**kw)
+                sm = gk.LogSoftmax() if name.startswith("Log") else gk.Softmax()
+
+                def run(act, x=x, g=g):  # type: ignore[no-untyped-def]
+                    def step():  # type: ignore[no-untyped-def]
+                        y = act(x)
+                        return act.vjp(x, g, y=y)
+
+                    return step
+
+                contenders = {"portable": None, "main": run(before), "ours": run(ours), "softmax": run(sm)}
+                times: dict[str, list[float]] = {k: [] for k in contenders}
+                for _ in range(2):  # compile and warm
+                    for fn in contenders.values():
+                        if fn is None:
+                            with kernels.disabled():
+                                run(ours)()
+                        else:
+                            fn()
+                for _ in range(args.rounds):
+                    for tag, fn in contenders.items():
+                        start = time.perf_counter()
+                        if fn is None:
+                            with kernels.disabled():
+                                run(ours)()
+                        else:
+                            fn()
+                        times[tag].append((time.perf_counter() - start) * 1e3)
+                base = min(times["portable"])
+                label = f"{name}{kw or ''} {shape[0]}x{shape[1]}"
+                print(f"{label:<34}" + "  ".join(
+                    f"{tag} {min(t):7.2f} ms (med {statistics.median(t):7.2f}, {min(t) / base:.2f}x)"
+                    for tag, t in times.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
