@@ -47,105 +47,179 @@ def _horner(c, w, lo, hi, step):  # type: ignore[no-untyped-def]
 
 
 @_strict
-def _log_phi_q(z, kind, c, kf, root, two, ln2):  # type: ignore[no-untyped-def]
-    """``(log φ(z), φ'(z)/φ(z))`` for finite ``z`` (NaN gives NaN), in the dtype of ``z``.
+def _log_phi(z, kind, c, kf, root, rr, tiny):  # type: ignore[no-untyped-def]
+    """``log φ(z)`` for finite ``z`` (NaN gives NaN), in the dtype of ``z``.
 
-    ``c[i] = 1/i!`` for Taylor (its order is ``kf``, also as a float of the dtype)."""
-    order = c.shape[0] - 1
-    if kind == SPHERICAL:
-        h = math.hypot(z, root)
-        return two * math.log(h), two * (z / h) / h
+    ``c[i] = 1/i!`` for Taylor (its order is ``kf``, also as a float of the dtype); ``rr = root²``
+    for the spherical map (``root = sqrt(ε)``); ``tiny`` the dtype's smallest normal number.
+    Where ``z² + ε`` (``(z + 1)² + 1``) is a finite normal number it is formed directly (one ``log``);
+    elsewhere ``hypot``, as the portable path does everywhere."""
     one = c[0]
+    two = one + one
+    if kind == SPHERICAL:
+        d = z * z + rr
+        if d >= tiny and d < np.inf:
+            return math.log(d)
+        return two * math.log(math.hypot(z, root))
     if kind == TAYLOR2:
         u = z + one
+        d = u * u + one
+        if d < np.inf:
+            return math.log(d) - math.log(two)
+        return two * math.log(math.hypot(u, one)) - math.log(two)
+    order = c.shape[0] - 1
+    if abs(z) > one:  # φ = z^k P(1/z)
+        p = _horner(c, one / z, order, 0, -1)  # Σ_j w^j / (k-j)!: Horner from c[0] (of w^k) to c[k]
+        return kf * math.log(abs(z)) + math.log(p)
+    return math.log(_horner(c, z, 0, order, 1))
+
+
+@_strict
+def _phi(z, kind, c, rr):  # type: ignore[no-untyped-def]
+    """``φ(z)`` for finite ``z`` formed directly; may overflow to inf or underflow (the caller checks)."""
+    one = c[0]
+    if kind == SPHERICAL:
+        return z * z + rr
+    if kind == TAYLOR2:
+        u = z + one
+        return (u * u + one) / (one + one)
+    order = c.shape[0] - 1
+    if abs(z) > one:  # z^k P(1/z): no cancellation for negative z
+        z2 = z * z
+        zk = one
+        for _ in range(order // 2):
+            zk *= z2
+        return zk * _horner(c, one / z, order, 0, -1)
+    return _horner(c, z, 0, order, 1)
+
+
+@_strict
+def _q_finite(z, kind, c, root, rr, tiny):  # type: ignore[no-untyped-def]
+    """``q = φ'(z)/φ(z)`` for finite ``z`` (NaN gives NaN); no ``log``."""
+    one = c[0]
+    two = one + one
+    if kind == SPHERICAL:
+        d = z * z + rr
+        if d >= tiny and d < np.inf:
+            return two * z / d
+        h = math.hypot(z, root)
+        return two * (z / h) / h
+    if kind == TAYLOR2:
+        u = z + one
+        d = u * u + one
+        if d < np.inf:
+            return two * u / d
         h = math.hypot(u, one)
-        return two * math.log(h) - ln2, two * (u / h) / h
-    if abs(z) > one:  # φ = z^k P(1/z), φ' = z^(k-1) Q(1/z)
+        return two * (u / h) / h
+    order = c.shape[0] - 1
+    if abs(z) > one:  # φ' = z^(k-1) Q(1/z): q = w Q(w) / P(w)
         w = one / z
-        p = _horner(c, w, order, 0, -1)  # Σ_j w^j / (k-j)!: Horner from c[0] (of w^k) to c[k]
-        qq = _horner(c, w, order - 1, 0, -1)  # Σ_j w^j / (k-1-j)!
-        return kf * math.log(abs(z)) + math.log(p), w * qq / p
-    phi = _horner(c, z, 0, order, 1)
-    dphi = _horner(c, z, 0, order - 1, 1)
-    return math.log(phi), dphi / phi
+        return w * _horner(c, w, order - 1, 0, -1) / _horner(c, w, order, 0, -1)
+    return _horner(c, z, 0, order - 1, 1) / _horner(c, z, 0, order, 1)
 
 
 @_inlined
-def _q(x, mk, has_mask, i, j, kind, c, order, root, two, ln2):  # type: ignore[no-untyped-def]
+def _q(x, mk, has_mask, i, j, kind, c, root, rr, tiny):  # type: ignore[no-untyped-def]
     z = x[i, j]
-    zero = two - two
+    zero = tiny - tiny
     if has_mask and not mk[i, j]:
         return zero  # a masked score (even NaN or inf) must not reach the gradient
     if z == np.inf or z == -np.inf:
         return zero  # the limit of φ'/φ at ±inf
-    return _log_phi_q(z, kind, c, order, root, two, ln2)[1]
+    return _q_finite(z, kind, c, root, rr, tiny)
 
 
 @row_kernel
-def _forward_rows(x, mk, has_mask, out, kind, c, order, root, two, ln2, ninf, log):  # type: ignore[no-untyped-def]
+def _forward_rows(x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log):  # type: ignore[no-untyped-def]
     n, m = x.shape
-    neg_inf = ninf
     one = c[0]
+    zero = one - one
     for i in nb.prange(n):
-        mx = ninf
-        nan = False
-        for j in range(m):
-            z = x[i, j]
-            if has_mask and not mk[i, j]:
-                a = ninf
-            elif z == np.inf or z == -np.inf:
-                a = -ninf  # φ(±inf) = inf
-            elif z != z:  # noqa: PLR0124
-                a = z
-                nan = True
-            else:
-                a = _log_phi_q(z, kind, c, order, root, two, ln2)[0]
-            out[i, j] = a
-            if a > mx:  # noqa: PLR1730 - spelled out: a NaN is tracked by its own flag
-                mx = a
-        if nan:
+        done = False
+        if not log:  # y = φ / Σφ directly where every live φ is a finite normal number and so is the sum
+            total = zero
+            plain = True
             for j in range(m):
-                out[i, j] = ninf - ninf  # NaN
-        elif mx == neg_inf:  # no live entry
-            for j in range(m):
-                out[i, j] = neg_inf if log else two - two
-        elif mx == -neg_inf:  # infinite scores share the mass
-            count = 0
-            for j in range(m):
-                count += out[i, j] == mx
-            share = one / count
-            for j in range(m):
-                if log:
-                    out[i, j] = math.log(share) if out[i, j] == mx else neg_inf
+                if has_mask and not mk[i, j]:
+                    out[i, j] = zero
                 else:
-                    out[i, j] = share if out[i, j] == mx else two - two
-        elif log:
-            total = mx - mx
-            for j in range(m):
-                total += _exp(out[i, j] - mx)
-            log_total = math.log(total)
-            for j in range(m):
-                out[i, j] = (out[i, j] - mx) - log_total
+                    p = _phi(x[i, j], kind, c, rr)  # NaN and ±inf give NaN or inf: not plain
+                    out[i, j] = p
+                    total += p
+                    plain = plain and p >= tiny and p < np.inf
+            if plain and total >= tiny and total < np.inf:
+                inv = one / total
+                for j in range(m):
+                    out[i, j] = out[i, j] * inv
+                done = True
+        if not done:  # softmax (log-softmax) of a = log φ, as the portable path
+            _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log)
+
+
+@_inlined
+def _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log):  # type: ignore[no-untyped-def]
+    m = x.shape[1]
+    neg_inf = tiny - tiny - np.inf
+    zero = tiny - tiny
+    mx = neg_inf
+    nan = False
+    for j in range(m):
+        z = x[i, j]
+        if has_mask and not mk[i, j]:
+            a = neg_inf
+        elif z == np.inf or z == -np.inf:
+            a = -neg_inf  # φ(±inf) = inf
+        elif z != z:  # noqa: PLR0124
+            a = z
+            nan = True
         else:
-            total = mx - mx
-            for j in range(m):
-                e = _exp(out[i, j] - mx)
-                out[i, j] = e
-                total += e
-            inv = one / total
-            for j in range(m):
-                out[i, j] = out[i, j] * inv
+            a = _log_phi(z, kind, c, kf, root, rr, tiny)
+        out[i, j] = a
+        if a > mx:  # noqa: PLR1730 - spelled out: a NaN is tracked by its own flag
+            mx = a
+    if nan:
+        for j in range(m):
+            out[i, j] = neg_inf - neg_inf  # NaN
+    elif mx == neg_inf:  # no live entry
+        for j in range(m):
+            out[i, j] = neg_inf if log else zero
+    elif mx == -neg_inf:  # infinite scores share the mass
+        count = 0
+        for j in range(m):
+            count += out[i, j] == mx
+        share = c[0] / count
+        for j in range(m):
+            if log:
+                out[i, j] = math.log(share) if out[i, j] == mx else neg_inf
+            else:
+                out[i, j] = share if out[i, j] == mx else zero
+    elif log:
+        total = mx - mx
+        for j in range(m):
+            total += _exp(out[i, j] - mx)
+        log_total = math.log(total)
+        for j in range(m):
+            out[i, j] = (out[i, j] - mx) - log_total
+    else:
+        total = mx - mx
+        for j in range(m):
+            e = _exp(out[i, j] - mx)
+            out[i, j] = e
+            total += e
+        inv = c[0] / total
+        for j in range(m):
+            out[i, j] = out[i, j] * inv
 
 
 @row_kernel
-def _project_rows(x, mk, has_mask, y, g, out, kind, c, order, root, two, ln2, ninf, log, jvp):  # type: ignore[no-untyped-def]
+def _project_rows(x, mk, has_mask, y, g, out, kind, c, kf, root, rr, tiny, log, jvp):  # type: ignore[no-untyped-def]
     # VJP q ⊙ inner_vjp(g), JVP inner_jvp(q ⊙ v), inner = softmax / log-softmax of a given its output y
     n, m = x.shape
-    zero = two - two
-    neg_inf = ninf
+    zero = tiny - tiny
+    neg_inf = zero - np.inf
     for i in nb.prange(n):
         for j in range(m):
-            out[i, j] = _q(x, mk, has_mask, i, j, kind, c, order, root, two, ln2)
+            out[i, j] = _q(x, mk, has_mask, i, j, kind, c, root, rr, tiny)
         if jvp:
             for j in range(m):
                 out[i, j] = out[i, j] * g[i, j]  # w = q ⊙ v
@@ -178,7 +252,8 @@ def _args(x: np.ndarray, mask: Any, axis: int, kind: int, order: int, root: floa
     xr = rows(x, axis)
     mk = rows(mask, axis) if mask is not None else np.ones((1, 1), dtype=np.bool_)
     coefficients = np.array([1.0 / math.factorial(i) for i in range(order + 1)], dtype=x.dtype)
-    return xr, mk, mask is not None, kind, coefficients, t(order), t(root), t(2.0), t(math.log(2.0)), t(-np.inf)
+    return (xr, mk, mask is not None, kind, coefficients, t(order), t(root), t(root) * t(root),
+            np.finfo(x.dtype).smallest_normal)
 
 
 def forward(x: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float, log: bool) -> np.ndarray:
