@@ -126,7 +126,23 @@ def _q(x, mk, has_mask, i, j, kind, c, root, rr, tiny):  # type: ignore[no-untyp
         return zero  # a masked score (even NaN or inf) must not reach the gradient
     if z == np.inf or z == -np.inf:
         return zero  # the limit of φ'/φ at ±inf
+    if kind != TAYLOR:  # the common case inline (vectorizable): 2u/(u² + c), c = ε or 1, when normal
+        one = c[0]
+        u = z if kind == SPHERICAL else z + one
+        d = u * u + (rr if kind == SPHERICAL else one)
+        if d >= tiny and d < np.inf:
+            return (one + one) * u / d
     return _q_finite(z, kind, c, root, rr, tiny)
+
+
+@_inlined
+def _phi_inline(z, kind, c, rr):  # type: ignore[no-untyped-def]
+    if kind == TAYLOR:
+        return _phi(z, kind, c, rr)
+    one = c[0]
+    u = z if kind == SPHERICAL else z + one
+    d = u * u + (rr if kind == SPHERICAL else one)
+    return d if kind == SPHERICAL else d * (one / (one + one))
 
 
 @row_kernel
@@ -143,7 +159,7 @@ def _forward_rows(x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log):  # ty
                 if has_mask and not mk[i, j]:
                     out[i, j] = zero
                 else:
-                    p = _phi(x[i, j], kind, c, rr)  # NaN and ±inf give NaN or inf: not plain
+                    p = _phi_inline(x[i, j], kind, c, rr)  # NaN and ±inf give NaN or inf: not plain
                     out[i, j] = p
                     total += p
                     plain = plain and p >= tiny and p < np.inf
