@@ -23,6 +23,11 @@ a masked entry gets 0 (log: ``-inf``); an infinite score (either sign, since
 :math:`\varphi(\pm\infty) = \infty`) takes the whole mass.
 Predictions are the argmax of :math:`y`, which for the spherical map is the
 largest :math:`|z|`, not the largest :math:`z`.
+
+NumPy float32/float64 input runs the numba kernels of :mod:`gradkit.kernels.spherical`
+(forward, VJP, JVP; equal to this portable path, which stays the reference and serves
+every other namespace, traced values and ``GRADKIT_DISABLE_NUMBA=1``). The Jacobian
+uses the portable path (the softmax kernel on :math:`a`).
 """
 
 from __future__ import annotations

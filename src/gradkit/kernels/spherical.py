@@ -1,14 +1,21 @@
 """numba kernels for Taylor and spherical softmax and their log forms: forward, VJP and JVP.
 
-Each kernel fuses what the portable path (:mod:`gradkit.activations.spherical`) does in
-several array passes: ``a = log φ(z)`` and ``q = φ'(z)/φ(z)`` are computed per entry with
-the same formulas, in the input's dtype (``hypot`` for Taylor order 2 and the spherical map;
-Horner in ``z`` for ``|z| <= 1`` and in ``1/z`` above at higher Taylor orders), and the
-softmax / log-softmax of ``a`` follows in the same row pass. Semantics equal the portable
-path: a masked entry gives 0 (log: ``-inf``) and zero gradient, an infinite score of either
-sign takes the mass (shared equally with other infinite scores), a NaN score makes its row
-NaN, a row with no live entry gives 0 (``-inf``). ``a`` is at most about ``2·log(max)``, so
-no shift can overflow here (unlike softmax on raw logits).
+Each kernel fuses, in one row pass, what the portable path (:mod:`gradkit.activations.spherical`)
+does in several array passes, and it equals that path (tested: float64 rtol 1e-12, float32 1e-5):
+
+* forward (not log): on a row where every live ``φ(z)`` and their sum are finite normal numbers,
+  ``y = φ / Σφ`` directly (no ``log``, no ``exp``); any other row (±inf, NaN, overflow of ``φ``,
+  underflow, no live entry) takes the portable path's route, the softmax of ``a = log φ(z)``;
+* log forms: ``log y = (a - max a) - log Σ exp(a - max a)``, one ``log`` per entry;
+* VJP / JVP: ``q = φ'/φ`` per entry without ``log`` (``2u/(u² + c)`` for Taylor order 2 and the
+  spherical map where that is a finite normal number, ``hypot`` as the portable path elsewhere),
+  then the softmax / log-softmax product of the portable path, given the forward output.
+
+Semantics equal the portable path: a masked entry gives 0 (log: ``-inf``) and zero gradient, an
+infinite score of either sign takes the mass (shared equally with other infinite scores), a NaN
+score makes its row NaN, a row with no live entry gives 0 (``-inf``). ``a`` is at most about
+``2·log(max)``, so no shift can overflow here (unlike softmax on raw logits): no warning to emit.
+``φ`` off the common case is evaluated in strict IEEE arithmetic (no fastmath), as NumPy does.
 """
 
 from __future__ import annotations
