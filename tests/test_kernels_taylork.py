@@ -12,7 +12,7 @@ import pytest
 import gradkit as gk
 from gradkit import kernels
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed or disabled")
+needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba not installed or disabled")
 
 TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-7}, np.float64: {"rtol": 1e-12, "atol": 1e-15}}
 
@@ -67,6 +67,7 @@ def _all_three(act, x, g, where):
     return (lambda: act(x, where=where), lambda: act.vjp(x, g, where=where), lambda: act.jvp(x, g, where=where))
 
 
+@needs_numba
 @pytest.mark.parametrize(("cls", "kw"), ACTIVATIONS, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize(("shape", "axis"), [((7,), 0), ((5, 9), -1), ((5, 9), 0), ((3, 4, 6), -1), ((3, 4, 6), 0)],
@@ -83,6 +84,7 @@ def test_kernels_equal_the_portable_path(cls, kw, dtype, shape, axis, special, m
         _check(*_both(fn), dtype, grad=k > 0, log=act.name.startswith("log"))
 
 
+@needs_numba
 @pytest.mark.parametrize(("cls", "kw"), ACTIVATIONS, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 def test_edge_rows(cls, kw, dtype):
@@ -115,6 +117,7 @@ def test_edge_rows(cls, kw, dtype):
     np.testing.assert_array_equal(y[0], -np.inf if act.name.startswith("log") else 0.0)
 
 
+@needs_numba
 @pytest.mark.parametrize(("cls", "kw"), ACTIVATIONS[::2], ids=IDS[::2])
 def test_non_contiguous_and_given_output(cls, kw):
     rng = np.random.default_rng(1)
@@ -131,6 +134,7 @@ def test_non_contiguous_and_given_output(cls, kw):
         _check(*_both(lambda act=act, y=y: act.vjp(x, g, y=y, where=where)), np.float64, grad=True)
 
 
+@needs_numba
 @pytest.mark.parametrize(("cls", "kw"), [ACTIVATIONS[0], ACTIVATIONS[4], ACTIVATIONS[7]], ids=[IDS[0], IDS[4], IDS[7]])
 def test_threaded_rows(cls, kw):
     """At least 65,536 elements: the threaded variant."""
@@ -142,6 +146,7 @@ def test_threaded_rows(cls, kw):
         _check(*_both(fn), np.float32, grad=k > 0, log=cls.name.startswith("log"))
 
 
+@needs_numba
 def test_the_kernel_path_is_taken(monkeypatch):
     from gradkit.kernels import spherical as fast
 
