@@ -144,12 +144,12 @@ def test_the_kernel_path_is_taken(monkeypatch):
         monkeypatch.setattr(fast, name, lambda *a, _o=original, _n=name, **k: calls.append(_n) or _o(*a, **k))
     x, g = np.ones((2, 3)), np.arange(6.0).reshape(2, 3)
     for cls in CLASSES:
-        steps = [(lambda: cls()(x), ["forward"]),
-                 (lambda: cls().vjp(x, g), ["forward", "vjp"]),
-                 (lambda: cls().jvp(x, g), ["forward", "vjp"]),
-                 (lambda: cls(method="bisect")(x), []),  # the bisection forward stays portable
-                 (lambda: cls(method="bisect").vjp(x, g), ["vjp"]),
-                 (lambda: cls()(x.astype(np.float16)), ["forward"])]  # computed in float32
+        steps = [(lambda cls=cls: cls()(x), ["forward"]),
+                 (lambda cls=cls: cls().vjp(x, g), ["forward", "vjp"]),
+                 (lambda cls=cls: cls().jvp(x, g), ["forward", "vjp"]),
+                 (lambda cls=cls: cls(method="bisect")(x), []),  # the bisection forward stays portable
+                 (lambda cls=cls: cls(method="bisect").vjp(x, g), ["vjp"]),
+                 (lambda cls=cls: cls()(x.astype(np.float16)), ["forward"])]  # computed in float32
         for fn, expected in steps:
             calls.clear()
             fn()

@@ -54,8 +54,7 @@ def _tau_sparsemax(buf, c, one):  # type: ignore[no-untyped-def]
         kf += one
         cs += buf[c - k]
         t = (cs - one) / kf
-        if t > best:
-            best = t
+        best = max(best, t)
     return best
 
 
@@ -141,13 +140,13 @@ def _forward_rows(x, out, scale, reach, entmax, chunk):  # type: ignore[no-untyp
                 tau = _tau_entmax(buf, c, one)
                 for j in range(m):
                     d = out[i, j] - tau
-                    d = d if d > zero else zero
+                    d = max(zero, d)
                     out[i, j] = d * d
             else:
                 tau = _tau_sparsemax(buf, c, one)
                 for j in range(m):
                     d = out[i, j] - tau
-                    out[i, j] = d if d > zero else zero
+                    out[i, j] = max(zero, d)
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
