@@ -25,6 +25,12 @@ derivative used there is the one of the support without that entry.
 Masked and ``-inf`` entries are outside the support; a row with no live entry
 gives zeros; ``+inf`` entries share the mass equally (the limit); a NaN score
 makes its row NaN.
+
+NumPy float32/float64 input runs numba kernels (:mod:`gradkit.kernels.sparse`,
+tested equal to this portable code): the forward for ``method="sort"`` (sorting
+only the entries within reach of the row's maximum), the VJP and JVP for both
+methods (they depend on :math:`y` only). ``method="bisect"``'s forward stays
+portable: with few steps its answer (a misplaced entry, renormalized) is its own.
 """
 
 from __future__ import annotations
