@@ -158,3 +158,17 @@ def test_the_kernel_path_is_taken(monkeypatch):
                 calls.clear()
                 fn()
                 assert calls == []
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_off_support_derivatives_are_positive_zero_as_on_the_portable_path(cls, dtype):
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((40, 12)) * 4).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    for fn in (lambda: cls().vjp(x, g), lambda: cls().jvp(x, -g)):
+        fast, ref = _both(fn)
+        zeros = ref == 0
+        assert zeros.any()
+        np.testing.assert_array_equal(np.signbit(fast[zeros]), np.signbit(ref[zeros]))
+        np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))

@@ -172,10 +172,11 @@ def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
             if s > zero:
                 dot += s * g[i, j]
         inv = dot / total if total > zero else dot
+        off = inv - inv  # off the support the portable 0·g_S - 0·inv: +0, or NaN where inv is not finite
+        off = zero if off == zero else off  # (spelled out: fastmath's nsz would give -0 for 0 - 0·inv)
         for j in range(m):
             s = _s(y[i, j], zero, one, entmax)
-            gs = g[i, j] if s > zero else zero
-            out[i, j] = s * gs - s * inv
+            out[i, j] = s * g[i, j] - s * inv if s > zero else (off if s == zero else s)
 
 
 #: rows per scratch buffer (one allocation per chunk, not per row)
