@@ -25,6 +25,12 @@ derivative used there is the one of the support without that entry.
 Masked and ``-inf`` entries are outside the support; a row with no live entry
 gives zeros; ``+inf`` entries share the mass equally (the limit); a NaN score
 makes its row NaN.
+
+NumPy float32/float64 input runs numba kernels (:mod:`gradkit.kernels.sparse`,
+tested equal to this portable code): the forward for ``method="sort"`` (sorting
+only the entries within reach of the row's maximum), the VJP and JVP for both
+methods (they depend on :math:`y` only). ``method="bisect"``'s forward stays
+portable: with few steps its answer (a misplaced entry, renormalized) is its own.
 """
 
 from __future__ import annotations
@@ -37,6 +43,17 @@ from .._array import check_choice, check_int, is_traced
 from ..base import AxisActivation
 
 __all__ = ["Entmax15", "Sparsemax"]
+
+
+def _kernel(xp: Any, *arrays: Any) -> Any:
+    """The numba kernels module when they can take these arrays (and are not traced), else None."""
+    from .. import kernels
+
+    if not kernels.usable(xp, *arrays) or is_traced(*arrays):
+        return None
+    from ..kernels import sparse as fast
+
+    return fast
 
 
 def _prepare_scores(xp: Any, z: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
@@ -94,6 +111,10 @@ class _Sparse(AxisActivation):
         return self._tau_on_support(xp, u, u > lo, axis)
 
     def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        # the kernel serves method="sort" (exact, without a full sort); "bisect" with few steps may misplace
+        # a support entry and renormalize, a documented approximation the kernel does not reproduce
+        if self.method == "sort" and (fast := _kernel(xp, x, mask)):
+            return fast.forward(x, axis, mask, self.scale, entmax=self.power == 2)
         z, m, live = _prepare_scores(xp, x, axis, mask)
         # shifting by the max changes τ only (these maps are shift-invariant); τ >= max u - 1,
         # so scores more than 2 below the max are never in the support: raising them to that
@@ -114,6 +135,8 @@ class _Sparse(AxisActivation):
         raise NotImplementedError
 
     def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
+        if fast := _kernel(xp, y, g):  # the derivatives depend on y only: both methods
+            return fast.vjp(y, g, axis, entmax=self.power == 2)
         s = self._s(xp, y)
         total = xp.sum(s, axis=axis, keepdims=True)
         gs = xp.where(s > 0, g, 0.0)  # an entry off the support contributes nothing, even if g is inf

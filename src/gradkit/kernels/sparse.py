@@ -1,0 +1,207 @@
+"""numba kernels for sparsemax and entmax-1.5 along an axis: forward (``method="sort"``), VJP and JVP.
+
+Forward without a full sort: the threshold :math:`\\tau` of both maps lies in
+``[max u - 1, max u]`` (``u`` the shifted, scaled scores), so only the entries with
+``u >= max u - 1`` can be in the support. One pass collects those candidates, only
+they are sorted (insertion sort for a few, quicksort otherwise), and the exact
+sort-based formula of the portable path runs on them: its prefix sums are the same
+numbers in the same order, so the result equals the portable ``method="sort"``.
+A row whose entries are all candidates (e.g. all equal) costs one full sort.
+
+Semantics equal the portable path (:mod:`gradkit.activations.sparse`): masked
+entries arrive as ``-inf``; a row with no live entry gives zeros; ``+inf`` entries
+share the mass equally; a NaN score makes its row NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+from ._exp import FASTMATH, row_kernel, row_max
+from .softmax import rows, unrows
+
+__all__ = ["forward", "jvp", "vjp"]
+
+#: candidates up to this many are sorted by insertion, more by numba's quicksort
+_INSERTION_MAX = 24
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _sort_prefix(buf, c):  # type: ignore[no-untyped-def]
+    """Sort ``buf[:c]`` ascending, in place."""
+    if c <= _INSERTION_MAX:
+        for a in range(1, c):
+            v = buf[a]
+            b = a - 1
+            while b >= 0 and buf[b] > v:
+                buf[b + 1] = buf[b]
+                b -= 1
+            buf[b + 1] = v
+    else:
+        buf[:c].sort()
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _tau_sparsemax(buf, c, one):  # type: ignore[no-untyped-def]
+    # τ = max_k (Σ_{j≤k} u_(j) - 1)/k over the candidates in descending order (the portable formula)
+    cs = one - one
+    best = -one / (one - one)  # -inf
+    kf = one - one  # k as a float of the row's type: float32 / int64 would give float64
+    for k in range(1, c + 1):
+        kf += one
+        cs += buf[c - k]
+        t = (cs - one) / kf
+        best = max(best, t)
+    return best
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _tau_entmax(buf, c, one):  # type: ignore[no-untyped-def]
+    # with the top k in the support: k τ² - 2 τ Σu + Σu² = 1, the smaller root; the support is
+    # the count of k with τ_k <= u_(k) (a prefix); τ is τ_k at that count (the portable formula)
+    zero = one - one
+    s1 = zero
+    s2 = zero
+    size = 0
+    kf = zero  # k as a float of the row's type: float32 / int64 would give float64
+    for k in range(1, c + 1):
+        kf += one
+        u = buf[c - k]
+        s1 += u
+        s2 += u * u
+        mean = s1 / kf
+        mean_sq = s2 / kf
+        delta = (one - kf * (mean_sq - mean * mean)) / kf
+        tk = mean - (np.sqrt(delta) if delta > zero else zero)
+        size += tk <= u
+    s1 = zero
+    s2 = zero
+    tau = zero
+    kf = zero
+    for k in range(1, size + 1):
+        kf += one
+        u = buf[c - k]
+        s1 += u
+        s2 += u * u
+        if k == size:
+            mean = s1 / kf
+            mean_sq = s2 / kf
+            delta = (one - kf * (mean_sq - mean * mean)) / kf
+            tau = mean - (np.sqrt(delta) if delta > zero else zero)
+    return tau
+
+
+@row_kernel
+def _forward_rows(x, out, scale, reach, entmax, chunk):  # type: ignore[no-untyped-def]
+    # reach = 2/scale: scores below max - reach are never in the support (the portable path sets u = -2 there)
+    n, m = x.shape
+    one = scale / scale
+    zero = one - one
+    neg_inf = -one / zero
+    far = -(one + one)
+    nchunks = (n + chunk - 1) // chunk
+    for ch in nb.prange(nchunks):
+        buf = np.empty(m, dtype=x.dtype)
+        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
+            mx = row_max(x, i, neg_inf)  # skips NaN
+            bad = False
+            for j in range(m):
+                bad |= x[i, j] != x[i, j]
+            if bad:  # a NaN score makes its row NaN
+                for j in range(m):
+                    out[i, j] = zero / zero
+                continue
+            if mx == neg_inf:  # no live entry
+                for j in range(m):
+                    out[i, j] = zero
+                continue
+            c = 0
+            if mx == -neg_inf:  # +inf entries at u = 0, the rest far
+                for j in range(m):
+                    if x[i, j] == mx:
+                        buf[c] = zero
+                        c += 1
+                for j in range(m):
+                    out[i, j] = zero if x[i, j] == mx else far
+            else:
+                lo = mx - reach
+                for j in range(m):
+                    xj = x[i, j]
+                    u = scale * (xj - mx) if xj >= lo else far
+                    out[i, j] = u
+                    if u >= -one:
+                        buf[c] = u
+                        c += 1
+            _sort_prefix(buf, c)
+            if entmax:
+                tau = _tau_entmax(buf, c, one)
+                for j in range(m):
+                    d = out[i, j] - tau
+                    d = max(zero, d)
+                    out[i, j] = d * d
+            else:
+                tau = _tau_sparsemax(buf, c, one)
+                for j in range(m):
+                    d = out[i, j] - tau
+                    out[i, j] = max(zero, d)
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _s(yj, zero, one, entmax):  # type: ignore[no-untyped-def]
+    """The Jacobian's vector at one entry: sqrt(y) (entmax-1.5) or [y > 0] (sparsemax); NaN stays NaN."""
+    if entmax:
+        return np.sqrt(yj) if yj != zero else yj
+    if yj != yj:  # noqa: PLR0124
+        return yj
+    return one if yj > zero else zero
+
+
+@row_kernel
+def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
+    # s ⊙ g_S - s <s, g_S>/Σs with g_S = g on the support only (an entry off it contributes nothing, even if g is inf)
+    n, m = y.shape
+    for i in nb.prange(n):
+        total = zero
+        dot = zero
+        for j in range(m):
+            s = _s(y[i, j], zero, one, entmax)
+            total += s
+            if s > zero:
+                dot += s * g[i, j]
+        inv = dot / total if total > zero else dot
+        off = inv - inv  # off the support the portable 0·g_S - 0·inv: +0, or NaN where inv is not finite
+        off = zero if off == zero else off  # (spelled out: fastmath's nsz would give -0 for 0 - 0·inv)
+        for j in range(m):
+            s = _s(y[i, j], zero, one, entmax)
+            out[i, j] = s * g[i, j] - s * inv if s > zero else (off if s == zero else s)
+
+
+#: rows per scratch buffer (one allocation per chunk, not per row)
+_CHUNK = 64
+
+
+def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> np.ndarray:
+    """Sparsemax (``entmax=False``, ``scale=1``) or entmax-1.5 (``scale=0.5``) of ``x`` along ``axis``,
+    equal to the portable ``method="sort"``; masked entries excluded."""
+    if mask is not None:
+        x = np.where(mask, x, x.dtype.type(-np.inf))
+    xr = rows(x, axis)
+    out = np.empty_like(xr)
+    t = xr.dtype.type
+    _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax, _CHUNK)
+    return unrows(out, x, axis)
+
+
+def vjp(y: np.ndarray, g: np.ndarray, axis: int, entmax: bool) -> np.ndarray:
+    """The VJP (and JVP: the Jacobian is symmetric) given the forward output ``y``."""
+    yr, gr = rows(y, axis), rows(g, axis)
+    out = np.empty_like(yr)
+    t = yr.dtype.type
+    _project(yr.size)(yr, gr, out, t(0.0), t(1.0), entmax)
+    return unrows(out, y, axis)
+
+
+jvp = vjp
