@@ -10,19 +10,16 @@ falls on every version alike; the minimum over rounds is the headline, the media
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import load_at_revision
 
 from gradkit.nn import optim as ours
 
-ROOT = Path(__file__).resolve().parents[1]
 REVS = {"pre-396b50e": "396b50e^", "main": "main"}
 CONFIGS = {
     "SGD": ("SGD", {"lr": 0.01}),
@@ -32,15 +29,7 @@ CONFIGS = {
 
 
 def _load(rev: str, tag: str, tmp: Path):  # type: ignore[no-untyped-def]
-    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/gradkit/nn/optim.py"],
-                          check=True, capture_output=True, text=True).stdout
-    path = tmp / f"optim_{tag}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(f"gradkit.nn._optim_{tag}", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_at_revision(rev, "src/gradkit/nn/optim.py", f"gradkit.nn._optim_{tag}", tmp)
 
 
 def main() -> None:

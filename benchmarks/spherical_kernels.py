@@ -16,28 +16,17 @@ The minimum over rounds is the headline, the median beside it, the ratio against
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _report import load_at_revision
 
 
 def _load_main(tmp: Path):  # type: ignore[no-untyped-def]
-    text = subprocess.run(["git", "-C", str(ROOT), "show", "main:src/gradkit/activations/spherical.py"],
-                          check=True, capture_output=True, text=True).stdout
-    path = tmp / "spherical_main.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("gradkit.activations._spherical_main", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_at_revision("main", "src/gradkit/activations/spherical.py", "gradkit.activations._spherical_main", tmp)
 
 
 def main() -> None:
