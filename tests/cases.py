@@ -114,3 +114,29 @@ AXES = [0, -1]
 
 #: per-dtype tolerances (rtol, atol) for comparing computations, not finite differences
 TOL = {np.float64: (1e-12, 1e-13), np.float32: (2e-5, 1e-6), np.float16: (2e-3, 1e-3)}
+
+
+# -- the numba kernels against the portable reference (tests/test_kernels*.py) -----------------------------
+#: kernel == portable, per dtype
+KERNEL_TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-7}, np.float64: {"rtol": 1e-12, "atol": 1e-15}}
+
+
+def kernel_and_portable(fn: Callable[[], Any]) -> tuple[Any, Any]:
+    """``fn()`` with the numba kernels, then on the portable path (``kernels.disabled()``)."""
+    from gradkit import kernels
+
+    fast = fn()
+    with kernels.disabled():
+        ref = fn()
+    return fast, ref
+
+
+def logits_with_specials(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any, special: bool) -> np.ndarray:
+    """Scores ~ N(0, 9); with ``special``, a seventh of the entries ±inf or ±1e4."""
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    if special:
+        flat = x.reshape(-1)
+        idx = rng.choice(flat.size, size=max(1, flat.size // 7), replace=False)
+        flat[idx] = rng.choice([np.inf, -np.inf, 1e4, -1e4], size=idx.size)
+    return x
+

@@ -9,17 +9,14 @@ import pytest
 import gradkit as gk
 from gradkit import kernels
 
+from .cases import KERNEL_TOL
+from .cases import kernel_and_portable as _both
+from .cases import logits_with_specials as _inputs
+
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed or disabled")
 
-TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-7}, np.float64: {"rtol": 1e-12, "atol": 1e-15}}
+TOL = KERNEL_TOL
 CLASSES = [gk.Sparsemax, gk.Entmax15]
-
-
-def _both(fn):
-    fast = fn()
-    with kernels.disabled():
-        ref = fn()
-    return fast, ref
 
 
 def _check(fast, ref, dtype, derivative=False):
@@ -30,15 +27,6 @@ def _check(fast, ref, dtype, derivative=False):
         # g - mean_S g cancels: float32 sums in different orders agree to the row's scale, not elementwise
         tol["atol"] = 2e-6 * float(np.max(np.abs(ref[np.isfinite(ref)]), initial=1.0))
     np.testing.assert_allclose(fast, ref, **tol)
-
-
-def _inputs(rng, shape, dtype, special):
-    x = (rng.standard_normal(shape) * 3).astype(dtype)
-    if special:
-        flat = x.reshape(-1)
-        idx = rng.choice(flat.size, size=max(1, flat.size // 7), replace=False)
-        flat[idx] = rng.choice([np.inf, -np.inf, 1e4, -1e4], size=idx.size)
-    return x
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)

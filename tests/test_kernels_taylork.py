@@ -12,9 +12,12 @@ import pytest
 import gradkit as gk
 from gradkit import kernels
 
+from .cases import KERNEL_TOL
+from .cases import kernel_and_portable as _both
+
 needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba not installed or disabled")
 
-TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-7}, np.float64: {"rtol": 1e-12, "atol": 1e-15}}
+TOL = KERNEL_TOL
 
 ACTIVATIONS = [
     (gk.TaylorSoftmax, {}),
@@ -27,13 +30,6 @@ ACTIVATIONS = [
     (gk.LogSphericalSoftmax, {"eps": 2.0}),
 ]
 IDS = [f"{c.__name__}{''.join(f'-{k}={v}' for k, v in kw.items())}" for c, kw in ACTIVATIONS]
-
-
-def _both(fn):
-    fast = fn()
-    with kernels.disabled():
-        ref = fn()
-    return fast, ref
 
 
 def _inputs(rng, shape, dtype, special):
