@@ -310,3 +310,67 @@ def test_compiled_and_numpy_steps_agree_bitwise(make, layout):
         for key in b.state.get("w", {}):
             np.testing.assert_array_equal(a.state["w"][key], b.state["w"][key])
     assert fast["w"].dtype == dtype and fast["w"].flags.f_contiguous == (layout == "F")
+
+
+_STEP_MODELS = {
+    "relu": lambda dt: [nn.Dense(6, 9, rng=0, dtype=dt), "relu", nn.Dense(9, 4, rng=1, dtype=dt)],
+    "two relu": lambda dt: [nn.Dense(6, 9, rng=0, dtype=dt), "relu", nn.Dense(9, 7, rng=2, dtype=dt), gk.ReLU(),
+                            nn.Dense(7, 4, rng=1, dtype=dt)],
+    "tanh then relu": lambda dt: [nn.Dense(6, 9, rng=0, dtype=dt), "tanh", nn.Dense(9, 7, rng=2, dtype=dt), "relu",
+                                  nn.Dense(7, 4, rng=1, dtype=dt)],
+    "relu last": lambda dt: [nn.Dense(6, 4, rng=0, dtype=dt), "relu"],
+    "relu first": lambda dt: ["relu", nn.Dense(6, 4, rng=0, dtype=dt)],
+    "softmax inside": lambda dt: [nn.Dense(6, 5, rng=0, dtype=dt), "softmax", nn.Dense(5, 4, rng=1, dtype=dt)],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layers", sorted(_STEP_MODELS))
+@pytest.mark.parametrize("head", ["ce", "mse one-hot", "sparsemax"])
+def test_buffered_step_trains_exactly_as_the_layer_by_layer_step(monkeypatch, layers, dtype, head):
+    # fit's step on preallocated buffers must be the layers' own arithmetic: identical weights and histories
+    from gradkit.nn import _step
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((53, 6))  # 53 = 4 batches of 12 and a short one of 5
+    y = rng.integers(0, 4, 53)
+    loss = {"ce": gk.compose(gk.Softmax(), gk.CrossEntropyLoss()), "mse one-hot": gk.compose(gk.Softmax(), gk.MSELoss()),
+            "sparsemax": gk.compose(gk.Sparsemax(), gk.losses.SparsemaxLoss())}[head]
+    one_hot = 4 if head == "mse one-hot" else None
+    runs = []
+    for buffered in (True, False):
+        if not buffered:
+            monkeypatch.setattr(_step.BufferedStep, "build", classmethod(lambda cls, *a: None))
+        model = nn.Sequential(_STEP_MODELS[layers](dtype))
+        history = nn.fit(model, X, y, loss=loss, optimizer=nn.SGD(0.3, momentum=0.9), epochs=3, batch_size=12,
+                         rng=1, one_hot=one_hot)
+        runs.append((model, history))
+    (fast, h_fast), (slow, h_slow) = runs
+    assert h_fast["loss"] == h_slow["loss"] and h_fast["accuracy"] == h_slow["accuracy"]
+    assert sorted(fast.params) == sorted(slow.params)
+    for name, value in fast.params.items():
+        assert value.dtype == dtype
+        np.testing.assert_array_equal(value, slow.params[name], err_msg=name)
+    assert not np.array_equal(fast.params["0.W" if "0.W" in fast.params else "1.W"],
+                              nn.Sequential(_STEP_MODELS[layers](dtype)).params["0.W" if "0.W" in fast.params else "1.W"])
+
+
+def test_buffered_step_is_used_for_dense_and_activation_layers_only(monkeypatch):
+    from gradkit.nn import _step
+
+    built = []
+    real = _step.BufferedStep.build.__func__  # type: ignore[attr-defined]
+
+    def spy(cls, *args):  # type: ignore[no-untyped-def]
+        step = real(cls, *args)
+        built.append(step is not None)
+        return step
+
+    monkeypatch.setattr(_step.BufferedStep, "build", classmethod(spy))
+    X, y = np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2
+    head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
+    nn.fit(nn.Sequential([nn.Dense(3, 4, rng=0), "relu", nn.Dense(4, 2, rng=1)]), X, y, loss=head, epochs=1)
+    nn.fit(nn.Sequential([nn.Dense(3, 4, rng=0), nn.Dropout(0.5, rng=0), nn.Dense(4, 2, rng=1)]), X, y, loss=head,
+           epochs=1)
+    nn.fit(nn.Sequential([nn.Dense(3, 4, rng=0, dtype=np.float64), nn.Dense(4, 2, rng=1)]), X, y, loss=head, epochs=1)
+    assert built == [True, False, False]  # Dropout: the layer-by-layer step; mixed dtypes: too

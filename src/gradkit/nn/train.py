@@ -18,6 +18,7 @@ from .._rng import RNGLike, as_generator, seed_alias
 from ..activations import Identity
 from ..compose import Composed, compose
 from ..losses.classification import ClassLoss
+from ._step import BufferedStep
 from .model import Sequential
 from .optim import Adam, DivergenceError, Optimizer, _all_finite
 
@@ -98,7 +99,11 @@ def cast_finite(a: np.ndarray, name: str, dtype: Any) -> np.ndarray:
     dtype = np.dtype(dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         out = a.astype(dtype, copy=False)
-    if not np.issubdtype(dtype, np.inexact) or np.isfinite(out).all():
+    if not np.issubdtype(dtype, np.inexact):
+        return out
+    # C-contiguous data: one BLAS read, without the n-element mask of isfinite (a view of other
+    # layouts would be copied by the flattening)
+    if _all_finite(out) if out.flags.c_contiguous else np.isfinite(out).all():
         return out
     if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
         bad = ~np.isfinite(a)
@@ -371,6 +376,8 @@ def fit(
     best, best_params, waiting = math.inf, None, 0
     n = X.shape[0]
     batch_size = min(batch_size, n)
+    # preallocated activations and gradients where every layer allows it (the same arithmetic)
+    step = BufferedStep.build(model, batch_size, X.shape[1])
     for epoch in range(epochs):
         start_time = time.perf_counter()
         optimizer.set_epoch(epoch)
@@ -378,15 +385,18 @@ def fit(
         total, correct = 0.0, 0
         for b, start in enumerate(range(0, n, batch_size)):
             idx = order[start : start + batch_size]
-            xb, yb = X[idx], y[idx]
+            yb = y[idx]
             if one_hot is not None:
                 yb = _one_hot(yb, one_hot, model.dtype)
             with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the epoch
-                logits = model.forward(xb, training=True)
+                logits = model.forward(X[idx], training=True) if step is None else step.run(X, idx)
                 value, grad = head.value_and_grad(logits, yb)
                 finite = bool(np.isfinite(value))
                 if finite:
-                    model.backward(grad, input_grad=False)
+                    if step is None:
+                        model.backward(grad, input_grad=False)
+                    else:
+                        step.backprop(grad)
                     grads = model.grads
                     finite = all(_all_finite(g) for g in grads.values())  # one dot product per array
             if not finite:
