@@ -52,7 +52,6 @@ class BufferedStep:
                 self.grad_in.append(None)
             previous = layer
         self._inputs: list[np.ndarray] = []
-        self._last_output: np.ndarray | None = None
 
     @classmethod
     def build(cls, model: Sequential, batch_size: int, n_features: int) -> BufferedStep | None:
@@ -69,8 +68,8 @@ class BufferedStep:
                 return None
         return cls(model, batch_size, n_features)
 
-    def forward(self, X: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The model's output on rows ``idx`` of ``X`` (training mode), and every layer's input."""
+    def forward(self, X: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+        """Every layer's input on rows ``idx`` of ``X`` (training mode), then the model's output."""
         rows = idx.shape[0]
         x = np.take(X, idx, axis=0, out=self.x[:rows])
         inputs = []
@@ -84,7 +83,8 @@ class BufferedStep:
                 np.maximum(x, 0.0, out=x)  # ReLU.compute_value on NumPy
             else:
                 x = layer.forward(x, training=True)
-        return x, inputs
+        inputs.append(x)
+        return inputs
 
     def backward(self, g: np.ndarray, inputs: list[np.ndarray]) -> None:
         """Fill every layer's ``grads`` from ``g``, the gradient w.r.t. the model's output."""
@@ -100,9 +100,7 @@ class BufferedStep:
                     buf = self.grad_in[k]
                     g = np.matmul(g, layer.params["W"].T, out=buf[:rows])  # type: ignore[index]
             elif self.in_place_relu[k]:
-                y = inputs[k + 1] if k < last else None  # the ReLU's output, which is the next layer's input
-                if y is None:  # a ReLU on the model's output: its output is what the head saw
-                    y = self._last_output
+                y = inputs[k + 1]  # the ReLU's output (the next layer's input, or what the head saw)
                 # ReLU's VJP, g · [x > 0]; [y > 0] is the same mask (y = max(x, 0); NaN: 0 either way,
                 # and a NaN pre-activation has made the loss NaN before any backward)
                 np.multiply(g, y > 0, out=g)
@@ -111,9 +109,8 @@ class BufferedStep:
 
     def run(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """The forward pass (the logits, kept for :meth:`backward`)."""
-        out, self._inputs = self.forward(X, idx)
-        self._last_output = out
-        return out
+        self._inputs = self.forward(X, idx)
+        return self._inputs[-1]
 
     def backprop(self, g: np.ndarray) -> None:
         """The backward pass of the last :meth:`run`."""
