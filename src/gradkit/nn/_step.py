@@ -13,6 +13,8 @@ activation layers run through their own ``forward``/``backward`` inside this one
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from ..activations import ReLU
@@ -104,8 +106,8 @@ class BufferedStep:
                 # ReLU's VJP, g · [x > 0]; [y > 0] is the same mask (y = max(x, 0); NaN: 0 either way,
                 # and a NaN pre-activation has made the loss NaN before any backward)
                 np.multiply(g, y > 0, out=g)
-            else:  # its forward kept its input and output
-                g = layer.backward(g)
+            else:  # an activation layer: its forward kept its input and output
+                g = cast(ActivationLayer, layer).backward(g)
 
     def run(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """The forward pass (the logits, kept for :meth:`backward`)."""
