@@ -82,6 +82,15 @@ class Prepared(NamedTuple):
     out_dtype: Any
 
 
+_NUMPY_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@cache
+def _numpy_namespace() -> Any:
+    """The namespace ``array_namespace`` gives for a NumPy array."""
+    return array_namespace(np.empty(0))
+
+
 def as_float(x: Any, name: str = "x") -> Prepared:
     """Convert ``x`` for computation.
 
@@ -89,6 +98,8 @@ def as_float(x: Any, name: str = "x") -> Prepared:
     result returned in the input dtype; integer input is cast to float64 (the
     rule ``np.exp`` follows). Boolean and complex input raise ``TypeError``.
     """
+    if type(x) is np.ndarray and x.dtype in _NUMPY_FLOATS:  # the common case, without the namespace lookups
+        return Prepared(_numpy_namespace(), x, x.dtype)
     x = to_array(x, name)
     xp = array_namespace(x)
     dt = x.dtype

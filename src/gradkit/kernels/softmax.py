@@ -156,11 +156,16 @@ def _log_softmax_project(y, g, out, inv_t, neg_inf, jvp):  # type: ignore[no-unt
 
 def rows(a: np.ndarray, axis: int) -> np.ndarray:
     """``a`` with ``axis`` last, C-contiguous, as a 2-d (rows, n) array."""
+    if axis == a.ndim - 1 and a.flags.c_contiguous:  # the common case: a view, without moveaxis
+        return a.reshape(-1, a.shape[-1])
     moved = np.moveaxis(a, axis, -1)
     return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
 
 
 def unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
+    """``out`` (from :func:`rows`) back in the shape of ``like``, ``axis`` in place."""
+    if axis == like.ndim - 1:
+        return out.reshape(like.shape)
     return np.moveaxis(out.reshape(np.moveaxis(like, axis, -1).shape), -1, axis)
 
 
