@@ -93,7 +93,7 @@ def check_alpha(alpha: Any) -> float | np.ndarray:
         raise ValueError(f"alpha must not be empty; got shape {arr.shape}")
     bad = ~(np.isfinite(arr) & (arr > 1.0))
     if bad.any():
-        raise ValueError(f"alpha must be finite and > 1 everywhere; got {arr[bad].flat[0]!r} "
+        raise ValueError(f"alpha must be finite and > 1 everywhere; got {float(arr[bad].flat[0])!r} "
                          f"at index {tuple(int(i) for i in np.argwhere(bad)[0])}")
     if arr.ndim == 0:
         return float(arr)
