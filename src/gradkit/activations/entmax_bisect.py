@@ -9,15 +9,23 @@ and :math:`\alpha \to 1` tends to softmax. It is :math:`\arg\max_{p \in \Delta}
 
 The threshold :math:`\tau` is found by bisection, the method of the ``entmax``
 package's ``entmax_bisect``: with :math:`u = (\alpha - 1)(z - \max z)`,
-:math:`\tau \in [-1, -n^{1-\alpha}]`, and ``n_iter`` halvings of that bracket; the
-output is taken at the last midpoint and (``ensure_sum_one=True``, the default)
-divided by its sum. The same bracket and steps as the package give the package's
-answer for any ``n_iter``. Precision: after :math:`k` steps :math:`|\tau - \tau^*|
-\le 2^{-k}`; float64 reaches its resolution at the default 50 steps (the output then
-agrees with an exact solution to about ``1e-13``), float32 at about 24 (the rest are
-no-ops; agreement about ``1e-6`` absolute). For :math:`\alpha > 2` the map is not
-Lipschitz at the threshold (:math:`dy/du \propto y^{2-\alpha}`), so an entry just
-above it is known only to the square-root (α = 3) of the precision of :math:`\tau`.
+:math:`\tau \in [-1, -n^{1-\alpha}]`, and ``n_iter`` halvings of that bracket; then one
+Newton step on the support found (kept inside the last bracket), and (``ensure_sum_one=True``,
+the default) the output is divided by its sum. The Newton step makes the result more
+precise than the package's last midpoint (with 50 steps they agree to ``1e-9``), and makes
+autodiff of this code exact: at the root its derivative is the implicit one,
+:math:`\partial\tau/\partial u_i = d_i^{\beta-1}/\sum_j d_j^{\beta-1}` (``torch``/``jax`` code
+that differentiates the forward directly, e.g. a Fenchel–Young loss's second derivative).
+Precision: after :math:`k` steps :math:`|\tau - \tau^*|
+\le 2^{-k}`; float64 reaches its resolution at the default 50 steps, float32 at about
+24 (the rest are no-ops). Measured against an 80-step long-double bisection (2000 rows
+of 50 scores ~ N(0, 9)), the largest absolute error of ``y``: for α in [1.1, 2],
+2e-15 (float64) and 4e-7 (float32); α = 3: 3e-13 and 2e-5; α = 4: 4e-10 and 3e-3.
+For α > 2 the map is not Lipschitz at the threshold (:math:`y = d^{1/(\alpha-1)}` for
+an entry :math:`d` above it), so a score known to a relative :math:`\epsilon`
+(the input's own rounding) fixes such an entry only to about
+:math:`\epsilon^{1/(\alpha-1)}`, and renormalization passes that on to the row:
+this is the problem's conditioning, not the method's.
 
 Jacobian (symmetric; support :math:`S = \{y > 0\}`, :math:`s = y^{2-\alpha}` on
 :math:`S`, 0 off it):
@@ -129,7 +137,8 @@ class EntmaxBisect(AxisActivation):
     axis : int
         The class axis.
     n_iter : int
-        Bisection steps (>= 1). 50 reach float64 resolution, about 24 float32's.
+        Bisection steps (>= 1). 50 reach float64 resolution, about 24 float32's (see the module
+        notes for the precision reached, and its limit for α > 2).
     ensure_sum_one : bool
         Divide the output by its sum (as the ``entmax`` package does): the output is then a
         distribution to rounding even with few steps.
@@ -231,7 +240,15 @@ class EntmaxBisect(AxisActivation):
             mid = lo + dm
             mass = xp.sum(_pos_pow(xp, xp.clip(u - mid, 0.0, None), beta), axis=axis, keepdims=True)
             lo = xp.where(mass >= 1.0, mid, lo)
-        y = _pos_pow(xp, xp.clip(u - mid, 0.0, None), beta)
+        # one Newton step on the support found (kept near the last bracket [lo, lo + dm]): at the root its
+        # derivative in u is the implicit one, d^(β-1)/Σ d^(β-1), so autodiff of this code is exact too
+        d = xp.clip(u - mid, 0.0, None)
+        slope = xp.sum(_pos_pow(xp, d, beta - 1.0), axis=axis, keepdims=True)
+        mass = xp.sum(_pos_pow(xp, d, beta), axis=axis, keepdims=True)
+        step = (mass - 1.0) / (beta * xp.where(slope > 0, slope, 1.0))
+        room = dm + 4.0 * x.shape[axis] * float(xp.finfo(x.dtype).eps)  # = kernels.entmax_bisect.newton_slack
+        tau = xp.minimum(xp.maximum(mid + step, lo - room), lo + dm + room)  # a net for wild steps only
+        y = _pos_pow(xp, xp.clip(u - tau, 0.0, None), beta)
         if self.ensure_sum_one:
             total = xp.sum(y, axis=axis, keepdims=True)
             y = y / xp.where(total > 0, total, 1.0)

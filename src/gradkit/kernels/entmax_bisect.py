@@ -1,7 +1,7 @@
 """numba kernels for α-entmax by bisection along an axis: forward, VJP and JVP, with per-row α.
 
 Forward: the bisection of the portable path (:mod:`gradkit.activations.entmax_bisect`) on
-``u = (α-1)(z - max z)``, bracket ``[-1, -n^(1-α)]``, the output at the last midpoint, over the
+``u = (α-1)(z - max z)``, bracket ``[-1, -n^(1-α)]``, then one Newton step on the support found (kept inside the last bracket), over the
 *candidates* only: τ >= -1, so an entry with ``u <= -1`` is never in the support and adds
 nothing to the mass at any midpoint. One pass collects the candidates into a scratch buffer
 (in cache), the bisection runs on it, and stops once the midpoint equals the lower end (every
@@ -26,7 +26,7 @@ import numpy as np
 from ._exp import FASTMATH, row_kernel, row_max
 from .softmax import rows, unrows
 
-__all__ = ["forward", "jvp", "vjp"]
+__all__ = ["forward", "jvp", "newton_slack", "vjp"]
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -55,7 +55,7 @@ def _kind(beta, one):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _forward_rows(x, prm, out, n_iter, normalize, chunk):  # type: ignore[no-untyped-def]
+def _forward_rows(x, prm, out, n_iter, normalize, slack, chunk):  # type: ignore[no-untyped-def]
     n, m = x.shape
     nchunks = (n + chunk - 1) // chunk
     for ch in nb.prange(nchunks):
@@ -102,19 +102,32 @@ def _forward_rows(x, prm, out, n_iter, normalize, chunk):  # type: ignore[no-unt
             lo = -one
             dm = prm[i, 2]
             mid = lo
-            for _ in range(n_iter):
+            for it in range(n_iter):  # noqa: B007 - it is read after a break
                 dm = dm / (one + one)
                 mid = lo + dm
                 if mid == lo:  # the bracket cannot shrink any more: every later midpoint is lo
+                    for _ in range(n_iter - 1 - it):  # dm ends as on the portable path (exact halvings)
+                        dm = dm / (one + one)
                     break
                 mass = zero
                 for k in range(c):
                     mass += _root(buf[k] - mid, beta, kind, zero)
                 if mass >= one:
                     lo = mid
+            # one Newton step on the support found, inside the last bracket [lo, lo + dm] (the portable path's)
+            mass = zero
+            slope = zero
+            for k in range(c):
+                d = buf[k] - mid
+                if d > zero:
+                    mass += _root(d, beta, kind, zero)
+                    slope += _root(d, beta - one, 1 if beta == one + one else 0, zero)
+            tau = mid + (mass - one) / (beta * (slope if slope > zero else one))
+            room = dm + slack  # a safety net against wild steps (few bisection steps), not against rounding
+            tau = min(max(tau, lo - room), lo + dm + room)
             total = zero
             for j in range(m):
-                yj = _root(out[i, j] - mid, beta, kind, zero)
+                yj = _root(out[i, j] - tau, beta, kind, zero)
                 out[i, j] = yj
                 total += yj
             if normalize and total > zero:
@@ -161,6 +174,12 @@ def _s(yj, p, kind, zero, one):  # type: ignore[no-untyped-def]
     return yj**p
 
 
+def newton_slack(n: int, dtype: Any) -> float:
+    """How far the Newton step may leave the last bisection bracket (each side, beyond its width): a few
+    roundings of the mass, 4·n·eps (|τ| <= 1), so that only a wild step (few bisection steps) is clipped."""
+    return 4.0 * n * float(np.finfo(dtype).eps)
+
+
 #: rows per scratch buffer (one allocation per chunk, not per row)
 _CHUNK = 64
 
@@ -173,7 +192,7 @@ def forward(x: np.ndarray, axis: int, mask: Any, prm: np.ndarray, n_iter: int, n
         x = np.where(mask, x, x.dtype.type(-np.inf))
     xr = rows(x, axis)
     out = np.empty_like(xr)
-    _forward_rows(xr.size)(xr, prm, out, n_iter, normalize, _CHUNK)
+    _forward_rows(xr.size)(xr, prm, out, n_iter, normalize, xr.dtype.type(newton_slack(xr.shape[1], xr.dtype)), _CHUNK)
     return unrows(out, x, axis)
 
 
