@@ -87,7 +87,7 @@ def test_alpha_broadcast_over_rows_sums_its_gradient():
     rng = np.random.default_rng(12)
     x, g = rng.standard_normal((4, 3, 5)), rng.standard_normal((4, 3, 5))
     a = np.array([[[1.7]], [[2.4]], [[1.2]], [[3.0]]])  # one α per leading index, shared by the 3 rows of each
-    y_ref, dx_ref, da_ref = _package(x, a, g)
+    y_ref, _, da_ref = _package(x, a, g)
     act = gk.EntmaxBisect(alpha=a)
     np.testing.assert_allclose(act(x), y_ref, **PKG_TOL[np.float64])
     da = act.vjp_alpha(x, g)
@@ -388,8 +388,9 @@ def test_kernel_strided_input_and_edge_rows():
             act = gk.EntmaxBisect(a)
             for w in (None, where):
                 with np.errstate(over="ignore"):  # the portable path's big - -big
-                    _check(*_both(lambda w=w, act=act: act(e, where=w)), dtype, act=act)
-                    _check(*_both(lambda w=w, act=act: act.vjp(e, ge, where=w)), dtype, derivative=True, act=act)
+                    _check(*_both(lambda w=w, act=act, e=e: act(e, where=w)), dtype, act=act)
+                    _check(*_both(lambda w=w, act=act, e=e, ge=ge: act.vjp(e, ge, where=w)), dtype, derivative=True,
+                           act=act)
 
 
 @needs_numba

@@ -30,8 +30,8 @@ from typing import Any, NamedTuple
 
 from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis, numpy_errstate
 from .activations.elementwise import Sigmoid
-from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.entmax_bisect import EntmaxBisect
+from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.sparse import Entmax15, Sparsemax
 from .base import Activation
 from .losses.base import ElementwiseLoss, Loss

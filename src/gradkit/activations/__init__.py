@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ..base import Activation
 from ..registry import Registry
-from .entmax_bisect import EntmaxBisect
 from .elementwise import ELU, GELU, SELU, HardSigmoid, Identity, LeakyReLU, Mish, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .entmax_bisect import EntmaxBisect
 from .gumbel import GumbelSoftmax
 from .softmax import LogSoftmax, Softmax
 from .sparse import Entmax15, Sparsemax

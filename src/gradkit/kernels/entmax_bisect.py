@@ -102,7 +102,7 @@ def _forward_rows(x, prm, out, n_iter, normalize, slack, chunk):  # type: ignore
             lo = -one
             dm = prm[i, 2]
             mid = lo
-            for it in range(n_iter):  # noqa: B007 - it is read after a break
+            for it in range(n_iter):
                 dm = dm / (one + one)
                 mid = lo + dm
                 if mid == lo:  # the bracket cannot shrink any more: every later midpoint is lo
