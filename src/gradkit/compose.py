@@ -257,8 +257,7 @@ class Composed:
 def _check_same_alpha(activation: Any, loss: Any) -> None:
     """α-entmax and its loss pair only with the same α: the loss's gradient ``y - t`` is that of its own
     Ω_α, and the head would otherwise predict with one α and train another's loss."""
-    mine = getattr(activation, "alpha", None)
-    if mine is None:
+    if not isinstance(activation, EntmaxBisect):
         return
     a, b = activation._params()["alpha"], loss.mapping._params()["alpha"]
     if a != b:
