@@ -236,10 +236,11 @@ class EntmaxBisect(AxisActivation):
         lo = xp.zeros_like(m) - 1.0
         dm = xp.zeros_like(m) + width
         mid = lo
-        for _ in range(self.n_iter):
+        for _ in range(self.n_iter):  # (few operations per step: JAX unrolls and compiles them all)
             dm = dm / 2.0
             mid = lo + dm
-            mass = xp.sum(_pos_pow(xp, xp.clip(u - mid, 0.0, None), beta), axis=axis, keepdims=True)
+            # a plain power: the mass only feeds a comparison, so no derivative ever flows through it
+            mass = xp.sum(xp.pow(xp.clip(u - mid, 0.0, None), beta), axis=axis, keepdims=True)
             lo = xp.where(mass >= 1.0, mid, lo)
         # one Newton step on the support found (kept near the last bracket [lo, lo + dm]): at the root its
         # derivative in u is the implicit one, d^(β-1)/Σ d^(β-1), so autodiff of this code is exact too

@@ -149,6 +149,7 @@ def _project(y, g, power, out):  # type: ignore[no-untyped-def]
         dot = zero
         for j in range(m):
             s = _s(y[i, j], p, kind, zero, one)
+            out[i, j] = s  # kept for the second pass: one power per entry
             total += s
             if s > zero:
                 dot += s * g[i, j]
@@ -156,7 +157,7 @@ def _project(y, g, power, out):  # type: ignore[no-untyped-def]
         off = inv - inv  # off the support the portable 0·g_S - 0·inv: +0, or NaN where inv is not finite
         off = zero if off == zero else off  # (spelled out: fastmath's nsz would give -0 for 0 - 0·inv)
         for j in range(m):
-            s = _s(y[i, j], p, kind, zero, one)
+            s = out[i, j]
             out[i, j] = s * g[i, j] - s * inv if s > zero else (off if s == zero else s)
 
 
