@@ -33,6 +33,8 @@ TORCH_LOSSES = {  # reduction="mean", class axis -1, soft targets for class loss
     "sparsemax_loss": lambda z, t: _fenchel_young(z, t, entmax.sparsemax(z, dim=-1), lambda p: 0.5 * (p * p).sum(-1)),
     "entmax15_loss": lambda z, t: _fenchel_young(
         z, t, entmax.entmax15(z, dim=-1), lambda p: (4.0 / 3.0) * (p.clamp_min(0) ** 1.5).sum(-1)),
+    "entmax_bisect_loss": lambda z, t: _fenchel_young(  # α = 1.5, Ω = (Σ p^α - 1)/(α(α - 1))
+        z, t, entmax.entmax_bisect(z, 1.5, dim=-1), lambda p: ((p.clamp_min(0) ** 1.5).sum(-1) - 1.0) / 0.75),
 }
 
 

@@ -24,7 +24,8 @@ from .cases import ACTIVATIONS, ActCase
 #: every row of the activation table, Gumbel-softmax included (its noise held fixed with ``frozen()``)
 #: (``hard=True`` is left out of gradcheck: its one-hot output is piecewise constant and its backward is by
 #: design the soft sample's, the straight-through estimator; test_gumbel_backward_uses_its_own_forward_noise)
-ROWS = [*ACTIVATIONS, ActCase("gumbel_softmax", {"temperature": 0.7, "rng": 0}, along_axis=True)]
+ROWS = [*ACTIVATIONS, ActCase("gumbel_softmax", {"temperature": 0.7, "rng": 0}, along_axis=True),
+        ActCase("entmax_bisect", {"alpha": 1.3}, along_axis=True)]  # its torch checks: tests/test_entmax_bisect.py
 
 
 def _rng(key: str) -> np.random.Generator:

@@ -30,12 +30,14 @@ from typing import Any, NamedTuple
 
 from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis, numpy_errstate
 from .activations.elementwise import Sigmoid
+from .activations.entmax_bisect import EntmaxBisect
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.sparse import Entmax15, Sparsemax
 from .base import Activation
 from .losses.base import ElementwiseLoss, Loss
 from .losses.binary import BCELoss, BCEWithLogitsLoss
 from .losses.classification import ClassLoss, CrossEntropyLoss, NLLLoss, xlogy
+from .losses.entmax_bisect import EntmaxBisectLoss
 from .losses.fenchel_young import Entmax15Loss, SparsemaxLoss
 
 __all__ = ["Composed", "compose"]
@@ -101,6 +103,7 @@ def _on_scores(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: An
 _PAIRED: dict[tuple[type, type], Fused] = {
     (Sparsemax, SparsemaxLoss): _on_scores,
     (Entmax15, Entmax15Loss): _on_scores,
+    (EntmaxBisect, EntmaxBisectLoss): _on_scores,  # the same α: checked by Composed
 }
 
 _FUSED: dict[tuple[type, type], Fused] = {
@@ -123,6 +126,7 @@ class Composed:
         self._fused = _FUSED.get((type(activation), type(loss))) if fused else None
         self.paired = (type(activation), type(loss)) in _PAIRED
         if self.paired:  # not an optimization but the meaning of the pair: see compose()
+            _check_same_alpha(activation, loss)
             self._fused = _PAIRED[(type(activation), type(loss))]
 
     @property
@@ -250,6 +254,17 @@ class Composed:
         return _Run(xp, zc, value, gz, out_dtype, denom)
 
 
+def _check_same_alpha(activation: Any, loss: Any) -> None:
+    """α-entmax and its loss pair only with the same α: the loss's gradient ``y - t`` is that of its own
+    Ω_α, and the head would otherwise predict with one α and train another's loss."""
+    if not isinstance(activation, EntmaxBisect):
+        return
+    a, b = activation._params()["alpha"], loss.mapping._params()["alpha"]
+    if a != b:
+        raise ValueError(f"alpha of {activation.name} and of {loss.name} must be equal to pair them; got "
+                         f"{a!r} and {b!r} (a Fenchel-Young loss trains its own map)")
+
+
 def _inside(domain: tuple[float, float]) -> float:
     """A point inside ``domain`` where every loss's derivative is finite (0.5 in [0, 1], -1 in (-inf, 0])."""
     lo, hi = domain
@@ -292,7 +307,8 @@ def compose(activation: Activation | str, loss: Loss | str, *, fused: bool | Non
     The Fenchel–Young losses (``sparsemax_loss``, ``entmax15_loss``) take scores,
     not probabilities, and cannot be written as a function of the probabilities.
     Composed with their own map — ``compose(Sparsemax(), SparsemaxLoss())``,
-    ``compose(Entmax15(), Entmax15Loss())`` — the loss sees the scores :math:`z`
+    ``compose(Entmax15(), Entmax15Loss())``, ``compose(EntmaxBisect(a), EntmaxBisectLoss(a))``
+    (the same α, else ValueError) — the loss sees the scores :math:`z`
     and the map gives the prediction (``head.forward``): the gradient is
     :math:`y(z) - t`, the same value and gradient as ``compose(Identity(), loss)``
     (``head.paired`` is True). With any other activation the chain rule applies

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..base import Activation
 from ..registry import Registry
 from .elementwise import ELU, GELU, SELU, HardSigmoid, Identity, LeakyReLU, Mish, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .entmax_bisect import EntmaxBisect
 from .gumbel import GumbelSoftmax
 from .softmax import LogSoftmax, Softmax
 from .sparse import Entmax15, Sparsemax
@@ -23,6 +24,7 @@ __all__ = [
     "SELU",
     "Activation",
     "Entmax15",
+    "EntmaxBisect",
     "GumbelSoftmax",
     "HardSigmoid",
     "Identity",
@@ -49,7 +51,7 @@ __all__ = [
 _registry: Registry[Activation] = Registry("activation", Activation)
 for _cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU, Softplus, SiLU, Mish, HardSigmoid, Softmax, LogSoftmax,
              TaylorSoftmax, LogTaylorSoftmax, SphericalSoftmax, LogSphericalSoftmax, Sparsemax, Entmax15,
-             GumbelSoftmax):
+             GumbelSoftmax, EntmaxBisect):
     _registry.register(_cls)
 _registry.seal()
 

@@ -11,6 +11,7 @@ from ..registry import Registry
 from .base import ElementwiseLoss, Loss
 from .binary import BCELoss, BCEWithLogitsLoss
 from .classification import ClassLoss, CrossEntropyLoss, KLDivLoss, NLLLoss
+from .entmax_bisect import EntmaxBisectLoss
 from .fenchel_young import Entmax15Loss, FenchelYoungLoss, SparsemaxLoss
 from .regression import HuberLoss, MAELoss, MSELoss
 
@@ -21,6 +22,7 @@ __all__ = [
     "CrossEntropyLoss",
     "ElementwiseLoss",
     "Entmax15Loss",
+    "EntmaxBisectLoss",
     "FenchelYoungLoss",
     "HuberLoss",
     "KLDivLoss",
@@ -37,7 +39,7 @@ __all__ = [
 
 _registry: Registry[Loss] = Registry("loss", Loss)
 for _cls in (MSELoss, MAELoss, HuberLoss, CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss,
-             SparsemaxLoss, Entmax15Loss):
+             SparsemaxLoss, Entmax15Loss, EntmaxBisectLoss):
     _registry.register(_cls)
 _registry.seal()
 
