@@ -234,7 +234,7 @@ def _saved(module, x, *args):
     return y, packed
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "sparsemax", "entmax15"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "sparsemax", "entmax15", "entmax_bisect"])
 def test_saves_only_y(name):
     x = torch.randn(64, 32, requires_grad=True)
     y, packed = _saved(gkt.wrap(gk.activations.get(name)), x)

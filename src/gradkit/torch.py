@@ -61,6 +61,7 @@ import torch  # after the check: a missing extra is one clear line
 from . import kernels
 from ._array import is_traced
 from .activations.elementwise import ElementwiseActivation
+from .activations.entmax_bisect import EntmaxBisect
 from .activations.gumbel import GumbelSoftmax
 from .activations.softmax import LogSoftmax, Softmax
 from .activations.sparse import Entmax15, Sparsemax
@@ -70,7 +71,7 @@ from .compose import Composed
 __all__ = ["GradkitActivation", "GradkitHead", "wrap"]
 
 #: activations whose VJP and JVP read the output ``y`` only
-_Y_ONLY: tuple[type, ...] = (Softmax, LogSoftmax, Sparsemax, Entmax15)
+_Y_ONLY: tuple[type, ...] = (Softmax, LogSoftmax, Sparsemax, Entmax15, EntmaxBisect)
 
 
 def _saves(act: Activation) -> tuple[bool, bool]:
