@@ -45,6 +45,69 @@ class Case:
         return None
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A contender of :func:`alternate`: ``fn`` is timed; ``before`` (untimed) runs just ahead of it."""
+
+    fn: Callable[[], Any]
+    before: Callable[[], Any] | None = None
+
+
+def alternate(contenders: dict[str, Callable[[], Any] | Timed], rounds: int, warmup: int = 1,
+              clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each contender, over ``rounds`` rounds that run them in turn (A, B, C, A, B, C, ...).
+
+    ``warmup`` untimed rounds first (compilation, caches, thread pools). Alternating spreads the load of a
+    shared machine over every contender alike, so that the ratio of their minima compares the code, and
+    a contender's median over its minimum shows how steady it is next to the others.
+
+    Parameters
+    ----------
+    contenders : dict of str to callable or Timed
+        Name to a callable taking no argument, or a :class:`Timed` (with an untimed ``before`` step).
+    rounds : int
+        Timed rounds, at least 1.
+    warmup : int, default 1
+        Untimed rounds before them, at least 0.
+    clock : callable, default time.perf_counter
+        Seconds, monotonic.
+
+    Returns
+    -------
+    dict of str to list of float
+        Per contender, its ``rounds`` samples in seconds, in the order they were taken.
+
+    Examples
+    --------
+    >>> samples = alternate({"a": lambda: sum(range(100)), "b": Timed(lambda: None, before=lambda: 1)}, rounds=3)
+    >>> sorted(samples), [len(s) for s in samples.values()]
+    (['a', 'b'], [3, 3])
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: expected an integer >= 1; got {rounds!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup: expected an integer >= 0; got {warmup!r}")
+    if not contenders:
+        raise ValueError("contenders: expected at least one; got none")
+    steps: dict[str, Timed] = {}
+    for name, c in contenders.items():
+        step = c if isinstance(c, Timed) else Timed(c)
+        if not callable(step.fn) or (step.before is not None and not callable(step.before)):
+            raise TypeError(f"contenders[{name!r}]: expected a callable or a Timed of callables; got {c!r}")
+        steps[name] = step
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(warmup + rounds):
+        for name, step in steps.items():
+            if step.before is not None:
+                step.before()
+            t0 = clock()
+            step.fn()
+            t1 = clock()
+            if r >= warmup:
+                samples[name].append(t1 - t0)
+    return samples
+
+
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
     fn()  # warm-up (and compilation)
     times = []

@@ -18,6 +18,14 @@ on the first parallel call (or the first compilation of a parallel function):
 
 A layer named by the user (``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``)
 is kept; only the default choice is steered towards ``tbb``.
+
+How many threads (:func:`num_threads`): a kernel runs threaded only when it may use at least
+two threads, and then on at most that many. The number is, first to last: the innermost
+``gradkit.kernels.threads(n)`` block of this thread, ``gradkit.kernels.set_num_threads(n)``,
+``GRADKIT_NUM_THREADS``, or automatically the cores this process may run on
+(:func:`available_cores`: its CPU affinity, capped by a cgroup CPU quota), never more than
+numba's thread count in this thread (``numba.get_num_threads()``). numba alone starts
+``os.cpu_count()`` threads, which oversubscribes a container or a ``taskset`` with fewer cores.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from typing import Any
 
 import numba as nb
 
-__all__ = ["layer", "one_region_at_a_time", "prefer_tbb", "variant"]
+from ._cores import requested_threads
+
+__all__ = ["layer", "num_threads", "one_region_at_a_time", "prefer_tbb", "variant"]
 
 #: layers that take concurrent parallel regions from several threads
 _THREADSAFE = frozenset({"tbb", "omp"})
@@ -131,10 +141,39 @@ def one_region_at_a_time(threaded: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+def num_threads() -> int:
+    """The threads a kernel call may use now, in this thread (1: serial), starting the layer if need be.
+
+    :func:`gradkit.kernels._cores.requested_threads`, capped by numba's thread count in this thread.
+    """
+    layer()  # before numba's first call, which would start a layer without tbb
+    return max(1, min(requested_threads(), nb.get_num_threads()))
+
+
+def _with_threads(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """``fn`` run with numba's thread count of this thread lowered to ``n`` for the call (restored after)."""
+
+    def call(*args: Any) -> Any:
+        before = nb.get_num_threads()
+        nb.set_num_threads(n)
+        try:
+            return fn(*args)
+        finally:
+            nb.set_num_threads(before)
+
+    return call
+
+
 def variant(threaded: Callable[..., Any], serial: Callable[..., Any], guarded: Callable[..., Any]) -> Callable[..., Any]:
-    """The variant of a kernel large enough to thread that is safe in this process and thread now."""
+    """The variant of a kernel large enough to thread that is safe in this process and thread now.
+
+    Serial where only one thread may run (:func:`num_threads`) or where the parent's layer cannot
+    be used after ``fork()``; threaded otherwise, on :func:`num_threads` threads.
+    """
     if _serial_only:
         return serial
-    if (_layer or layer()) in _THREADSAFE:
-        return threaded
-    return guarded
+    n = num_threads()
+    if n < 2:
+        return serial
+    chosen = threaded if layer() in _THREADSAFE else guarded
+    return chosen if n >= nb.get_num_threads() else _with_threads(chosen, n)
