@@ -25,7 +25,7 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,32 @@ def neighbours(shape: tuple[int, int], torch: Any) -> dict[str, Callable[[], obj
     return out
 
 
-def measure(rounds: int, blas_limit: bool, torch: Any) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def policy(name: str) -> Iterator[None]:
+    """A thread policy for the calls inside: ``auto`` (as configured), ``serial`` (``kernels.threads(1)``),
+    ``static`` (numba's default split: one equal share of the rows per thread), ``chunksN`` (rows in about N
+    dynamically taken chunks per thread)."""
+    from gradkit.kernels import _threads
+
+    before = _threads.CHUNKS_PER_THREAD
+    try:
+        if name == "serial":
+            with kernels.threads(1):
+                yield
+            return
+        if name == "static":
+            _threads.CHUNKS_PER_THREAD = 0
+        elif name.startswith("chunks"):
+            _threads.CHUNKS_PER_THREAD = int(name[6:])
+        elif name != "auto":
+            raise ValueError(f"--policies: expected auto, serial, static or chunksN; got {name!r}")
+        yield
+    finally:
+        _threads.CHUNKS_PER_THREAD = before
+
+
+def measure(rounds: int, blas_limit: bool, torch: Any, policies: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of results; with ``policies``, every policy's kernel runs in the same rounds (alternating)."""
     rows = []
     limiter: Callable[[], Any] = contextlib.nullcontext
     if blas_limit:
@@ -81,17 +106,21 @@ def measure(rounds: int, blas_limit: bool, torch: Any) -> list[dict[str, Any]]:
     for shape in SHAPES:
         near = neighbours(shape, torch)
         for kname, call in kernel_calls(shape).items():
-            def timed(fn: Callable[[], object] = call) -> object:
-                with limiter():
-                    return fn()
-
             # contenders: "<neighbour> -> kernel" (kernel timed after the neighbour) and
             # "kernel -> <neighbour>" (the neighbour timed after the kernel), alternating
             contenders: dict[str, bench.Timed] = {}
+            for pname in policies or ["auto"]:
+                def timed(fn: Callable[[], object] = call, p: str = pname) -> object:
+                    with limiter(), policy(p):
+                        return fn()
+
+                tag = f"{pname}: " if policies else ""
+                for nname, nfn in near.items():
+                    contenders[f"{tag}{nname} -> kernel"] = bench.Timed(timed, before=nfn)
+                    if nname != "alone":
+                        contenders[f"{tag}kernel -> {nname}"] = bench.Timed(nfn, before=timed)
             for nname, nfn in near.items():
-                contenders[f"{nname} -> kernel"] = bench.Timed(timed, before=nfn)
                 if nname != "alone":
-                    contenders[f"kernel -> {nname}"] = bench.Timed(nfn, before=timed)
                     contenders[f"{nname} -> {nname}"] = bench.Timed(nfn, before=nfn)
             samples = bench.alternate(contenders, rounds)
             for name, s in samples.items():
@@ -111,10 +140,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="numba.set_parallel_chunksize(N): rows handed out dynamically in chunks of N")
     ap.add_argument("--blas-limit", action="store_true", help="threadpoolctl: BLAS/OpenMP 1 thread in gradkit calls")
     ap.add_argument("--torch-threads", type=int, default=2)
+    ap.add_argument("--policies", default=None,
+                    help="comma-separated thread policies run side by side in the same rounds: "
+                         "auto, serial, static, chunksN (e.g. serial,static,chunks4)")
     ap.add_argument("--json", default=None, help="append the rows to this JSON-lines file")
     args = ap.parse_args(argv)
     if args.parallel_min is not None:
         _exp.PARALLEL_MIN = args.parallel_min
+    from gradkit.kernels import _threads
+
+    _threads.layer()  # before any numba call of ours: numba would start its layer without tbb
     if args.chunksize is not None:
         import numba
 
@@ -127,13 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.torch_threads)
     except ImportError:
         torch = None
-    from gradkit.kernels import _threads
 
     env = {k: os.environ[k] for k in ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY",
                                       "GOMP_SPINCOUNT", "OMP_NUM_THREADS") if k in os.environ}
     print(f"# {args.label}: layer {_threads.layer()}, env {env}, PARALLEL_MIN {_exp.PARALLEL_MIN}, "
           f"blas_limit {args.blas_limit}, rounds {args.rounds}", flush=True)
-    rows = measure(args.rounds, args.blas_limit, torch)
+    policies = args.policies.split(",") if args.policies else None
+    rows = measure(args.rounds, args.blas_limit, torch, policies)
     worst = 0.0
     for r in rows:
         ratio = r["median_ms"] / r["min_ms"]
@@ -141,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["pair"].endswith("-> kernel"):
             worst = max(worst, ratio)
             flag = "  <-- over 1.3" if ratio > 1.3 else ""
-        print(f"{r['kernel']:<22}{r['shape']:<11}{r['pair']:<58} min {r['min_ms']:8.2f}  "
+        print(f"{r['kernel']:<22}{r['shape']:<11}{r['pair']:<66} min {r['min_ms']:8.2f}  "
               f"median {r['median_ms']:8.2f}  median/min {ratio:5.2f}{flag}")
     print(f"# {args.label}: worst kernel median/min {worst:.2f}", flush=True)
     if args.json:

@@ -151,7 +151,7 @@ def test_serial_below_parallel_min_and_whenever_only_one_thread_may_run(monkeypa
 
 
 @needs_numba
-def test_fewer_threads_than_numba_lowers_numba_only_for_the_call_and_keeps_results(monkeypatch):
+def test_threaded_calls_hand_out_rows_in_chunks_and_lower_numba_only_for_the_call(monkeypatch):
     import numba
 
     from gradkit.kernels import _threads
@@ -159,22 +159,40 @@ def test_fewer_threads_than_numba_lowers_numba_only_for_the_call_and_keeps_resul
     seen = []
 
     def threaded(a):
-        seen.append(numba.get_num_threads())
+        seen.append(a.shape[0])
         return a + 1
 
-    pool = numba.config.NUMBA_NUM_THREADS
     monkeypatch.setattr(_threads, "_layer", "tbb")
-    if pool < 2:
-        pytest.skip("numba runs one thread here: there is no fewer")
-    with kernels.threads(max(2, pool)):
-        assert _threads.variant(threaded, None, None) is threaded  # all of numba's threads: itself
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 8)  # numba's pool larger than asked
-    calls = []
-    monkeypatch.setattr(numba, "set_num_threads", calls.append)
-    with kernels.threads(2):
-        fn = _threads.variant(threaded, None, None)
-        assert fn is not threaded and fn(1) == 2
-    assert calls == [2, 8]  # lowered for the call, then put back
+    monkeypatch.setattr(_threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 8)  # numba's pool larger than the cores
+    threads_set, chunks_set = [], []
+    monkeypatch.setattr(numba, "set_num_threads", threads_set.append)
+    monkeypatch.setattr(numba, "set_parallel_chunksize", lambda n: chunks_set.append(n) or 0)
+    fn = _threads.variant(threaded, None, None)
+    assert fn is not threaded and fn.inner is threaded
+    np.testing.assert_array_equal(fn(np.zeros((1000, 3))), np.ones((1000, 3)))
+    per = _threads.CHUNKS_PER_THREAD
+    assert threads_set == [2, 8]  # lowered to the cores for the call, then put back
+    assert chunks_set == [1000 // (2 * per), 0]  # rows in chunks taken dynamically, then numba's default again
+    monkeypatch.setattr(_threads, "CHUNKS_PER_THREAD", 0)  # numba's static split, all of its threads
+    monkeypatch.setattr(_threads, "num_threads", lambda: 8)
+    assert _threads.variant(threaded, None, None) is threaded
+
+
+@needs_numba
+def test_the_chunk_size_and_thread_count_are_restored_even_when_the_kernel_raises():
+    import numba
+
+    from gradkit.kernels import _threads
+
+    def threaded(a):
+        raise RuntimeError("inside")
+
+    before_threads, before_chunk = numba.get_num_threads(), numba.get_parallel_chunksize()
+    fn = _threads._balanced(threaded, 1)
+    with pytest.raises(RuntimeError, match="inside"):
+        fn(np.zeros((8, 2)))
+    assert numba.get_num_threads() == before_threads and numba.get_parallel_chunksize() == before_chunk
 
 
 @needs_numba
@@ -211,7 +229,8 @@ print(np.array_equal(a, b), numba.get_num_threads())
 def test_a_process_pinned_to_one_core_runs_serial_kernels_though_numba_started_four_threads():
     env = dict(os.environ, NUMBA_NUM_THREADS="4", PYTHONPATH=str(ROOT / "src"))
     env.pop("GRADKIT_NUM_THREADS", None)
-    done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run([sys.executable, "-c", _CHILD], check=False, capture_output=True, text=True, timeout=120,
+                          env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["4", "1", "True", "True", "4"]  # before: 4 threads on one core
 

@@ -140,6 +140,7 @@ class Case:
     peer_peak_mb: dict[str, float] = field(default_factory=dict)  # peak RSS of a fresh process
     output_mb: float | None = None
     note: str = ""
+    judged: bool = True  # False in --quick runs: tiny sizes, nothing to judge
 
     @property
     def ms(self) -> dict[str, float]:
@@ -169,9 +170,11 @@ class Case:
         return max(values) if values and len(values) == len(self.goal.subjects) else None  # type: ignore[operator]
 
     def verdict(self) -> str:
-        """``met``, ``missed``, ``not measured`` (a contender is absent) or ``no target``."""
+        """``met``, ``missed``, ``not measured`` (a contender is absent), ``no target`` or ``not judged`` (quick)."""
         if self.goal is None:
             return "no target"
+        if not self.judged:
+            return "not judged"
         value = self.goal_value()
         if value is None:
             return "not measured"
@@ -693,7 +696,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [(f"`gradkit bench`, {doc['date']}, {_machine_line(doc['machine'])}; float32, milliseconds: "
               f"minimum over {doc['settings']['rounds']} alternating rounds (median in brackets)."), "",
              ("| operation | size | gradkit | peer | peer time | gradkit / peer: minima (medians) | JAX jit "
-              "| gradkit peak memory / output | peer peak memory | target | |"),
+              "| gradkit peak memory / output | peer peak memory | target | verdict |"),
              "|---|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
     for c in doc["cases"]:
         ms = c["ms"]
@@ -703,14 +706,14 @@ def markdown(doc: dict[str, Any]) -> str:
         ratio, medians = _headline(c)
         mem = "–"
         if c.get("peak_mb") is not None:
-            mem = f"{c['peak_mb']:.1f} MB" + (f" ({c['peak_mb'] / c['output_mb']:.2f}×)" if c.get("output_mb") else "")
+            mem = f"{c['peak_mb']:.3g} MB" + (f" ({c['peak_mb'] / c['output_mb']:.2f}×)" if c.get("output_mb") else "")
         peer_mem = c.get("peer_peak_mb", {}).get(peer or "", None)
         ours = "gradkit alone" if steady else "gradkit"
         verdict = {"met": "met", "missed": "**missed**"}.get(c["verdict"], c["verdict"])
         lines.append(
             f"| {c['op']} | {c['size'].replace('x', '×')} | {_cell(ms, ours)} | {peer or '–'} | "
             f"{_cell(ms, peer) if peer else '–'} | {ratio}{f' ({medians})' if medians and medians != '–' else ''} | "
-            f"{_cell(ms, 'jax jit')} | {mem} | {'–' if peer_mem is None else f'{peer_mem:.1f} MB'} | "
+            f"{_cell(ms, 'jax jit')} | {mem} | {'–' if peer_mem is None else f'{peer_mem:.3g} MB'} | "
             f"{goal['text'] if goal else '–'} | {verdict} |")
     lines += ["", "All contenders, minimum (median) in ms:", ""]
     for c in doc["cases"]:
@@ -826,12 +829,14 @@ def run(out: str | os.PathLike[str] = "out/bench", *, quick: bool = False, threa
     for key in ("sparsemax_loss", "entmax15_loss"):
         for shape in sparse_shapes:
             add(_fy_case(key, shape, slow, torch, entmax), key, shape)
-    add(_mlp_case(1024 if quick else 60000, 1 if quick else 3, torch))
+    add(_mlp_case(256 if quick else 60000, 1 if quick else 3, torch))
     estimator_case = _sklearn_estimator_case(2 if quick else 50, 1 if quick else 3, 1 if quick else 5)
     if estimator_case is not None:
         add(estimator_case)
-    for shape in shapes:
+    for shape in shapes[:1] if quick else shapes:
         add(_contention_case(shape, rounds if quick else max(rounds, 15), torch))
+    for case in cases:
+        case.judged = not quick
     if peer_memory:
         for case, key, shape in measure_peer[:1] if quick else measure_peer:
             peak = _peer_peak_mb(key, shape, threads)
@@ -852,9 +857,9 @@ def run(out: str | os.PathLike[str] = "out/bench", *, quick: bool = False, threa
         print_fn(f"{c.op:<34} {c.size:<12} " + "  ".join(f"{k} {_cell(d['ms'], k)}" for k in d["ms"]))
         extras = [head]
         if c.peak_mb is not None:
-            extras.append(f"peak {c.peak_mb:.1f} MB" + (f" = {c.peak_mb / c.output_mb:.2f}x output" if c.output_mb
+            extras.append(f"peak {c.peak_mb:.3g} MB" + (f" = {c.peak_mb / c.output_mb:.2f}x output" if c.output_mb
                                                          else ""))
-        extras += [f"{k} peak RSS {v:.1f} MB" for k, v in c.peer_peak_mb.items()]
+        extras += [f"{k} peak RSS {v:.3g} MB" for k, v in c.peer_peak_mb.items()]
         if c.note:
             extras.append(c.note)
         print_fn("    " + ", ".join(extras) + goal)

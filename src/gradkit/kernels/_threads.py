@@ -150,17 +150,34 @@ def num_threads() -> int:
     return max(1, min(requested_threads(), nb.get_num_threads()))
 
 
-def _with_threads(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
-    """``fn`` run with numba's thread count of this thread lowered to ``n`` for the call (restored after)."""
+#: rows handed out in about this many chunks per thread, taken dynamically (numba's ``set_parallel_chunksize``):
+#: a thread whose core is busy (another library's spinning pool, another process) takes fewer, and the call
+#: is not held up by it; 0 would keep numba's default, one equal share per thread (the slowest decides)
+CHUNKS_PER_THREAD = 4
+
+
+def _balanced(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """``fn`` (rows along its first argument's first axis) on ``n`` threads, rows in dynamic chunks.
+
+    numba's thread count and chunk size are per calling thread; both are put back after the call.
+    """
+    per = CHUNKS_PER_THREAD
 
     def call(*args: Any) -> Any:
         before = nb.get_num_threads()
-        nb.set_num_threads(n)
+        if n != before:
+            nb.set_num_threads(n)
+        chunk = max(1, args[0].shape[0] // (n * per)) if per > 0 else 0
+        old_chunk = nb.set_parallel_chunksize(chunk)
         try:
             return fn(*args)
         finally:
-            nb.set_num_threads(before)
+            nb.set_parallel_chunksize(old_chunk)
+            if n != before:
+                nb.set_num_threads(before)
 
+    call.__name__ = call.__qualname__ = getattr(fn, "__name__", "kernel") + "_balanced"
+    call.inner = fn  # type: ignore[attr-defined]
     return call
 
 
@@ -176,4 +193,6 @@ def variant(threaded: Callable[..., Any], serial: Callable[..., Any], guarded: C
     if n < 2:
         return serial
     chosen = threaded if layer() in _THREADSAFE else guarded
-    return chosen if n >= nb.get_num_threads() else _with_threads(chosen, n)
+    if CHUNKS_PER_THREAD <= 0 and n >= nb.get_num_threads():
+        return chosen
+    return _balanced(chosen, n)
