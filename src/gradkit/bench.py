@@ -166,8 +166,9 @@ class Case:
             return None
         if self.goal.against is not None:
             return self.ratio(self.goal.subjects[0], self.goal.against)
-        values = [self.median(s) / self.ms[s] for s in self.goal.subjects if s in self.ms and self.ms[s] > 0]
-        return max(values) if values and len(values) == len(self.goal.subjects) else None  # type: ignore[operator]
+        ms = self.ms
+        values = [statistics.median(self.samples[s]) / ms[s] for s in self.goal.subjects if s in ms and ms[s] > 0]
+        return max(values) if values and len(values) == len(self.goal.subjects) else None
 
     def verdict(self) -> str:
         """``met``, ``missed``, ``not measured`` (a contender is absent), ``no target`` or ``not judged`` (quick)."""
@@ -604,8 +605,10 @@ def _sklearn_estimator_case(max_iter: int, rounds: int, seeds: int) -> Case | No
     estimators: dict[str, Any] = {"gradkit": GkMLP, "scikit-learn": SkMLP}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        contenders = {name: (lambda E=E: E(random_state=0, **settings).fit(X_train, y_train))
-                      for name, E in estimators.items()}
+        def fit(Estimator: Any) -> Callable[[], Any]:
+            return lambda: Estimator(random_state=0, **settings).fit(X_train, y_train)
+
+        contenders: dict[str, Callable[[], Any] | Timed] = {name: fit(E) for name, E in estimators.items()}
         _timed_case(case, contenders, rounds)
         for name, Estimator in estimators.items():
             for seed in range(seeds):
@@ -844,7 +847,7 @@ def run(out: str | os.PathLike[str] = "out/bench", *, quick: bool = False, threa
                 case.peer_peak_mb[_PEERS[key]] = peak
 
     info = machine_info(threads if torch is not None else None)
-    doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": info,
+    doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": info,
            "settings": {"rounds": rounds, "quick": quick, "torch_threads": threads},
            "cases": [c.to_json() for c in cases]}
     print_fn(f"gradkit bench — {doc['date']} — {_machine_line(info)}")

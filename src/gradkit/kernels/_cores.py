@@ -67,9 +67,9 @@ def cgroup_cpu_limit(root: str | os.PathLike[str] = "/sys/fs/cgroup",
                 own[controller] = parts[2].strip().lstrip("/")
     limits = []
     for rel in dict.fromkeys((own.get("", ""), "")):  # v2: the own cgroup, then the root
-        text = _read_small(root / rel / "cpu.max") if ".." not in rel else None
-        if text is not None and len(text.split()) == 2:
-            limits.append(_parse_quota(*text.split()))
+        v2 = _read_small(root / rel / "cpu.max") if ".." not in rel else None
+        if v2 is not None and len(v2.split()) == 2:
+            limits.append(_parse_quota(*v2.split()))
     for base in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
         for rel in dict.fromkeys((own.get("cpu", ""), "")):
             folder = root / base / rel

@@ -24,8 +24,11 @@ two threads, and then on at most that many. The number is, first to last: the in
 ``gradkit.kernels.threads(n)`` block of this thread, ``gradkit.kernels.set_num_threads(n)``,
 ``GRADKIT_NUM_THREADS``, or automatically the cores this process may run on
 (:func:`available_cores`: its CPU affinity, capped by a cgroup CPU quota), never more than
-numba's thread count in this thread (``numba.get_num_threads()``). numba alone starts
-``os.cpu_count()`` threads, which oversubscribes a container or a ``taskset`` with fewer cores.
+numba's thread count in this thread (``numba.get_num_threads()``). numba sizes its pool once, at
+import, by the CPU affinity: a cgroup CPU quota (containers) or an affinity set later would
+otherwise oversubscribe the cores. A threaded call hands out its rows in about
+:data:`CHUNKS_PER_THREAD` chunks per thread, taken dynamically, so that a thread whose core is busy
+(another library's spinning pool, another process) takes fewer rows instead of holding up the call.
 """
 
 from __future__ import annotations
