@@ -3,7 +3,9 @@
 Method:
 
 * every case runs its contenders in **alternating rounds** (A, B, C, A, B, C, ...; one untimed warm-up
-  round first) in one process, so the load of a shared machine falls on each alike;
+  round first) in one process, so the load of a shared machine falls on each alike, with a pause of
+  :data:`PAUSE` seconds before each, so that the thread pools of the one before (OpenBLAS, OpenMP, XLA
+  spin-wait after their work) have gone to sleep;
 * per contender the **minimum** and the **median** over the rounds are kept (all samples go to the JSON);
 * the headline is the **ratio of minima** gradkit / peer, with the ratio of medians beside it; a case
   with a goal (e.g. ``gradkit / torch <= 0.8``) is marked **met** or **missed** by that ratio of minima;
@@ -48,6 +50,10 @@ SHAPES = [(4096, 1024), (65536, 10), (256, 32768)]
 SPARSE_SHAPES = [(4096, 1024), (65536, 10)]
 #: the steadiness goal of a kernel next to other libraries' thread pools (issue 17)
 STEADY = 1.3
+#: seconds of sleep before each timed contender (not in --quick): OpenBLAS's threads spin about 0.1 s
+#: after a call, and the pools of PyTorch (OpenMP) and JAX (XLA) spin too; measured on 2 cores, gradkit's
+#: Jacobian right after JAX took 44-391 ms without a pause and 28-54 ms with this one
+PAUSE = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class Timed:
 
 
 def alternate(contenders: dict[str, Callable[[], Any] | Timed], rounds: int, warmup: int = 1,
-              clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+              clock: Callable[[], float] = time.perf_counter, pause: float = 0.0) -> dict[str, list[float]]:
     """Seconds per call of each contender, over ``rounds`` rounds that run them in turn (A, B, C, A, B, C, ...).
 
     ``warmup`` untimed rounds first (compilation, caches, thread pools). Alternating spreads the load of a
@@ -76,6 +82,9 @@ def alternate(contenders: dict[str, Callable[[], Any] | Timed], rounds: int, war
         Untimed rounds before them, at least 0.
     clock : callable, default time.perf_counter
         Seconds, monotonic.
+    pause : float, default 0
+        Seconds to sleep before each contender (and its ``before`` step): the thread pools of the one
+        before (OpenBLAS, OpenMP, XLA) stop spinning, and do not slow it down.
 
     Returns
     -------
@@ -94,6 +103,8 @@ def alternate(contenders: dict[str, Callable[[], Any] | Timed], rounds: int, war
         raise ValueError(f"warmup: expected an integer >= 0; got {warmup!r}")
     if not contenders:
         raise ValueError("contenders: expected at least one; got none")
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= 60:
+        raise ValueError(f"pause: expected seconds in [0, 60]; got {pause!r}")
     steps: dict[str, Timed] = {}
     for name, c in contenders.items():
         step = c if isinstance(c, Timed) else Timed(c)
@@ -103,6 +114,8 @@ def alternate(contenders: dict[str, Callable[[], Any] | Timed], rounds: int, war
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(warmup + rounds):
         for name, step in steps.items():
+            if pause:
+                time.sleep(pause)
             if step.before is not None:
                 step.before()
             t0 = clock()
@@ -191,8 +204,11 @@ class Case:
                 "note": self.note}
 
 
+_pause = PAUSE  # run() sets 0 for --quick
+
+
 def _timed_case(case: Case, contenders: dict[str, Callable[[], Any] | Timed], rounds: int) -> Case:
-    for name, seconds in alternate(contenders, rounds).items():
+    for name, seconds in alternate(contenders, rounds, pause=_pause).items():
         case.samples[name] = [1e3 * t for t in seconds]
     return case
 
@@ -342,25 +358,32 @@ def _peer_call(key: str, a: dict[str, np.ndarray], torch: Any) -> Callable[[], A
 
 
 _PEER_CHILD = r"""
-import json, resource, sys
+import json, sys
 import torch
 from gradkit import bench
 key, rows, cols, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 bench._peer_call(key, bench._inputs(key, (8, cols)), torch)()  # imports, lazy initialisation, allocator
 call = bench._peer_call(key, bench._inputs(key, (rows, cols)), torch)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB -> MiB
+
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")  # Linux: the peak RSS (VmHWM) starts again from the current RSS
+base = status("VmRSS")
 call()
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))  # KiB -> MiB
+print(json.dumps(status("VmHWM") - base))
 """
 
 
 def _peer_peak_mb(key: str, shape: tuple[int, int], threads: int) -> float | None:
     """The peer's peak extra resident memory during one call, in a fresh process (None where not measurable)."""
-    try:
-        import resource  # noqa: F401 - POSIX only
-    except ImportError:
-        return None
+    if not (os.path.isfile("/proc/self/clear_refs") and os.path.isfile("/proc/self/status")):
+        return None  # not Linux: no resettable peak RSS
     src = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
@@ -799,10 +822,12 @@ def run(out: str | os.PathLike[str] = "out/bench", *, quick: bool = False, threa
     -------
     list of Case
     """
+    global _pause
     threads = _check_int("threads", threads, 1)
     rounds = _check_int("rounds", rounds, 1)
     if quick:
         rounds = 2
+    _pause = 0.0 if quick else PAUSE
     torch, jax, entmax = _torch(threads), _jax(), _entmax()
     shapes = [(64, 32), (512, 10), (8, 256)] if quick else SHAPES
     sparse_shapes = [(64, 32), (512, 10)] if quick else SPARSE_SHAPES
@@ -848,7 +873,7 @@ def run(out: str | os.PathLike[str] = "out/bench", *, quick: bool = False, threa
 
     info = machine_info(threads if torch is not None else None)
     doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": info,
-           "settings": {"rounds": rounds, "quick": quick, "torch_threads": threads},
+           "settings": {"rounds": rounds, "quick": quick, "torch_threads": threads, "pause_s": _pause},
            "cases": [c.to_json() for c in cases]}
     print_fn(f"gradkit bench — {doc['date']} — {_machine_line(info)}")
     print_fn("minimum (median) in ms over alternating rounds; headline: ratio of minima gradkit / peer")
