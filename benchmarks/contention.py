@@ -5,7 +5,8 @@ For each kernel call (softmax fwd+VJP; log_softmax+NLL head value_and_grad; floa
 1024x1024; NumPy/OpenBLAS matmul 1024x1024), every round runs the neighbour then times the kernel, in
 alternation with the other neighbours (A, B, C, D, A, B, ...). Reported per pair: minimum, median and
 median/minimum of the kernel's time over the rounds (the goal: median within 1.3x of the minimum), and the
-reverse effect: the neighbour's own time after the kernel against after itself.
+reverse effect: the neighbour's own time after the kernel against after itself. A pause (``--pause``,
+0.1 s) before each pair lets the pools of the pair before stop spinning.
 
 Policies are set from outside (so that each run starts numba afresh): the threading layer with
 ``NUMBA_THREADING_LAYER``, numba's thread count with ``NUMBA_NUM_THREADS``, OpenMP waiting with
@@ -94,7 +95,8 @@ def policy(name: str) -> Iterator[None]:
         _threads.CHUNKS_PER_THREAD = before
 
 
-def measure(rounds: int, blas_limit: bool, torch: Any, policies: list[str] | None = None) -> list[dict[str, Any]]:
+def measure(rounds: int, blas_limit: bool, torch: Any, policies: list[str] | None = None,
+            pause: float = bench.PAUSE) -> list[dict[str, Any]]:
     """Rows of results; with ``policies``, every policy's kernel runs in the same rounds (alternating)."""
     rows = []
     limiter: Callable[[], Any] = contextlib.nullcontext
@@ -122,7 +124,7 @@ def measure(rounds: int, blas_limit: bool, torch: Any, policies: list[str] | Non
             for nname, nfn in near.items():
                 if nname != "alone":
                     contenders[f"{nname} -> {nname}"] = bench.Timed(nfn, before=nfn)
-            samples = bench.alternate(contenders, rounds)
+            samples = bench.alternate(contenders, rounds, pause=pause)
             for name, s in samples.items():
                 rows.append({"kernel": kname, "shape": f"{shape[0]}x{shape[1]}", "pair": name,
                              "min_ms": 1e3 * min(s), "median_ms": 1e3 * statistics.median(s),
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="numba.set_parallel_chunksize(N): rows handed out dynamically in chunks of N")
     ap.add_argument("--blas-limit", action="store_true", help="threadpoolctl: BLAS/OpenMP 1 thread in gradkit calls")
     ap.add_argument("--torch-threads", type=int, default=2)
+    ap.add_argument("--pause", type=float, default=bench.PAUSE,
+                    help="seconds of sleep before each pair (the pools of the pair before stop spinning)")
     ap.add_argument("--policies", default=None,
                     help="comma-separated thread policies run side by side in the same rounds: "
                          "auto, serial, static, chunksN (e.g. serial,static,chunks4)")
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.label}: layer {_threads.layer()}, env {env}, PARALLEL_MIN {_exp.PARALLEL_MIN}, "
           f"blas_limit {args.blas_limit}, rounds {args.rounds}", flush=True)
     policies = args.policies.split(",") if args.policies else None
-    rows = measure(args.rounds, args.blas_limit, torch, policies)
+    rows = measure(args.rounds, args.blas_limit, torch, policies, args.pause)
     worst = 0.0
     for r in rows:
         ratio = r["median_ms"] / r["min_ms"]
