@@ -8,8 +8,8 @@ suite runs once that way), or install without the ``fast`` extra.
 Threads and processes: inputs of at least :data:`PARALLEL_MIN <gradkit.kernels._exp.PARALLEL_MIN>`
 elements run on numba's threads, as many as :func:`set_num_threads` / :func:`threads` /
 ``GRADKIT_NUM_THREADS`` allow (automatically: the cores this process may run on, by its CPU affinity
-and cgroup CPU quota, see :func:`available_cores`); smaller ones, and all of them under ``threads(1)``,
-run serially on the calling thread.
+and cgroup CPU quota, see :func:`available_cores`; ``threads(1)``: one thread) -- the same compiled
+code whatever the count, so results do not depend on it; smaller ones run serially on the calling thread.
 The ``fast`` extra installs the ``tbb`` wheel, and gradkit has numba use it (numba
 prefers tbb but does not look in a virtual environment's ``lib/``): tbb is thread-
 and fork-safe. A layer chosen with ``NUMBA_THREADING_LAYER`` is kept, and made safe:

@@ -126,7 +126,7 @@ def _env_threads() -> int | None:
 def set_num_threads(n: int | None) -> None:
     """Let gradkit's kernels use at most ``n`` threads from now on, in every thread (``None``: automatic).
 
-    ``1`` runs every kernel serially (on the calling thread): the choice where other libraries' thread
+    ``1`` runs every kernel on one thread (no other is woken): the choice where other libraries' thread
     pools (PyTorch, OpenBLAS, MKL) or other processes keep the cores busy. Automatic is the cores this
     process may run on (CPU affinity, cgroup quota). numba's own limit (``numba.set_num_threads``)
     still caps it.
@@ -142,7 +142,7 @@ def get_num_threads() -> int | None:
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
-    """Inside the block, in this thread (or asyncio task), kernels use at most ``n`` threads (``1``: serial)."""
+    """Inside the block, in this thread (or asyncio task), kernels use at most ``n`` threads (``1``: one thread)."""
     token = _inside.set(_check_count("n", n))
     try:
         yield

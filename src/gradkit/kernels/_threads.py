@@ -19,8 +19,9 @@ on the first parallel call (or the first compilation of a parallel function):
 A layer named by the user (``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``)
 is kept; only the default choice is steered towards ``tbb``.
 
-How many threads (:func:`num_threads`): a kernel runs threaded only when it may use at least
-two threads, and then on at most that many. The number is, first to last: the innermost
+How many threads (:func:`num_threads`): a kernel large enough to thread runs its threaded code on
+that many threads (numba's thread count lowered for the call; on one thread, no other is woken).
+The number is, first to last: the innermost
 ``gradkit.kernels.threads(n)`` block of this thread, ``gradkit.kernels.set_num_threads(n)``,
 ``GRADKIT_NUM_THREADS``, or automatically the cores this process may run on
 (:func:`available_cores`: its CPU affinity, capped by a cgroup CPU quota), never more than
@@ -180,21 +181,21 @@ def _balanced(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
                 nb.set_num_threads(before)
 
     call.__name__ = call.__qualname__ = getattr(fn, "__name__", "kernel") + "_balanced"
-    call.inner = fn  # type: ignore[attr-defined]
+    call.inner, call.threads = fn, n  # type: ignore[attr-defined]
     return call
 
 
 def variant(threaded: Callable[..., Any], serial: Callable[..., Any], guarded: Callable[..., Any]) -> Callable[..., Any]:
     """The variant of a kernel large enough to thread that is safe in this process and thread now.
 
-    Serial where only one thread may run (:func:`num_threads`) or where the parent's layer cannot
-    be used after ``fork()``; threaded otherwise, on :func:`num_threads` threads.
+    The threaded code on :func:`num_threads` threads, one included: the same compiled code whatever the
+    thread count, so that results do not depend on it (each row is computed by one thread; the serial
+    twin may differ from it in the last bit of float32). The serial twin only where the parent's layer
+    cannot be used after ``fork()``.
     """
     if _serial_only:
         return serial
     n = num_threads()
-    if n < 2:
-        return serial
     chosen = threaded if layer() in _THREADSAFE else guarded
     if CHUNKS_PER_THREAD <= 0 and n >= nb.get_num_threads():
         return chosen
