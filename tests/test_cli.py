@@ -143,6 +143,24 @@ def test_bench_quick_runs_and_writes_json_markdown_and_png(tmp_path, capsys):
     assert "gradkit/torch" in out and "median/min" in out and "targets: 0 met, 0 missed" in out
 
 
+def test_bench_alpha_entmax_case_against_the_entmax_package(monkeypatch):
+    import gradkit
+    from gradkit import bench
+
+    torch, entmax = bench._torch(1), bench._entmax()
+    if torch is None or entmax is None:
+        pytest.skip("torch or the entmax package is not installed")
+
+    class FakeBisect(gradkit.Entmax15):  # stands in for gk.EntmaxBisect where it is not merged yet
+        def __init__(self, alpha=1.5):
+            super().__init__()
+
+    monkeypatch.setattr(gradkit, "EntmaxBisect", FakeBisect, raising=False)
+    case = bench._sparse_case("entmax_bisect", (16, 8), 1, torch, entmax)
+    assert case.op == "entmax_bisect (alpha 1.5) fwd+VJP" and {"gradkit", "entmax"} <= set(case.samples)
+    assert case.goal is None and case.verdict() == "no target"  # the issue sets no target for it
+
+
 def test_bench_alternates_rounds_and_leaves_out_the_warm_up(monkeypatch):
     from gradkit.bench import Timed, alternate
 
