@@ -89,16 +89,132 @@ def test_softmax_bug_example_runs(capsys):
     assert "WRONG" in out and out.count(": ok") == 1
 
 
-def test_bench_quick_runs_and_writes_json_and_png(tmp_path, capsys):
+def test_bench_quick_runs_and_writes_json_markdown_and_png(tmp_path, capsys):
     import json
 
-    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    import gradkit
+
+    md = tmp_path / "docs" / "table.md"
+    md.parent.mkdir()
+    assert main(["bench", "--quick", "--out", str(tmp_path), "--markdown", str(md)]) == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
-    ops = {c["op"] for c in doc["cases"]}
-    assert {"softmax fwd+VJP", "log_softmax+NLL value+grad", "batched Jacobian", "MLP epoch 784-256-10 SGD"} <= ops
-    assert all("gradkit" in c["ms"] for c in doc["cases"])
+    cases = {(c["op"], c["size"]): c for c in doc["cases"]}
+    ops = {op for op, _ in cases}
+    assert {"softmax fwd+VJP", "log_softmax+NLL value+grad", "batched Jacobian", "MLP epoch 784-256-10 SGD",
+            "sparsemax fwd+VJP", "entmax15 fwd+VJP", "sparsemax_loss value+grad", "entmax15_loss value+grad",
+            "contention: softmax fwd+VJP next to torch/OpenBLAS"} <= ops
+    assert ("entmax_bisect (alpha 1.5) fwd+VJP" in ops) == hasattr(gradkit, "EntmaxBisect")
+    for c in doc["cases"]:  # every contender: minimum, median and all samples of the alternating rounds
+        rounds = 1 if c["op"].startswith("MLP") else 2  # an epoch, a fit: one round in --quick
+        assert c["ms"] and all(set(v) == {"min", "median", "samples"} and len(v["samples"]) == rounds
+                               and v["min"] == min(v["samples"]) for v in c["ms"].values()), c["op"]
+        assert c["verdict"] in ("not judged", "no target")  # --quick judges nothing
+    goals = {op: c["goal"] for (op, _), c in cases.items()}
+    assert goals["softmax fwd+VJP"]["against"] == "torch" and goals["softmax fwd+VJP"]["limit"] == 0.8
+    assert goals["log_softmax+NLL value+grad"]["limit"] == 0.8
+    assert goals["sparsemax fwd+VJP"]["against"] == "entmax" and goals["entmax15 fwd+VJP"]["limit"] == 0.33
+    assert goals["batched Jacobian"]["against"] == "np.full output" and goals["batched Jacobian"]["limit"] == 1.0
+    assert goals["MLP epoch 784-256-10 SGD"]["against"] == "torch"
+    steady = goals["contention: softmax fwd+VJP next to torch/OpenBLAS"]
+    assert steady["against"] is None and steady["limit"] == 1.3
+    assert "gradkit after OpenBLAS" in steady["subjects"]
+    first = doc["cases"][0]
+    assert {"gradkit", "gradkit portable", "torch", "copy floor"} <= set(first["ms"])
+    assert first["peak_mb"] > 0
+    if Path("/proc/self/clear_refs").is_file():  # Linux: a resettable peak RSS
+        assert first["peer_peak_mb"]["torch"] >= 0  # quick: the peer's memory of one case
+    assert doc["settings"]["pause_s"] == 0  # --quick: no pause between contenders
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert "jax jit" in first["ms"]
+    assert "entmax" in cases[("sparsemax fwd+VJP", "64x32")]["ms"]
+    machine = doc["machine"]
+    assert {"cpu", "cores", "available_cores", "numpy", "numba", "torch", "numba_layer", "kernel_threads"} <= set(machine)
+    assert doc["date"] and doc["settings"]["quick"] is True
+    table = (tmp_path / "bench.md").read_text()
+    assert md.read_text() == table
+    assert doc["date"] in table and machine["cpu"] in table and "| verdict |" in table
+    assert table.count("not judged") >= 8 and "sparsemax fwd+VJP | 64×32" in table
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
-    assert "gradkit/torch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "gradkit/torch" in out and "median/min" in out and "targets: 0 met, 0 missed" in out
+
+
+def test_bench_alpha_entmax_case_against_the_entmax_package(monkeypatch):
+    import gradkit
+    from gradkit import bench
+
+    torch, entmax = bench._torch(1), bench._entmax()
+    if torch is None or entmax is None:
+        pytest.skip("torch or the entmax package is not installed")
+
+    class FakeBisect(gradkit.Entmax15):  # stands in for gk.EntmaxBisect where it is not merged yet
+        def __init__(self, alpha=1.5):
+            super().__init__()
+
+    monkeypatch.setattr(gradkit, "EntmaxBisect", FakeBisect, raising=False)
+    case = bench._sparse_case("entmax_bisect", (16, 8), 1, torch, entmax)
+    assert case.op == "entmax_bisect (alpha 1.5) fwd+VJP" and {"gradkit", "entmax"} <= set(case.samples)
+    assert case.goal is None and case.verdict() == "no target"  # the issue sets no target for it
+
+
+def test_bench_alternates_rounds_and_leaves_out_the_warm_up(monkeypatch):
+    from gradkit.bench import Timed, alternate
+
+    order = []
+    ticks = iter(range(1000))
+    samples = alternate({"a": lambda: order.append("a"), "b": Timed(lambda: order.append("b"),
+                                                                    before=lambda: order.append("before b"))},
+                        rounds=3, warmup=2, clock=lambda: float(next(ticks)))
+    assert order == ["a", "before b", "b"] * 5  # A, B, A, B, ...: 2 warm-up rounds, then 3 timed
+    assert samples == {"a": [1.0, 1.0, 1.0], "b": [1.0, 1.0, 1.0]}  # one tick per call; before is untimed
+    with pytest.raises(ValueError, match="rounds: expected an integer >= 1; got 0"):
+        alternate({"a": lambda: None}, rounds=0)
+    with pytest.raises(ValueError, match="warmup: expected an integer >= 0; got -1"):
+        alternate({"a": lambda: None}, rounds=1, warmup=-1)
+    with pytest.raises(ValueError, match="contenders: expected at least one"):
+        alternate({}, rounds=1)
+    with pytest.raises(TypeError, match=r"contenders\['x'\]: expected a callable"):
+        alternate({"x": 3}, rounds=1)
+    with pytest.raises(ValueError, match=r"pause: expected seconds in \[0, 60\]; got -1"):
+        alternate({"a": lambda: None}, rounds=1, pause=-1)
+    import time
+
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    alternate({"a": lambda: None, "b": lambda: None}, rounds=2, warmup=0, pause=0.25)
+    assert slept == [0.25] * 4  # before every contender of every round
+
+
+def test_bench_judges_targets_by_the_ratio_of_minima_and_steadiness_by_median_over_minimum():
+    from gradkit.bench import Case, Goal, markdown
+
+    fast = Case("op", "8x8", {"gradkit": [1.0, 9.0, 9.0], "torch": [2.0, 2.0, 2.0]}, goal=Goal(0.8, "torch"))
+    assert fast.ratio("gradkit", "torch") == 0.5 and fast.median_ratio("gradkit", "torch") == 4.5
+    assert fast.verdict() == "met"  # minima decide; the medians stand beside
+    slow = Case("op", "8x8", {"gradkit": [1.7, 1.7], "torch": [2.0, 2.0]}, goal=Goal(0.8, "torch"))
+    assert slow.goal_value() == pytest.approx(0.85) and slow.verdict() == "missed"
+    assert Case("op", "8x8", {"gradkit": [1.0]}, goal=Goal(0.8, "torch")).verdict() == "not measured"
+    assert Case("op", "8x8", {"gradkit": [1.0]}).verdict() == "no target"
+    steady = Case("contention", "8x8", {"gradkit after torch": [1.0, 1.2, 1.25], "gradkit after OpenBLAS": [1.0, 1.1, 2.0]},
+                  goal=Goal(1.3, None, ("gradkit after torch", "gradkit after OpenBLAS")))
+    assert steady.goal_value() == pytest.approx(1.2) and steady.verdict() == "met"  # the worst median / min
+    steady.samples["gradkit after torch"] = [1.0, 1.4, 1.5]
+    assert steady.goal_value() == pytest.approx(1.4) and steady.verdict() == "missed"
+    quick = Case("op", "8x8", {"gradkit": [1.0], "torch": [2.0]}, goal=Goal(0.8, "torch"), judged=False)
+    assert quick.verdict() == "not judged"
+    machine = {"cpu": "Test CPU", "arch": "x86_64", "cores": 4, "available_cores": 2, "numpy": "2", "numba": None,
+               "torch": None}
+    doc = {"date": "2026-01-02 03:04 UTC", "machine": machine, "settings": {"rounds": 3},
+           "cases": [c.to_json() for c in (fast, slow, steady)]}
+    table = markdown(doc)
+    assert "2026-01-02 03:04 UTC" in table and "Test CPU (x86_64), 2 of 4 cores usable" in table
+    rows = [line for line in table.splitlines() if line.startswith(("| op |", "| contention |"))]
+    assert rows[0].endswith("| gradkit / torch <= 0.8 | met |") and "| 0.5 (4.5) |" in rows[0]
+    assert rows[1].endswith("| **missed** |") and rows[2].endswith("| median/min <= 1.3 | **missed** |")
 
 
 def test_compare_trains_every_pair_and_writes_json_and_png(tmp_path, capsys):

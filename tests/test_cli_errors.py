@@ -41,6 +41,7 @@ def _err_lines(capsys) -> list[str]:
     (["compare", "--pairs", "tanh:bce"], "tanh:bce is not composable"),
     (["compare", "--pairs", "softmax:nope"], "unknown loss 'nope'"),
     (["bench", "--threads", "0"], "argument --threads: expected an integer >= 1; got 0"),
+    (["bench", "--rounds", "0"], "argument --rounds: expected an integer >= 1; got 0"),
     (["check", "--seed", "-3"], "argument --seed: expected an integer >= 0"),
     (["jacobian", "softmax", "1", "--set", "temperature"], "--set takes KEY=VALUE"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),

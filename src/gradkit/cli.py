@@ -277,7 +277,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     require("gradkit bench", "bench")
     from .bench import run
 
-    run(args.out, quick=args.quick, threads=args.threads)
+    run(args.out, quick=args.quick, threads=args.threads, rounds=args.rounds, markdown_path=args.markdown,
+        peer_memory=not args.no_peer_memory)
     return 0
 
 
@@ -355,9 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
     p.set_defaults(func=_cmd_compare)
 
-    p = _subparser(sub, "bench", "time gradkit against naive NumPy, scipy, PyTorch, JAX in one run")
-    p.add_argument("--out", default="out/bench", help="folder for bench.json and bench.png")
+    p = _subparser(sub, "bench", "time gradkit against naive NumPy, scipy, PyTorch, the entmax package and JAX in "
+                                 "alternating rounds; minima and medians, every target met or missed")
+    p.add_argument("--out", default="out/bench", help="folder for bench.json, bench.md and bench.png")
     p.add_argument("--threads", type=_int_at_least(1), default=2, help="PyTorch threads")
+    p.add_argument("--rounds", type=_int_at_least(1), default=15,
+                   help="alternating rounds of the fast cases (the slow ones take half, at least 3)")
+    p.add_argument("--markdown", metavar="PATH", default=None,
+                   help="also write the results table (markdown, as in bench.md) to PATH")
+    p.add_argument("--no-peer-memory", action="store_true",
+                   help="skip the peers' peak memory (a fresh process per case)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing")
     p.add_argument("--distributed", action="store_true",
                    help="instead: Dask data-parallel training with 1 and 2 workers against one process")

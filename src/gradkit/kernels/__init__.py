@@ -5,7 +5,11 @@ to it (float32 rtol 1e-5, float64 rtol 1e-12) including masks, ±inf and NaN.
 Set ``GRADKIT_DISABLE_NUMBA=1`` to use the portable path everywhere (the test
 suite runs once that way), or install without the ``fast`` extra.
 
-Threads and processes: inputs of at least 65,536 elements run on numba's threads.
+Threads and processes: inputs of at least :data:`PARALLEL_MIN <gradkit.kernels._exp.PARALLEL_MIN>`
+elements run on numba's threads, as many as :func:`set_num_threads` / :func:`threads` /
+``GRADKIT_NUM_THREADS`` allow (automatically: the cores this process may run on, by its CPU affinity
+and cgroup CPU quota, see :func:`available_cores`; ``threads(1)``: one thread) -- the same compiled
+code whatever the count, so results do not depend on it; smaller ones run serially on the calling thread.
 The ``fast`` extra installs the ``tbb`` wheel, and gradkit has numba use it (numba
 prefers tbb but does not look in a virtual environment's ``lib/``): tbb is thread-
 and fork-safe. A layer chosen with ``NUMBA_THREADING_LAYER`` is kept, and made safe:
@@ -25,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "disabled", "enabled", "usable"]
+from ._cores import available_cores, get_num_threads, set_num_threads, threads
+
+__all__ = ["available", "available_cores", "disabled", "enabled", "get_num_threads", "set_num_threads", "threads",
+           "usable"]
 
 #: nesting depth of disabled() in this thread (or asyncio task): a block in one thread
 #: leaves the others on the kernels, and concurrent blocks cannot lose a count

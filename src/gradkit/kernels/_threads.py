@@ -18,6 +18,18 @@ on the first parallel call (or the first compilation of a parallel function):
 
 A layer named by the user (``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``)
 is kept; only the default choice is steered towards ``tbb``.
+
+How many threads (:func:`num_threads`): a kernel large enough to thread runs its threaded code on
+that many threads (numba's thread count lowered for the call; on one thread, no other is woken).
+The number is, first to last: the innermost
+``gradkit.kernels.threads(n)`` block of this thread, ``gradkit.kernels.set_num_threads(n)``,
+``GRADKIT_NUM_THREADS``, or automatically the cores this process may run on
+(:func:`available_cores`: its CPU affinity, capped by a cgroup CPU quota), never more than
+numba's thread count in this thread (``numba.get_num_threads()``). numba sizes its pool once, at
+import, by the CPU affinity: a cgroup CPU quota (containers) or an affinity set later would
+otherwise oversubscribe the cores. A threaded call hands out its rows in about
+:data:`CHUNKS_PER_THREAD` chunks per thread, taken dynamically, so that a thread whose core is busy
+(another library's spinning pool, another process) takes fewer rows instead of holding up the call.
 """
 
 from __future__ import annotations
@@ -30,7 +42,9 @@ from typing import Any
 
 import numba as nb
 
-__all__ = ["layer", "one_region_at_a_time", "prefer_tbb", "variant"]
+from ._cores import requested_threads
+
+__all__ = ["layer", "num_threads", "one_region_at_a_time", "prefer_tbb", "variant"]
 
 #: layers that take concurrent parallel regions from several threads
 _THREADSAFE = frozenset({"tbb", "omp"})
@@ -131,10 +145,58 @@ def one_region_at_a_time(threaded: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+def num_threads() -> int:
+    """The threads a kernel call may use now, in this thread (1: serial), starting the layer if need be.
+
+    :func:`gradkit.kernels._cores.requested_threads`, capped by numba's thread count in this thread.
+    """
+    layer()  # before numba's first call, which would start a layer without tbb
+    return max(1, min(requested_threads(), nb.get_num_threads()))
+
+
+#: rows handed out in about this many chunks per thread, taken dynamically (numba's ``set_parallel_chunksize``):
+#: a thread whose core is busy (another library's spinning pool, another process) takes fewer, and the call
+#: is not held up by it; 0 would keep numba's default, one equal share per thread (the slowest decides)
+CHUNKS_PER_THREAD = 4
+
+
+def _balanced(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """``fn`` (rows along its first argument's first axis) on ``n`` threads, rows in dynamic chunks.
+
+    numba's thread count and chunk size are per calling thread; both are put back after the call.
+    """
+    per = CHUNKS_PER_THREAD
+
+    def call(*args: Any) -> Any:
+        before = nb.get_num_threads()
+        if n != before:
+            nb.set_num_threads(n)
+        chunk = max(1, args[0].shape[0] // (n * per)) if per > 0 else 0
+        old_chunk = nb.set_parallel_chunksize(chunk)
+        try:
+            return fn(*args)
+        finally:
+            nb.set_parallel_chunksize(old_chunk)
+            if n != before:
+                nb.set_num_threads(before)
+
+    call.__name__ = call.__qualname__ = getattr(fn, "__name__", "kernel") + "_balanced"
+    call.inner, call.threads = fn, n  # type: ignore[attr-defined]
+    return call
+
+
 def variant(threaded: Callable[..., Any], serial: Callable[..., Any], guarded: Callable[..., Any]) -> Callable[..., Any]:
-    """The variant of a kernel large enough to thread that is safe in this process and thread now."""
+    """The variant of a kernel large enough to thread that is safe in this process and thread now.
+
+    The threaded code on :func:`num_threads` threads, one included: the same compiled code whatever the
+    thread count, so that results do not depend on it (each row is computed by one thread; the serial
+    twin may differ from it in the last bit of float32). The serial twin only where the parent's layer
+    cannot be used after ``fork()``.
+    """
     if _serial_only:
         return serial
-    if (_layer or layer()) in _THREADSAFE:
-        return threaded
-    return guarded
+    n = num_threads()
+    chosen = threaded if layer() in _THREADSAFE else guarded
+    if CHUNKS_PER_THREAD <= 0 and n >= nb.get_num_threads():
+        return chosen
+    return _balanced(chosen, n)
