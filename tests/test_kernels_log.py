@@ -76,3 +76,32 @@ def test_random_values_over_the_whole_exponent_range(vlog, dtype):
     ours, exact = vlog(x).astype(wide), np.log(x.astype(wide))
     bound = 1.2e-7 if dtype == np.float32 else 2e-16 * LIMIT[dtype]  # relative: float32 2^-23, float64 2e-16
     assert (np.abs(ours - exact) <= bound * np.abs(exact)).all()
+
+
+@pytest.mark.parametrize("name,kw", [("LogTaylorSoftmax", {}), ("LogSphericalSoftmax", {}),
+                                     ("LogSphericalSoftmax", {"eps": 1e-300})], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_log_forms_vectorized_pass_and_its_fallback_equal_the_portable_path(name, kw, dtype):
+    # rows where every φ is a normal finite number take the vectorized log; a huge score (φ overflows),
+    # a zero score beside a tiny ε (φ subnormal) or a masked NaN sends its row (alone) to the strict route
+    import gradkit as gk
+
+    from .cases import KERNEL_TOL
+    from .cases import kernel_and_portable as _both
+
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((6, 33)) * 4).astype(dtype)
+    x[1, 5] = 1e30 if dtype == np.float32 else 1e200
+    x[2, 7] = 0.0
+    x[3, 2] = np.nan
+    where = np.ones(x.shape, dtype=bool)
+    where[3, 2] = where[4, :] = False
+    g = rng.standard_normal(x.shape).astype(dtype)
+    act = getattr(gk, name)(**kw)
+    for w in (None, where):
+        with np.errstate(over="ignore", invalid="ignore"):
+            fast, ref = _both(lambda w=w: act(x, where=w))
+            np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+            np.testing.assert_allclose(fast, ref, **KERNEL_TOL[dtype])
+            fast, ref = _both(lambda w=w: act.vjp(x, g, where=w))
+            np.testing.assert_allclose(fast, ref, rtol=KERNEL_TOL[dtype]["rtol"], atol=1e-5 if dtype == np.float32 else 1e-12)

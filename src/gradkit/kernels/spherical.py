@@ -6,7 +6,10 @@ does in several array passes, and it equals that path (tested: float64 rtol 1e-1
 * forward (not log): on a row where every live ``φ(z)`` and their sum are finite normal numbers,
   ``y = φ / Σφ`` directly (no ``log``, no ``exp``); any other row (±inf, NaN, overflow of ``φ``,
   underflow, no live entry) takes the portable path's route, the softmax of ``a = log φ(z)``;
-* log forms: ``log y = (a - max a) - log Σ exp(a - max a)``, one ``log`` per entry;
+* log forms: ``log y = (a - max a) - log Σ exp(a - max a)``, one ``log`` per entry: for Taylor
+  order 2 and the spherical map, where every live ``φ(z)`` is a finite normal number, the
+  vectorizable ``log`` of :mod:`gradkit.kernels._exp` (within 1 ulp) in one branch-free pass;
+  any other row takes the strict per-entry route (libm ``log``, ``hypot``);
 * VJP / JVP: ``q = φ'/φ`` per entry without ``log`` (``2u/(u² + c)`` for Taylor order 2 and the
   spherical map where that is a finite normal number, ``hypot`` as the portable path elsewhere),
   then the softmax / log-softmax product of the portable path, given the forward output.
@@ -21,13 +24,15 @@ score makes its row NaN, a row with no live entry gives 0 (``-inf``). ``a`` is a
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numba as nb
 import numpy as np
 
-from ._exp import FASTMATH, row_kernel
+from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
+from ._exp import log as _log
 from .softmax import rows, unrows
 
 __all__ = ["SPHERICAL", "TAYLOR", "TAYLOR2", "forward", "jvp", "vjp"]
@@ -153,7 +158,7 @@ def _phi_inline(z, kind, c, rr):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _forward_rows(x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log):  # type: ignore[no-untyped-def]
+def _forward_rows(x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log, log2):  # type: ignore[no-untyped-def]
     n, m = x.shape
     one = c[0]
     zero = one - one
@@ -175,15 +180,41 @@ def _forward_rows(x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log):  # ty
                 for j in range(m):
                     out[i, j] = out[i, j] * inv
                 done = True
+        elif kind != TAYLOR and _log_phi_plain(x, mk, has_mask, out, i, kind, c, rr, tiny, log2):
+            _softmax_of_a(out, i, row_max(out, i, zero - np.inf), False, c, log)
+            done = True
         if not done:  # softmax (log-softmax) of a = log φ, as the portable path
             _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log)
+
+
+@_inlined
+def _log_phi_plain(x, mk, has_mask, out, i, kind, c, rr, tiny, log2):  # type: ignore[no-untyped-def]
+    """``a = log φ`` of row ``i`` into ``out[i]`` (masked: ``-inf``) for Taylor order 2 and the spherical map,
+    branch-free with the vectorizable ``log``; False where a live ``φ`` is not a finite normal number
+    (±inf, NaN, overflow, underflow: the caller redoes the row the strict way)."""
+    m = x.shape[1]
+    one = c[0]
+    zero = one - one
+    neg_inf = zero - np.inf
+    shift = zero if kind == SPHERICAL else log2
+    cc = rr if kind == SPHERICAL else one
+    plain = True
+    for j in range(m):
+        z = x[i, j]
+        u = z if kind == SPHERICAL else z + one
+        d = u * u + cc
+        good = d >= tiny and d < np.inf  # NaN fails
+        live = not has_mask or mk[i, j]
+        plain &= good or not live
+        a = _log(d if good else one) - shift
+        out[i, j] = a if live else neg_inf
+    return plain
 
 
 @_inlined
 def _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log):  # type: ignore[no-untyped-def]
     m = x.shape[1]
     neg_inf = tiny - tiny - np.inf
-    zero = tiny - tiny
     mx = neg_inf
     nan = False
     for j in range(m):
@@ -200,6 +231,15 @@ def _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log):  # 
         out[i, j] = a
         if a > mx:  # noqa: PLR1730 - spelled out: a NaN is tracked by its own flag
             mx = a
+    _softmax_of_a(out, i, mx, nan, c, log)
+
+
+@_inlined
+def _softmax_of_a(out, i, mx, nan, c, log):  # type: ignore[no-untyped-def]
+    """Softmax (log-softmax) of ``a`` in ``out[i]``, in place, given its max (and whether it holds NaN)."""
+    m = out.shape[1]
+    zero = c[0] - c[0]
+    neg_inf = zero - np.inf
     if nan:
         for j in range(m):
             out[i, j] = neg_inf - neg_inf  # NaN
@@ -270,13 +310,34 @@ def _project_rows(x, mk, has_mask, y, g, out, kind, c, kf, root, rr, tiny, log, 
                 out[i, j] = out[i, j] * (y[i, j] * (g[i, j] - acc) if y[i, j] != 0 else zero)
 
 
+@lru_cache(maxsize=64)
+def _constants(dtype: Any, order: int) -> tuple[np.ndarray, Any, Any]:
+    """``1/i!`` for ``i <= order``, the smallest normal number and ``log 2``, in ``dtype`` (cached: a training
+    loop calls the kernels thousands of times on small batches, where building them showed)."""
+    coefficients = np.array([1.0 / math.factorial(i) for i in range(order + 1)], dtype=dtype)
+    coefficients.flags.writeable = False
+    t = np.dtype(dtype).type
+    return coefficients, np.finfo(dtype).smallest_normal, t(math.log(2.0))
+
+
+_NO_MASK = np.ones((1, 1), dtype=np.bool_)
+
+
+def _rows(a: np.ndarray, axis: int) -> np.ndarray:
+    """:func:`rows`, without its ``moveaxis`` where ``a`` is already C-contiguous 2-d rows."""
+    return a if a.ndim == 2 and axis in (1, -1) and a.flags.c_contiguous else rows(a, axis)
+
+
+def _unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
+    return out if like.ndim == 2 and axis in (1, -1) else unrows(out, like, axis)
+
+
 def _args(x: np.ndarray, mask: Any, axis: int, kind: int, order: int, root: float) -> tuple[Any, ...]:
     t = x.dtype.type
-    xr = rows(x, axis)
-    mk = rows(mask, axis) if mask is not None else np.ones((1, 1), dtype=np.bool_)
-    coefficients = np.array([1.0 / math.factorial(i) for i in range(order + 1)], dtype=x.dtype)
-    return (xr, mk, mask is not None, kind, coefficients, t(order), t(root), t(root) * t(root),
-            np.finfo(x.dtype).smallest_normal)
+    xr = _rows(x, axis)
+    mk = _rows(mask, axis) if mask is not None else _NO_MASK
+    coefficients, tiny, _ = _constants(x.dtype, order)
+    return (xr, mk, mask is not None, kind, coefficients, t(order), t(root), t(root) * t(root), tiny)
 
 
 def forward(x: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float, log: bool) -> np.ndarray:
@@ -287,17 +348,17 @@ def forward(x: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: fl
     xr, *rest = _args(x, mask, axis, kind, order, root)
     out = np.empty_like(xr)
     mk, has_mask, *params = rest
-    _forward_rows(xr.size)(xr, mk, has_mask, out, *params, log)
-    return unrows(out, x, axis)
+    _forward_rows(xr.size)(xr, mk, has_mask, out, *params, log, _constants(x.dtype, order)[2])
+    return _unrows(out, x, axis)
 
 
 def _project(x: np.ndarray, y: np.ndarray, g: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float,
              log: bool, jvp: bool) -> np.ndarray:
     xr, mk, has_mask, *params = _args(x, mask, axis, kind, order, root)
-    yr, gr = rows(y, axis), rows(g, axis)
+    yr, gr = _rows(y, axis), _rows(g, axis)
     out = np.empty_like(xr)
     _project_rows(xr.size)(xr, mk, has_mask, yr, gr, out, *params, log, jvp)
-    return unrows(out, x, axis)
+    return _unrows(out, x, axis)
 
 
 def vjp(x: np.ndarray, y: np.ndarray, g: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float,
