@@ -201,3 +201,18 @@ def test_the_kernel_path_keeps_the_errors(cls):
         loss(z, -np.ones((3, 4)))
     with pytest.raises(ValueError, match="target contains NaN"):
         loss(z, np.full((3, 4), np.nan))
+
+
+@pytest.mark.parametrize("cls", LOSSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_subnormal_and_huge_target_mass_is_normalized_exactly(cls, dtype):
+    # a target mass of a few subnormals: 1/mass overflows, t/mass must not (found by the hostile property tests)
+    info = np.finfo(dtype)
+    z = np.array([[0.0, 0.0], [1.0, -1.0], [0.5, 0.25]], dtype=dtype)
+    t = np.array([[info.smallest_subnormal] * 2, [info.smallest_subnormal, 0.0], [info.max / 2, info.max / 4]],
+                 dtype=dtype)
+    loss = cls(reduction="none")
+    (v1, g1), (v0, g0) = _both(lambda: loss.value_and_grad(z, t))
+    assert np.isfinite(v1).all() and np.isfinite(g1).all()
+    _check(v1, v0, dtype)
+    _check(g1, g0, dtype)

@@ -30,6 +30,14 @@ __all__ = ["items"]
 _SOFT, _LABELS = 0, 1
 
 
+@nb.njit(fastmath=False, error_model="numpy", inline="never", cache=True)
+def _div(a, b):  # type: ignore[no-untyped-def]
+    """``a / b`` in strict IEEE arithmetic: under the kernel's ``arcp`` it would be ``a · (1/b)``, and ``1/b``
+    overflows for a subnormal target mass (float32 ``t = [1e-45, 1e-45]``: inf · 1e-45, then NaN). Not inlined
+    at numba's level, so the kernel's flags do not reach it; LLVM inlines it, its flags kept."""
+    return a / b
+
+
 @row_kernel
 def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
              scale, reach, entmax, omega_factor, grad, out, chunk):
@@ -86,7 +94,7 @@ def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, 
                     tj = (c_keep if j == k else zero) + (spread if (not masked or live[i, j]) else zero)
                 else:
                     tj = soft[i, j]
-                tj = tj / mass
+                tj = _div(tj, mass)
                 yj = grad[i, j]
                 d = yj - tj
                 hs = half * x[i, j] - shift
