@@ -323,19 +323,10 @@ def _constants(dtype: Any, order: int) -> tuple[np.ndarray, Any, Any]:
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)
 
 
-def _rows(a: np.ndarray, axis: int) -> np.ndarray:
-    """:func:`rows`, without its ``moveaxis`` where ``a`` is already C-contiguous 2-d rows."""
-    return a if a.ndim == 2 and axis in (1, -1) and a.flags.c_contiguous else rows(a, axis)
-
-
-def _unrows(out: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
-    return out if like.ndim == 2 and axis in (1, -1) else unrows(out, like, axis)
-
-
 def _args(x: np.ndarray, mask: Any, axis: int, kind: int, order: int, root: float) -> tuple[Any, ...]:
     t = x.dtype.type
-    xr = _rows(x, axis)
-    mk = _rows(mask, axis) if mask is not None else _NO_MASK
+    xr = rows(x, axis)
+    mk = rows(mask, axis) if mask is not None else _NO_MASK
     coefficients, tiny, _ = _constants(x.dtype, order)
     return (xr, mk, mask is not None, kind, coefficients, t(order), t(root), t(root) * t(root), tiny)
 
@@ -349,16 +340,16 @@ def forward(x: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: fl
     out = np.empty_like(xr)
     mk, has_mask, *params = rest
     _forward_rows(xr.size)(xr, mk, has_mask, out, *params, log, _constants(x.dtype, order)[2])
-    return _unrows(out, x, axis)
+    return unrows(out, x, axis)
 
 
 def _project(x: np.ndarray, y: np.ndarray, g: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float,
              log: bool, jvp: bool) -> np.ndarray:
     xr, mk, has_mask, *params = _args(x, mask, axis, kind, order, root)
-    yr, gr = _rows(y, axis), _rows(g, axis)
+    yr, gr = rows(y, axis), rows(g, axis)
     out = np.empty_like(xr)
     _project_rows(xr.size)(xr, mk, has_mask, yr, gr, out, *params, log, jvp)
-    return _unrows(out, x, axis)
+    return unrows(out, x, axis)
 
 
 def vjp(x: np.ndarray, y: np.ndarray, g: np.ndarray, axis: int, mask: Any, kind: int, order: int, root: float,
