@@ -112,7 +112,7 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
         X, y, name = load_data(config.data, config.label)
     print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
-    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in heads}
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in heads}
     for seed in range(config.seeds):
         X_train, X_test, y_train, y_test = fixed if fixed is not None else split_and_scale(X, y, rng=seed)[:4]
         for label, head in heads:
