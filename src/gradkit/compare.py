@@ -8,7 +8,9 @@ with the same batches. Reported per head: test accuracy and error (mean ± std
 over seeds, and the error's 95% t-interval), the paired difference of each head's
 error from the first head's on the same seed (mean and 95% t-interval), test NLL :math:`-\\log p_y` where it is finite — sparse maps give
 :math:`p_y = 0` to some test items, and the share of such items is reported
-instead — and training time. Writes ``compare.json`` and ``compare.png``.
+instead — and training time: the total, and the median epoch time (over every epoch of
+every seed) with its ratio to the first pair's (softmax + CE by default), so the cost of a
+head can be read at a glance. Writes ``compare.json`` and ``compare.png``.
 """
 
 from __future__ import annotations
@@ -110,15 +112,15 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
         X, y, name = load_data(config.data, config.label)
     print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
-    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in heads}
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in heads}
     for seed in range(config.seeds):
         X_train, X_test, y_train, y_test = fixed if fixed is not None else split_and_scale(X, y, rng=seed)[:4]
         for label, head in heads:
             one_hot = None if isinstance(head.loss, losses.ClassLoss) else n_classes
             model = build_mlp(X_train.shape[1], config.hidden, n_classes, config.activation, rng=seed)
             start = time.perf_counter()
-            fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,
-                batch_size=config.batch_size, rng=seed)
+            history = fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr),
+                          epochs=config.epochs, batch_size=config.batch_size, rng=seed)
             seconds = time.perf_counter() - start
             p = _probabilities(head, model.forward(X_test.astype(model.dtype)))
             p_true = p[np.arange(len(y_test)), y_test]
@@ -126,7 +128,7 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
             nll = float(np.mean(-np.log(p_true))) if zero == 0 else math.inf
             accuracy = float(np.mean(np.argmax(p, axis=1) == y_test))
             runs[label].append({"seed": seed, "accuracy": accuracy, "nll": nll, "zero_prob_share": zero,
-                                "seconds": seconds})
+                                "seconds": seconds, "epoch_seconds": list(history["time"])})
         print_fn(f"seed {seed + 1}/{config.seeds} done")
 
     rows = []
@@ -143,9 +145,11 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
             "nll_mean": None if nll_stats is None else nll_stats[0],
             "nll_std": None if nll_stats is None else nll_stats[1],
             "zero_prob_share_mean": float(np.mean([x["zero_prob_share"] for x in r])),
-            "seconds_mean": float(np.mean([x["seconds"] for x in r])), "runs": r,
+            "seconds_mean": float(np.mean([x["seconds"] for x in r])),
+            "epoch_seconds_median": float(np.median([t for x in r for t in x["epoch_seconds"]])), "runs": r,
         })
     _add_paired_differences(rows)
+    _add_epoch_time_ratios(rows)
     _print_table(rows, name, config, print_fn)
     doc = {"data": name, "date": time.strftime("%Y-%m-%d"), "seeds": config.seeds, "epochs": config.epochs,
            "hidden": list(config.hidden), "activation": config.activation, "lr": config.lr,
@@ -175,6 +179,17 @@ def _add_paired_differences(rows: list[dict[str, Any]]) -> None:
         }
 
 
+def _add_epoch_time_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's median epoch time over the first row's (the baseline, softmax + CE by default)."""
+    base = rows[0]["epoch_seconds_median"]
+    for r in rows:
+        r["epoch_time_ratio"] = r["epoch_seconds_median"] / base if base > 0 else None
+
+
+def _ratio(r: dict[str, Any]) -> str:
+    return "—" if r["epoch_time_ratio"] is None else f"{r['epoch_time_ratio']:.2f}×"
+
+
 def _vs_baseline(r: dict[str, Any]) -> str:
     v = r["vs_baseline"]
     if v is None:
@@ -191,7 +206,7 @@ def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, p
     paper = any(r["paper_mnist_error_pct"] is not None for r in rows)
     header = (f"{'output + loss':<28} {'test accuracy':>16} {'error % (95% CI)':>18} "
               + (f"{'paper %':>8} " if paper else "")
-              + f"{'test NLL':>18} {'train s':>8}  error vs {rows[0]['pair']} on the same seed (points)")
+              + f"{'test NLL':>18} {'train s':>8} {'epoch s':>8} {'× base':>7}  error vs {rows[0]['pair']} on the same seed (points)")
     print_fn(header)
     print_fn("-" * len(header))
     for r in rows:
@@ -203,7 +218,8 @@ def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, p
         error = f"{r['error_pct_mean']:.2f}{ci}"
         cited = (f"{r['paper_mnist_error_pct']:>8.3f} " if r["paper_mnist_error_pct"] is not None else f"{'':>8} ") if paper else ""
         print_fn(f"{r['pair']:<28} {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} {error:>18} {cited}"
-                 f"{nll:>18} {r['seconds_mean']:>8.2f}  {_vs_baseline(r)}")
+                 f"{nll:>18} {r['seconds_mean']:>8.2f} {r['epoch_seconds_median']:>8.3f} {_ratio(r):>7}  {_vs_baseline(r)}")
+    print_fn(f"epoch s: median seconds per epoch over all seeds; × base: its ratio to {rows[0]['pair']}'s")
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:

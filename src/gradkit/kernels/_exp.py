@@ -1,9 +1,15 @@
-"""A vectorizable ``exp`` for x <= 0 (shifted logits): ``2^k · p(r)``.
+"""A vectorizable ``exp`` for x <= 0 (shifted logits): ``2^k · p(r)``, and a vectorizable ``log``.
 
 LLVM vectorizes it because ``2^k`` is built by a bit cast (``(k + bias) << mantissa bits``)
 instead of a libm call. Range reduction with a two-part ln 2 (Cody–Waite); Taylor
 polynomials of degree 7 (float32, relative error < 1e-7, i.e. 1 ulp) and 13 (float64, < 2e-16).
 Below the smallest normal result it returns exactly 0, as it does at ``-inf``; NaN stays NaN.
+
+``log`` splits ``x = 2^k · m`` by bit casts (``m`` in ``[√2/2, √2)``, subnormals scaled by
+``2^25`` / ``2^54`` first), then ``log m = 2 atanh(f/(2 + f))`` with ``f = m - 1`` by fdlibm's
+minimax polynomials (``e_logf.c``: degree 4 in ``s²``; ``e_log.c``: degree 7) and a two-part ln 2:
+float32 within 1 ulp of ``np.log``, float64 within 2 ulp (tested over the whole exponent range).
+IEEE meaning kept: ``log(±0) = -inf``, ``log(inf) = inf``, ``log(x < 0) = NaN``, NaN stays NaN.
 """
 
 from __future__ import annotations
@@ -39,6 +45,92 @@ def _i64_as_f64(typingctx, x):  # type: ignore[no-untyped-def]
         return builder.bitcast(args[0], ir.DoubleType())
 
     return types.float64(types.int64), codegen
+
+
+#: compiled on its own (not inlined at numba's level), so a calling kernel's ``reassoc`` does not reach it: that
+#: would merge the two-part ln 2 (float32: 3 ulp, float64: 2). LLVM still inlines it, keeping these flags, and
+#: vectorizes the caller's loop
+_own_flags = nb.njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="never", cache=True)
+
+
+@intrinsic
+def _f32_bits(typingctx, x):  # type: ignore[no-untyped-def]
+    """The exponent field of a float32 as a float32 (biased: 127 for [1, 2)), and the mantissa with the
+    exponent of 1, in [1, 2): two int32 operations on the bits, vectorizable (numba's integers are 64-bit)."""
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i32 = ir.IntType(32)
+        bits = builder.bitcast(args[0], i32)
+        field = builder.and_(builder.lshr(bits, ir.Constant(i32, 23)), ir.Constant(i32, 0xFF))
+        expo = builder.sitofp(field, ir.FloatType())
+        mbits = builder.or_(builder.and_(bits, ir.Constant(i32, 0x7FFFFF)), ir.Constant(i32, 0x3F800000))
+        mant = builder.bitcast(mbits, ir.FloatType())
+        return context.make_tuple(builder, sig.return_type, (expo, mant))
+
+    return types.UniTuple(types.float32, 2)(types.float32), codegen
+
+
+@intrinsic
+def _f64_bits(typingctx, x):  # type: ignore[no-untyped-def]
+    """:func:`_f32_bits` for float64 (bias 1023)."""
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i64 = ir.IntType(64)
+        bits = builder.bitcast(args[0], i64)
+        field = builder.and_(builder.lshr(bits, ir.Constant(i64, 52)), ir.Constant(i64, 0x7FF))
+        expo = builder.sitofp(field, ir.DoubleType())
+        mbits = builder.or_(builder.and_(bits, ir.Constant(i64, 0xFFFFFFFFFFFFF)), ir.Constant(i64, 0x3FF0000000000000))
+        mant = builder.bitcast(mbits, ir.DoubleType())
+        return context.make_tuple(builder, sig.return_type, (expo, mant))
+
+    return types.UniTuple(types.float64, 2)(types.float64), codegen
+
+
+@_own_flags
+def log32(x):  # type: ignore[no-untyped-def]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    sub = x < np.float32(1.17549435e-38)  # subnormal (or 0, negative, -inf: selected away below)
+    xs = x * np.float32(33554432.0) if sub else x  # 2^25
+    field, m = _f32_bits(xs)
+    k = field - (np.float32(152.0) if sub else np.float32(127.0))
+    big = m > np.float32(1.41421356)
+    m = m * np.float32(0.5) if big else m
+    k = k + one if big else k
+    f = m - one
+    s = f / (np.float32(2.0) + f)
+    z = s * s
+    w = z * z
+    t1 = w * (np.float32(0.40000972152) + w * np.float32(0.24279078841))
+    t2 = z * (np.float32(0.66666662693) + w * np.float32(0.28498786688))
+    r = t2 + t1
+    hfsq = np.float32(0.5) * f * f
+    value = k * np.float32(6.9313812256e-01) - ((hfsq - (s * (hfsq + r) + k * np.float32(9.0580006145e-06))) - f)
+    value = value if x < np.float32(np.inf) else x  # inf stays inf
+    value = -np.float32(np.inf) if x == zero else value
+    return value if x >= zero else (x - x) / zero  # negative: NaN, NaN stays NaN
+
+
+@_own_flags
+def log64(x):  # type: ignore[no-untyped-def]
+    sub = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if sub else x  # 2^54
+    field, m = _f64_bits(xs)
+    k = field - (1077.0 if sub else 1023.0)
+    big = m > 1.4142135623730951
+    m = m * 0.5 if big else m
+    k = k + 1.0 if big else k
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01))
+    t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01
+                                                                              + w * 1.479819860511658591e-01)))
+    r = t2 + t1
+    hfsq = 0.5 * f * f
+    value = k * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + r) + k * 1.90821492927058770002e-10)) - f)
+    value = value if x < np.inf else x
+    value = -np.inf if x == 0.0 else value
+    return value if x >= 0.0 else (x - x) / 0.0
 
 
 @nb.njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="always", cache=True)
@@ -126,6 +218,18 @@ def _exp_overload(x):  # type: ignore[no-untyped-def]
     if x == types.float32:
         return lambda x: exp32(x)
     return lambda x: exp64(x)
+
+
+def log(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced inside numba
+    """``log32`` or ``log64`` by the argument's type (inside numba-compiled code)."""
+    raise NotImplementedError
+
+
+@overload(log, fastmath=FASTMATH)  # type: ignore[call-arg]
+def _log_overload(x):  # type: ignore[no-untyped-def]
+    if x == types.float32:
+        return lambda x: log32(x)
+    return lambda x: log64(x)
 
 
 #: below this many elements a kernel runs on one thread: thread start-up and contention

@@ -23,7 +23,7 @@ import numpy as np
 from ._exp import FASTMATH, row_kernel, row_max
 from .softmax import rows, unrows
 
-__all__ = ["forward", "jvp", "vjp"]
+__all__ = ["CHUNK", "forward", "forward_row", "jvp", "vjp"]
 
 #: candidates up to this many are sorted by insertion, more by numba's quicksort
 _INSERTION_MAX = 24
@@ -94,59 +94,71 @@ def _tau_entmax(buf, c, one):  # type: ignore[no-untyped-def]
     return tau
 
 
-@row_kernel
-def _forward_rows(x, out, scale, reach, entmax, chunk):  # type: ignore[no-untyped-def]
-    # reach = 2/scale: scores below max - reach are never in the support (the portable path sets u = -2 there)
-    n, m = x.shape
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def forward_row(x, i, out, buf, scale, reach, entmax):  # type: ignore[no-untyped-def]
+    """The map of row ``i`` of ``x`` into ``out[i]`` (``buf``: scratch of the row's length); returns the
+    row's max (NaN skipped) and whether the row holds a NaN (then ``out[i]`` is NaN).
+
+    reach = 2/scale: scores below max - reach are never in the support (the portable path sets u = -2 there).
+    The Fenchel–Young loss kernels (:mod:`gradkit.kernels.fenchel_young`) call it too.
+    """
+    m = x.shape[1]
     one = scale / scale
     zero = one - one
     neg_inf = -one / zero
     far = -(one + one)
+    mx = row_max(x, i, neg_inf)  # skips NaN
+    bad = False
+    for j in range(m):
+        bad |= x[i, j] != x[i, j]
+    if bad:  # a NaN score makes its row NaN
+        for j in range(m):
+            out[i, j] = zero / zero
+        return mx, bad
+    if mx == neg_inf:  # no live entry
+        for j in range(m):
+            out[i, j] = zero
+        return mx, bad
+    c = 0
+    if mx == -neg_inf:  # +inf entries at u = 0, the rest far
+        for j in range(m):
+            if x[i, j] == mx:
+                buf[c] = zero
+                c += 1
+        for j in range(m):
+            out[i, j] = zero if x[i, j] == mx else far
+    else:
+        lo = mx - reach
+        for j in range(m):
+            xj = x[i, j]
+            u = scale * (xj - mx) if xj >= lo else far
+            out[i, j] = u
+            if u >= -one:
+                buf[c] = u
+                c += 1
+    _sort_prefix(buf, c)
+    if entmax:
+        tau = _tau_entmax(buf, c, one)
+        for j in range(m):
+            d = out[i, j] - tau
+            d = max(zero, d)
+            out[i, j] = d * d
+    else:
+        tau = _tau_sparsemax(buf, c, one)
+        for j in range(m):
+            d = out[i, j] - tau
+            out[i, j] = max(zero, d)
+    return mx, bad
+
+
+@row_kernel
+def _forward_rows(x, out, scale, reach, entmax, chunk):  # type: ignore[no-untyped-def]
+    n, m = x.shape
     nchunks = (n + chunk - 1) // chunk
     for ch in nb.prange(nchunks):
         buf = np.empty(m, dtype=x.dtype)
         for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
-            mx = row_max(x, i, neg_inf)  # skips NaN
-            bad = False
-            for j in range(m):
-                bad |= x[i, j] != x[i, j]
-            if bad:  # a NaN score makes its row NaN
-                for j in range(m):
-                    out[i, j] = zero / zero
-                continue
-            if mx == neg_inf:  # no live entry
-                for j in range(m):
-                    out[i, j] = zero
-                continue
-            c = 0
-            if mx == -neg_inf:  # +inf entries at u = 0, the rest far
-                for j in range(m):
-                    if x[i, j] == mx:
-                        buf[c] = zero
-                        c += 1
-                for j in range(m):
-                    out[i, j] = zero if x[i, j] == mx else far
-            else:
-                lo = mx - reach
-                for j in range(m):
-                    xj = x[i, j]
-                    u = scale * (xj - mx) if xj >= lo else far
-                    out[i, j] = u
-                    if u >= -one:
-                        buf[c] = u
-                        c += 1
-            _sort_prefix(buf, c)
-            if entmax:
-                tau = _tau_entmax(buf, c, one)
-                for j in range(m):
-                    d = out[i, j] - tau
-                    d = max(zero, d)
-                    out[i, j] = d * d
-            else:
-                tau = _tau_sparsemax(buf, c, one)
-                for j in range(m):
-                    d = out[i, j] - tau
-                    out[i, j] = max(zero, d)
+            forward_row(x, i, out, buf, scale, reach, entmax)
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -180,7 +192,7 @@ def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
 
 
 #: rows per scratch buffer (one allocation per chunk, not per row)
-_CHUNK = 64
+CHUNK = 64
 
 
 def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> np.ndarray:
@@ -191,7 +203,7 @@ def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> 
     xr = rows(x, axis)
     out = np.empty_like(xr)
     t = xr.dtype.type
-    _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax, _CHUNK)
+    _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax, CHUNK)
     return unrows(out, x, axis)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._array import normalize_axis
+from .._array import is_traced, normalize_axis
 from ..activations.sparse import Entmax15, Sparsemax, _Sparse
 from .classification import ClassLoss
 
@@ -69,6 +69,8 @@ class FenchelYoungLoss(ClassLoss):
         """Per-item losses, their gradient ``y - t`` and the mean's denominator, with ``y = mapping(z)``
         (a compose head passes its own activation, so prediction and gradient use the same method)."""
         axis = normalize_axis(self.axis, z.ndim, array="pred")
+        if (fast := self._kernel_items(mapping, xp, z, target, live, axis)) is not None:
+            return fast
         tgt = self.prepare_target(xp, z, target, live)
         # the loss lives on the simplex: normalize the target mass left on live classes
         # (smoothing, masks and soft targets may leave less or more than 1); none left: loss 0
@@ -87,6 +89,29 @@ class FenchelYoungLoss(ClassLoss):
         items = inner - self.compute_omega(xp, y, axis) + self.compute_omega(xp, t, axis)
         items = xp.where(xp.squeeze(has_mass, axis=axis), items, 0.0)
         return items, xp.where(has_mass, diff, 0.0), tgt.denom
+
+    def _kernel_items(self, mapping: _Sparse, xp: Any, z: Any, target: Any, live: Any, axis: int) -> Any:
+        """The numba kernel's ``(items, grad, denom)`` (:mod:`gradkit.kernels.fenchel_young`), or None where
+        the portable path is needed: no kernels for these arrays, traced input, ``method="bisect"``, or a
+        subclass with its own map or regularizer."""
+        from .. import kernels
+
+        entmax = type(mapping) is Entmax15 and type(self).compute_omega is Entmax15Loss.compute_omega
+        sparsemax = type(mapping) is Sparsemax and type(self).compute_omega is SparsemaxLoss.compute_omega
+        if not (entmax or sparsemax) or mapping.method != "sort" or self.weight is not None:
+            return None
+        if not kernels.usable(xp, z, live) or is_traced(z, live):
+            return None
+        from ..kernels import fenchel_young as fast
+
+        checked = self.check_labels(xp, z, target)  # validates the labels (None: per-class targets)
+        if checked is not None:
+            labels, valid = checked
+            items, grad = fast.items(z, axis, live, entmax, labels, valid, None, self.label_smoothing)
+            return items, grad, xp.sum(xp.astype(valid, z.dtype))
+        tgt = self.prepare_target(xp, z, target, live)  # validates and prepares per-class targets
+        items, grad = fast.items(z, axis, live, entmax, None, None, tgt.t, 0.0)
+        return items, grad, tgt.denom
 
 
 class SparsemaxLoss(FenchelYoungLoss):

@@ -1,0 +1,146 @@
+"""numba kernels for the Fenchel–Young losses of sparsemax and entmax-1.5: per-item value and gradient ``y - t``.
+
+One pass per row: the sparse map's forward (:func:`gradkit.kernels.sparse.forward_row`, the same code as the
+activation's kernel) writes ``y`` into the gradient's row, then the loss is summed and ``y - t`` written in place
+while the row is in cache. The target of a row is built there from its label (``ignore_index``, label smoothing,
+a mask's live classes) or read from the prepared per-class targets; it is normalized to sum 1 and an item with no
+target mass gives loss 0 and gradient 0, as on the portable path (:mod:`gradkit.losses.fenchel_young`), whose
+formula this follows term by term:
+
+.. math:: l = 2\\sum_{j:\\,y_j \\ne t_j} (y_j - t_j)\\,(z_j/2 - \\max z/2) - \\Omega(y) + \\Omega(t).
+
+Scores: masked entries arrive as ``-inf`` (they have ``y = t = 0`` and take no part); a NaN score makes its item
+and gradient row NaN; ``+inf`` scores share the mass (then ``max z`` counts as 0, as on the portable path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+from ._exp import row_kernel
+from .softmax import rows, unrows
+from .sparse import CHUNK, forward_row
+
+__all__ = ["items"]
+
+#: where a row's targets come from
+_SOFT, _LABELS = 0, 1
+
+
+@nb.njit(fastmath=False, error_model="numpy", inline="never", cache=True)
+def _div(a, b):  # type: ignore[no-untyped-def]
+    """``a / b`` in strict IEEE arithmetic: under the kernel's ``arcp`` it would be ``a · (1/b)``, and ``1/b``
+    overflows for a subnormal target mass (float32 ``t = [1e-45, 1e-45]``: inf · 1e-45, then NaN). Not inlined
+    at numba's level, so the kernel's flags do not reach it; LLVM inlines it, its flags kept."""
+    return a / b
+
+
+@row_kernel
+def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
+             scale, reach, entmax, omega_factor, grad, out, chunk):
+    # x: scores with masked entries at -inf; grad receives y then y - t; out the items
+    n, m = x.shape
+    one = scale / scale
+    zero = one - one
+    half = one / (one + one)
+    nchunks = (n + chunk - 1) // chunk
+    for ch in nb.prange(nchunks):
+        buf = np.empty(m, dtype=x.dtype)
+        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
+            mx, bad = forward_row(x, i, grad, buf, scale, reach, entmax)
+            # the row's target mass, then its normalization (the portable prepare_target + items_with)
+            k = -1
+            spread = c_spread
+            mass = zero
+            if mode == _LABELS:
+                if not valid[i]:  # ignore_index: no target mass
+                    for j in range(m):
+                        grad[i, j] = zero
+                    out[i] = zero
+                    continue
+                k = labels[i]
+                if masked:
+                    if not live[i, k]:
+                        k = -1  # the label's class is masked: only the smoothing's mass is left
+                    if eps != zero:
+                        n_live = zero
+                        for j in range(m):
+                            n_live += one if live[i, j] else zero
+                        spread = eps / (n_live if n_live > zero else one)
+                    for j in range(m):
+                        mass += (c_keep if j == k else zero) + (spread if live[i, j] else zero)
+                elif eps != zero:
+                    for j in range(m):
+                        mass += (c_keep if j == k else zero) + spread
+                else:
+                    mass = one
+            else:
+                for j in range(m):
+                    mass += soft[i, j]
+            if not mass > zero:  # no target mass: loss 0, gradient 0
+                for j in range(m):
+                    grad[i, j] = zero
+                out[i] = zero
+                continue
+            shift = half * mx if (mx - mx) == zero else zero  # max z / 2 where finite (NaN row, ±inf: 0)
+            inner = zero
+            omega_y = zero
+            omega_t = zero
+            for j in range(m):
+                if mode == _LABELS:
+                    tj = (c_keep if j == k else zero) + (spread if (not masked or live[i, j]) else zero)
+                else:
+                    tj = soft[i, j]
+                tj = _div(tj, mass)
+                yj = grad[i, j]
+                d = yj - tj
+                hs = half * x[i, j] - shift
+                inner += d * hs if d != zero else zero  # 0 where y = t: a -inf score must not reach the loss
+                if entmax:
+                    omega_y += yj * np.sqrt(max(yj, zero))
+                    omega_t += tj * np.sqrt(max(tj, zero))
+                else:
+                    omega_y += yj * yj
+                    omega_t += tj * tj
+                grad[i, j] = d
+            out[i] = (inner + inner) - omega_factor * omega_y + omega_factor * omega_t
+            if bad:  # (max(NaN, 0) may drop the NaN from Ω(y))
+                out[i] = zero / zero
+
+
+def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid: Any, soft: Any,
+          label_smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item loss and gradient ``y - t`` of the sparsemax (``entmax=False``) or entmax-1.5 loss.
+
+    Either ``labels`` (int64, ``z``'s shape less ``axis``, ignored ones at any valid class) with ``valid``
+    (bool, same shape) and ``label_smoothing``, or ``soft``: per-class targets of ``z``'s shape, already
+    prepared (smoothed, masked classes at 0). ``mask``: live classes (or None).
+    """
+    t = z.dtype.type
+    x = z if mask is None else np.where(mask, z, t(-np.inf))
+    xr = rows(x, axis)
+    n, m = xr.shape
+    grad = np.empty_like(xr)
+    out = np.empty(n, dtype=xr.dtype)
+    dummy_b = np.zeros((1, 1), dtype=np.bool_)
+    if soft is not None:
+        mode, soft_r = _SOFT, rows(soft, axis)
+        lab, val = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.bool_)
+    else:
+        mode, soft_r = _LABELS, np.zeros((1, 1), dtype=xr.dtype)
+        lab = np.ascontiguousarray(labels, dtype=np.int64).reshape(-1)
+        val = np.ascontiguousarray(valid, dtype=np.bool_).reshape(-1)
+    live = dummy_b if mask is None or soft is not None else rows(np.broadcast_to(mask, z.shape), axis)
+    eps = float(label_smoothing)
+    # the portable constants: (1 - ε) and ε/n (unmasked; masked: ε / n_live, per row)
+    c_keep = t(1.0 - eps)
+    c_spread = t(eps / m) if mask is None else t(eps)
+    scale = 0.5 if entmax else 1.0
+    _fy_rows(xr.size)(xr, soft_r, lab, val, live, mask is not None and soft is None, mode, c_keep, c_spread, t(eps),
+                      t(scale), t(2.0 / scale), entmax,
+                      t(4.0 / 3.0 if entmax else 0.5), grad, out, CHUNK)
+    item_shape = np.moveaxis(z, axis, -1).shape[:-1]
+    return out.reshape(item_shape), unrows(grad, z, axis)
