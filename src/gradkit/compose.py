@@ -155,6 +155,17 @@ class Composed:
         run = self._run(z, target, where)
         return run.out(run.value), run.out(run.grad)
 
+    def _value_grad_scores(self, z: Any, target: Any) -> tuple[Any, Any, Any]:
+        """``value_and_grad``, and scores whose argmax along the class axis is the head's predicted class:
+        ``z`` itself where the activation preserves the order, else its output (computed once, for both;
+        ``fit`` counts accuracy with it)."""
+        run = self._run(z, target, None)
+        if self.activation.preserves_order:
+            scores = run.z
+        else:
+            scores = run.prediction if run.prediction is not None else self.activation(z)
+        return run.out(run.value), run.out(run.grad), scores
+
     def vjp(self, z: ArrayLike, target: ArrayLike, g: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """Return :math:`g^\\top \\partial L/\\partial z` for ``g`` shaped like the loss."""
         run = self._run(z, target, where, g)
@@ -219,6 +230,7 @@ class Composed:
             loss_axis = normalize_axis(loss.axis, zc.ndim, "loss axis")
             if loss_axis != axis:
                 raise ValueError(f"the activation's axis ({act.axis}) and the loss's class axis ({loss.axis}) differ for x of {zc.ndim} dimensions")
+        prediction = None
         if self._fused is not None:
             items, grad, denom = self._fused(self, xp, zc, target, axis, mask)
             if sums:
@@ -227,7 +239,7 @@ class Composed:
                 upstream = None if g is None else loss._upstream(xp, g, items)
                 value, gz = loss._reduce(xp, items, grad, denom, upstream)
         else:
-            p = act.compute_forward(xp, zc, axis, mask)
+            p = prediction = act.compute_forward(xp, zc, axis, mask)
             # the activation's range is inside the domain (compose checked): this clips rounding
             # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at
             p = loss.in_domain(xp, p, live=mask)
@@ -251,7 +263,7 @@ class Composed:
                 gz = xp.where(xp.isfinite(gz), gz, gz_small * big)
         if sums and loss.reduction == "sum":
             denom = 1
-        return _Run(xp, zc, value, gz, out_dtype, denom)
+        return _Run(xp, zc, value, gz, out_dtype, denom, prediction)
 
 
 def _check_same_alpha(activation: Any, loss: Any) -> None:
@@ -280,6 +292,8 @@ class _Run(NamedTuple):
     grad: Any
     out_dtype: Any
     denom: Any = None
+    #: the activation's output, where the chain rule computed it (not on a fused path)
+    prediction: Any = None
 
     def out(self, a: Any) -> Any:
         return cast(self.xp, a, self.out_dtype)

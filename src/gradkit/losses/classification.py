@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device, is_jax_namespace
+import numpy as np
+from array_api_compat import device, is_jax_namespace, is_numpy_namespace
 
 from .._array import (
     ArrayLike,
@@ -144,6 +145,12 @@ class ClassLoss(Loss):
         ``valid`` marking the others; None when ``target`` has ``p``'s shape (per-class targets)."""
         axis = normalize_axis(self.axis, p.ndim, array="pred")
         n = p.shape[axis]
+        if (type(target) is np.ndarray and target.dtype.kind in "iu" and target.size and type(p) is np.ndarray
+                and target.shape == p.shape[:axis] + p.shape[axis + 1 :]):
+            # NumPy labels all in range, none ignored (a training batch): two reductions instead of the masks
+            lo, hi = int(target.min()), int(target.max())
+            if 0 <= lo and hi < n and not lo <= self.ignore_index <= hi:
+                return target.astype(np.int64, copy=False), np.ones(target.shape, dtype=bool)
         target = xp.asarray(to_array(target, "target"), device=device(p))
         item_shape = tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :])
         if not (tuple(target.shape) == item_shape and target.ndim == p.ndim - 1):
@@ -260,6 +267,30 @@ class NLLLoss(ClassLoss):
 
     def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         return -xlogy(xp, t, p), 0.0 - t
+
+    def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
+        # NumPy, integer labels, no class weights, smoothing or mask: -q[label] picked, and the gradient
+        # -[c = label] written, instead of the one-hot target and its terms (the same numbers; per-batch
+        # overhead of a training step). Everything else, and every check, as for any class loss.
+        if self.weight is None and not self.label_smoothing and live is None and is_numpy_namespace(xp) and p.size:
+            checked = self.check_labels(xp, p, target)
+            if checked is not None:
+                return _picked_nll(p, normalize_axis(self.axis, p.ndim, array="pred"), *checked)
+        return super().compute_items(xp, p, target, live)
+
+
+def _picked_nll(q: Any, axis: int, labels: Any, valid: Any) -> tuple[Any, Any, Any]:
+    """NLL's items, gradient of their sum and denominator for integer ``labels`` (``valid``: not ignored)."""
+    last = q.ndim - 1
+    rows = (q if axis == last else np.moveaxis(q, axis, -1)).reshape(-1, q.shape[axis])
+    flat, ok = labels.reshape(-1), valid.reshape(-1)
+    at = np.arange(flat.shape[0])
+    zero = q.dtype.type(0.0)
+    items = np.where(ok, -rows[at, flat], zero)
+    grad = np.zeros(rows.shape, dtype=q.dtype)
+    grad[at, flat] = np.where(ok, q.dtype.type(-1.0), zero)
+    grad = grad.reshape(q.shape if axis == last else np.moveaxis(q, axis, -1).shape)
+    return items.reshape(labels.shape), grad if axis == last else np.moveaxis(grad, -1, axis), np.sum(ok, dtype=q.dtype)
 
 
 class KLDivLoss(_ProbabilityInput):

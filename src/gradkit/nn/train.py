@@ -390,7 +390,7 @@ def fit(
                 yb = _one_hot(yb, one_hot, model.dtype)
             with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the epoch
                 logits = model.forward(X[idx], training=True) if step is None else step.run(X, idx)
-                value, grad = head.value_and_grad(logits, yb)
+                value, grad, scores = head._value_grad_scores(logits, yb)
                 finite = bool(np.isfinite(value))
                 if finite:
                     if step is None:
@@ -407,7 +407,7 @@ def fit(
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr, exc.reason) from None
             total += float(value) * len(idx)
             if labels is not None:
-                correct += int(np.sum(predicted_classes(head, logits) == labels[idx]))
+                correct += int(np.sum(np.argmax(scores, axis=1) == labels[idx]))
         logs = {"loss": total / n}
         if labels is not None:
             logs["accuracy"] = correct / n

@@ -1,0 +1,62 @@
+"""Shortcuts for the common case must give what the general code gives: NLL on integer labels (NumPy),
+the label check of an in-range batch, and the per-batch accuracy ``fit`` counts from the head's own output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit import nn
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape,axis", [((5, 4), -1), ((4, 5), 0), ((2, 3, 4), -1), ((3, 4, 2), 1), ((4,), 0)], ids=str)
+@pytest.mark.parametrize("ignore_index", [-100, 1])
+def test_nll_on_numpy_labels_equals_the_general_code(dtype, reduction, shape, axis, ignore_index):
+    # the general code is the same loss on torch tensors (no NumPy shortcut there), in float64
+    rng = np.random.default_rng(3)
+    q = np.log(gk.Softmax(axis=axis)(rng.standard_normal(shape))).astype(dtype)
+    n = shape[axis]
+    item_shape = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
+    labels = rng.integers(0, n, item_shape)
+    q = np.where(np.arange(n).reshape([-1 if k == axis % len(shape) else 1 for k in range(len(shape))]) == 2,
+                 -np.inf, q).astype(dtype)  # a class at -inf: a label there gives inf
+    loss = gk.NLLLoss(axis=axis, reduction=reduction, ignore_index=ignore_index)
+    value, grad = loss.value_and_grad(q, labels)
+    tv, tg = loss.value_and_grad(torch.from_numpy(q.astype(np.float64)), torch.from_numpy(labels))
+    np.testing.assert_allclose(value, tv.numpy(), rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(grad, tg.numpy().astype(dtype))
+    assert grad.dtype == dtype and np.asarray(value).dtype == dtype
+
+
+def test_nll_numpy_labels_keep_their_checks():
+    loss = gk.NLLLoss()
+    q = np.log(np.full((3, 4), 0.25))
+    with pytest.raises(ValueError, match=r"target labels must be in \[0, 3\]"):
+        loss(q, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match=r"target labels must be in \[0, 3\]"):
+        loss(q, np.array([-1, 2, 1]))
+    with pytest.raises(TypeError, match="target labels must be integers"):
+        loss(q, np.array([0.0, 1.0, 2.0]))
+    # an ignore_index among the labels is ignored, inside the class range too
+    assert float(gk.NLLLoss(ignore_index=2)(q, np.array([2, 2, 1]))) == pytest.approx(np.log(4))
+    assert float(gk.NLLLoss(ignore_index=2, reduction="sum")(q, np.array([2, 2, 2]))) == 0.0
+
+
+@pytest.mark.parametrize("output", ["softmax", "log_taylor_softmax", "spherical_softmax", "sparsemax"])
+def test_fit_counts_the_accuracy_of_the_heads_prediction(output):
+    # lr = 1e-30: the float32 weights never move, so the accuracy fit counts batch by batch is evaluate's
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((70, 5)), rng.integers(0, 4, 70)
+    loss = {"softmax": "cross_entropy", "log_taylor_softmax": "nll", "spherical_softmax": "cross_entropy",
+            "sparsemax": "sparsemax_loss"}[output]
+    head = gk.compose(output, loss)
+    model = nn.Sequential([nn.Dense(5, 6, rng=0), "tanh", nn.Dense(6, 4, rng=1)])
+    history = nn.fit(model, X, y, loss=head, optimizer=nn.SGD(1e-30), epochs=1, batch_size=16)
+    expected = nn.evaluate(model, X.astype(np.float32), y, loss=head)["accuracy"]
+    assert history["accuracy"][0] == pytest.approx(expected)
+    assert 0.0 < expected < 1.0
