@@ -178,6 +178,21 @@ def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
     for i in nb.prange(n):
         total = zero
         dot = zero
+        nan = 0
+        for j in range(m):
+            nan += y[i, j] != y[i, j]  # noqa: PLR0124
+        if nan == 0 and not entmax:
+            # a sparsemax row without NaN: s = [y > 0] by selects. The general loop below branches per
+            # entry on _s's NaN test, a mispredicted branch per entry on short rows (5x slower at 65536x10)
+            for j in range(m):
+                total += one if y[i, j] > zero else zero
+                dot += g[i, j] if y[i, j] > zero else zero
+            inv = dot / total if total > zero else dot
+            off = inv - inv
+            off = zero if off == zero else off
+            for j in range(m):
+                out[i, j] = g[i, j] - inv if y[i, j] > zero else off
+            continue
         for j in range(m):
             s = _s(y[i, j], zero, one, entmax)
             total += s
