@@ -60,3 +60,23 @@ def test_fit_counts_the_accuracy_of_the_heads_prediction(output):
     expected = nn.evaluate(model, X.astype(np.float32), y, loss=head)["accuracy"]
     assert history["accuracy"][0] == pytest.approx(expected)
     assert 0.0 < expected < 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,cols", [(7, 5), (128, 784), (300, 1)])
+def test_take_rows_kernel_equals_np_take(dtype, rows, cols):
+    pytest.importorskip("numba")
+    from gradkit import kernels
+
+    if not kernels.enabled():
+        pytest.skip("numba kernels disabled")
+    from gradkit.kernels.gather import take_rows
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((500, cols)).astype(dtype)
+    X[3, 0], X[4, -1], X[5, 0] = np.nan, -0.0, -np.inf
+    idx = np.concatenate([[3, 4, 5], rng.integers(0, 500, rows - 3)])
+    out = np.full((rows, cols), 7, dtype=dtype)
+    got = take_rows(X, idx, out)
+    assert got is out
+    np.testing.assert_array_equal(out.view(np.uint8), np.take(X, idx, axis=0).view(np.uint8))  # bit for bit

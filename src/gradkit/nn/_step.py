@@ -13,7 +13,7 @@ activation layers run through their own ``forward``/``backward`` inside this one
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -22,6 +22,17 @@ from .layers import ActivationLayer, Dense, Layer
 from .model import Sequential
 
 __all__ = ["BufferedStep"]
+
+
+def _take_rows() -> Any:
+    """:func:`gradkit.kernels.gather.take_rows` when the kernels are in use, else None."""
+    from .. import kernels
+
+    if not kernels.enabled():
+        return None
+    from ..kernels.gather import take_rows
+
+    return take_rows
 
 
 class BufferedStep:
@@ -54,6 +65,8 @@ class BufferedStep:
                 self.grad_in.append(None)
             previous = layer
         self._inputs: list[np.ndarray] = []
+        #: the threaded row gather of the numba kernels (np.take without them)
+        self._take = _take_rows()
 
     @classmethod
     def build(cls, model: Sequential, batch_size: int, n_features: int) -> BufferedStep | None:
@@ -73,7 +86,10 @@ class BufferedStep:
     def forward(self, X: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
         """Every layer's input on rows ``idx`` of ``X`` (training mode), then the model's output."""
         rows = idx.shape[0]
-        x = np.take(X, idx, axis=0, out=self.x[:rows])
+        if self._take is not None and X.flags.c_contiguous and X.dtype == self.dtype:
+            x = self._take(X, idx, self.x[:rows])
+        else:
+            x = np.take(X, idx, axis=0, out=self.x[:rows])
         inputs = []
         for k, layer in enumerate(self.layers):
             inputs.append(x)
