@@ -543,7 +543,8 @@ def _fy_case(key: str, shape: tuple[int, int], rounds: int, torch: Any, entmax: 
     loss = losses.SparsemaxLoss() if key == "sparsemax_loss" else losses.Entmax15Loss()
     a = _inputs(key, shape)
     z, labels = a["x"], a["labels"]
-    case = Case(f"{key} value+grad", _size(shape), output_mb=z.nbytes / 2**20)
+    # the issue's goal for the kernels of the alternatives covers the Fenchel-Young losses' value+grad too
+    case = Case(f"{key} value+grad", _size(shape), goal=Goal(0.33, "entmax"), output_mb=z.nbytes / 2**20)
 
     def ours() -> Any:
         return loss.value_and_grad(z, labels)
