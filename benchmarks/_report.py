@@ -8,6 +8,8 @@ import importlib.util
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -35,3 +37,25 @@ def print_minima(label: str, tables: dict[str, dict[str, list[float]]], unit: st
         print(f"{label:<5}{what:<5}" + "  ".join(
             f"{tag} min {min(t):{fmt}} {unit} (median {statistics.median(t):{fmt}}, {min(t) / base:.3f}x pre)"
             for tag, t in table.items()), flush=True)
+
+
+def alternate_and_print(label: str, fns: dict[str, Callable[[], object]], rounds: int, reps: int,
+                        width: int = 7, ratio: str = ".2f") -> dict[str, list[float]]:
+    """Warm every contender, time them in alternating rounds (``reps`` calls per sample, milliseconds), and
+    print one line: each one's minimum, median and ratio of minima to the ``entmax`` package (else to
+    ``portable``). Returns the samples."""
+    for fn in fns.values():  # warm: compiled, allocator primed
+        fn()
+    runs: dict[str, list[float]] = {tag: [] for tag in fns}
+    for _ in range(rounds):
+        for tag, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            runs[tag].append((time.perf_counter() - start) / reps * 1e3)
+    ref = "entmax" if "entmax" in runs else "portable"
+    base = min(runs[ref])
+    print(label + "  ".join(
+        f"{tag} min {min(r):{width}.2f} ms (median {statistics.median(r):{width}.2f}, {min(r) / base:5{ratio}}x {ref})"
+        for tag, r in runs.items()), flush=True)
+    return runs

@@ -13,11 +13,10 @@ to the ``entmax`` package's minimum.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
+from _report import alternate_and_print
 
 import gradkit as gk
 from gradkit import kernels
@@ -65,20 +64,7 @@ def main() -> None:
         g = rng.standard_normal((rows, n)).astype(np.float32)
         for label, alpha in (("alpha=1.5", 1.5), ("per-row", rng.uniform(1.25, 2.5, (rows, 1)))):
             fns = _contenders(alpha, x, g)
-            for fn in fns.values():  # warm: compiled, allocator primed
-                fn()
-            runs: dict[str, list[float]] = {tag: [] for tag in fns}
-            for _ in range(args.rounds):
-                for tag, fn in fns.items():
-                    start = time.perf_counter()
-                    for _ in range(args.reps):
-                        fn()
-                    runs[tag].append((time.perf_counter() - start) / args.reps * 1e3)
-            ref = "entmax" if "entmax" in runs else "portable"
-            base = min(runs[ref])
-            print(f"{label:<10}{rows}x{n:<6}" + "  ".join(
-                f"{tag} min {min(r):8.2f} ms (median {statistics.median(r):8.2f}, {min(r) / base:5.3f}x {ref})"
-                for tag, r in runs.items()), flush=True)
+            alternate_and_print(f"{label:<10}{rows}x{n:<6}", fns, args.rounds, args.reps, width=8, ratio=".3f")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ to the ``entmax`` package's minimum.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
+from _report import alternate_and_print
 
 import gradkit as gk
 from gradkit import kernels
@@ -68,20 +67,7 @@ def main() -> None:
         labels = rng.integers(0, n, rows)
         for name in ("sparsemax", "entmax15"):
             fns = _contenders(name, z, labels)
-            for fn in fns.values():  # warm: compiled, allocator primed
-                fn()
-            runs: dict[str, list[float]] = {tag: [] for tag in fns}
-            for _ in range(args.rounds):
-                for tag, fn in fns.items():
-                    start = time.perf_counter()
-                    for _ in range(args.reps):
-                        fn()
-                    runs[tag].append((time.perf_counter() - start) / args.reps * 1e3)
-            base = min(runs["entmax"]) if "entmax" in runs else min(runs["portable"])
-            ref = "entmax" if "entmax" in runs else "portable"
-            print(f"{name:<10}{rows}x{n:<6}" + "  ".join(
-                f"{tag} min {min(r):7.2f} ms (median {statistics.median(r):7.2f}, {min(r) / base:5.2f}x {ref})"
-                for tag, r in runs.items()), flush=True)
+            alternate_and_print(f"{name:<10}{rows}x{n:<6}", fns, args.rounds, args.reps, width=7, ratio=".2f")
 
 
 if __name__ == "__main__":
