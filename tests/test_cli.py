@@ -92,7 +92,6 @@ def test_softmax_bug_example_runs(capsys):
 def test_bench_quick_runs_and_writes_json_markdown_and_png(tmp_path, capsys):
     import json
 
-    import gradkit
 
     md = tmp_path / "docs" / "table.md"
     md.parent.mkdir()
@@ -103,7 +102,7 @@ def test_bench_quick_runs_and_writes_json_markdown_and_png(tmp_path, capsys):
     assert {"softmax fwd+VJP", "log_softmax+NLL value+grad", "batched Jacobian", "MLP epoch 784-256-10 SGD",
             "sparsemax fwd+VJP", "entmax15 fwd+VJP", "sparsemax_loss value+grad", "entmax15_loss value+grad",
             "contention: softmax fwd+VJP next to torch/OpenBLAS"} <= ops
-    assert ("entmax_bisect (alpha 1.5) fwd+VJP" in ops) == hasattr(gradkit, "EntmaxBisect")
+    assert "entmax_bisect (alpha 1.5) fwd+VJP" in ops
     for c in doc["cases"]:  # every contender: minimum, median and all samples of the alternating rounds
         rounds = 1 if c["op"].startswith("MLP") else 2  # an epoch, a fit: one round in --quick
         assert c["ms"] and all(set(v) == {"min", "median", "samples"} and len(v["samples"]) == rounds
@@ -143,19 +142,13 @@ def test_bench_quick_runs_and_writes_json_markdown_and_png(tmp_path, capsys):
     assert "gradkit/torch" in out and "median/min" in out and "targets: 0 met, 0 missed" in out
 
 
-def test_bench_alpha_entmax_case_against_the_entmax_package(monkeypatch):
-    import gradkit
+def test_bench_alpha_entmax_case_against_the_entmax_package():
     from gradkit import bench
 
     torch, entmax = bench._torch(1), bench._entmax()
     if torch is None or entmax is None:
         pytest.skip("torch or the entmax package is not installed")
 
-    class FakeBisect(gradkit.Entmax15):  # stands in for gk.EntmaxBisect where it is not merged yet
-        def __init__(self, alpha=1.5):
-            super().__init__()
-
-    monkeypatch.setattr(gradkit, "EntmaxBisect", FakeBisect, raising=False)
     case = bench._sparse_case("entmax_bisect", (16, 8), 1, torch, entmax)
     assert case.op == "entmax_bisect (alpha 1.5) fwd+VJP" and {"gradkit", "entmax"} <= set(case.samples)
     assert case.goal is None and case.verdict() == "no target"  # the issue sets no target for it

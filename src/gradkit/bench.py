@@ -42,7 +42,7 @@ import gradkit
 
 from . import compose, kernels, losses, nn
 from ._io import atomic_open, save_png
-from .activations import Entmax15, LogSoftmax, Softmax, Sparsemax
+from .activations import Entmax15, EntmaxBisect, LogSoftmax, Softmax, Sparsemax
 
 __all__ = ["Case", "Goal", "Timed", "alternate", "machine_info", "run", "write_markdown"]
 
@@ -287,7 +287,7 @@ def _torch(threads: int) -> Any:
 
 def _entmax() -> Any:
     try:
-        import entmax
+        import entmax  # type: ignore[import-untyped]
     except ImportError:
         return None
     return entmax
@@ -509,11 +509,9 @@ def _jacobian_case(shape: tuple[int, int], rounds: int, torch: Any, jax: Any) ->
 
 def _sparse_case(key: str, shape: tuple[int, int], rounds: int, torch: Any, entmax: Any) -> Case:
     """sparsemax / entmax-1.5 / alpha-entmax (bisection) forward + VJP with a random upstream vector."""
+    act: Any
     if key == "entmax_bisect":
-        try:
-            act: Any = gradkit.EntmaxBisect(alpha=1.5)  # type: ignore[attr-defined]
-        except TypeError:
-            act = gradkit.EntmaxBisect()  # type: ignore[attr-defined]
+        act = EntmaxBisect(alpha=1.5)
         op = "entmax_bisect (alpha 1.5) fwd+VJP"
     else:
         act = Sparsemax() if key == "sparsemax" else Entmax15()
@@ -853,13 +851,7 @@ def run(out: str | os.PathLike[str] = "out/bench", *, quick: bool = False, threa
     for key in sparse_keys:
         for shape in sparse_shapes:
             add(_sparse_case(key, shape, slow, torch, entmax), key, shape)
-    if hasattr(gradkit, "EntmaxBisect"):
-        try:
-            bisect = _sparse_case("entmax_bisect", sparse_shapes[0], slow, torch, entmax)
-        except Exception as exc:  # noqa: BLE001 - a newer class than this benchmark: report, keep the others
-            print_fn(f"  skipped entmax_bisect: {type(exc).__name__}: {exc}")
-        else:
-            add(bisect, "entmax_bisect", sparse_shapes[0])
+    add(_sparse_case("entmax_bisect", sparse_shapes[0], slow, torch, entmax), "entmax_bisect", sparse_shapes[0])
     for key in ("sparsemax_loss", "entmax15_loss"):
         for shape in sparse_shapes:
             add(_fy_case(key, shape, slow, torch, entmax), key, shape)
