@@ -63,7 +63,7 @@ from array_api_compat import device
 
 from .._array import Array, ArrayLike, cast, check_int, is_traced, like, moveaxis, normalize_axis
 from ..base import AxisActivation
-from .sparse import _prepare_scores
+from .sparse import _prepare_scores, support_jacobian, support_vjp
 
 __all__ = ["EntmaxBisect"]
 
@@ -265,11 +265,7 @@ class EntmaxBisect(AxisActivation):
     def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         if fast := _kernel(xp, y, g):
             return fast.vjp(y, g, axis, self._rows(y, axis, 2.0 - self.alpha))
-        s = self._s(xp, y, self.alpha_like(xp, y, axis, 2.0 - self.alpha))
-        total = xp.sum(s, axis=axis, keepdims=True)
-        gs = xp.where(s > 0, g, 0.0)  # an entry off the support contributes nothing, even if g is inf
-        dot = xp.sum(s * gs, axis=axis, keepdims=True)
-        return s * gs - s * (dot / xp.where(total > 0, total, 1.0))
+        return support_vjp(xp, self._s(xp, y, self.alpha_like(xp, y, axis, 2.0 - self.alpha)), g, axis)
 
     def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
         return self.compute_vjp(xp, x, y, v, axis, mask)  # J is symmetric
@@ -280,11 +276,7 @@ class EntmaxBisect(AxisActivation):
         p = self.alpha_like(xp, moveaxis(xp, y, -1, axis), axis, 2.0 - self.alpha)
         if not isinstance(p, float):
             p = moveaxis(xp, p, axis, -1)
-        s = self._s(xp, y, p)
-        total = xp.sum(s, axis=-1, keepdims=True)
-        eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))
-        outer = s[..., :, None] * (s / xp.where(total > 0, total, 1.0))[..., None, :]
-        return s[..., :, None] * eye - outer
+        return support_jacobian(xp, self._s(xp, y, p))
 
     def vjp_alpha(self, x: ArrayLike, g: ArrayLike, y: ArrayLike | None = None, *,
                   where: ArrayLike | None = None) -> Array:

@@ -71,6 +71,23 @@ def _prepare_scores(xp: Any, z: Any, axis: int, mask: Any) -> tuple[Any, Any, An
     return z, xp.where(live & ~(m == xp.inf), m, 0.0), live
 
 
+def support_vjp(xp: Any, s: Any, g: Any, axis: int) -> Any:
+    """``s ⊙ g_S - s ⟨s, g_S⟩/Σs`` along ``axis``: the VJP (and JVP) of a map whose Jacobian is
+    ``diag(s) - s sᵀ/Σs`` (sparsemax, entmax-1.5, α-entmax), ``g_S`` being ``g`` on the support ``s > 0``."""
+    total = xp.sum(s, axis=axis, keepdims=True)
+    gs = xp.where(s > 0, g, 0.0)  # an entry off the support contributes nothing, even if g is inf
+    dot = xp.sum(s * gs, axis=axis, keepdims=True)
+    return s * gs - s * (dot / xp.where(total > 0, total, 1.0))
+
+
+def support_jacobian(xp: Any, s: Any) -> Any:
+    """``diag(s) - s sᵀ/Σs`` for ``s`` with its axis last, shape ``s.shape + (n,)``."""
+    total = xp.sum(s, axis=-1, keepdims=True)
+    eye = xp.eye(s.shape[-1], dtype=s.dtype, device=device(s))
+    outer = s[..., :, None] * (s / xp.where(total > 0, total, 1.0))[..., None, :]
+    return s[..., :, None] * eye - outer
+
+
 class _Sparse(AxisActivation):
     output_range = (0.0, 1.0)
     #: the exponent of ``max(scale·z - τ, 0)``, and ``scale``
@@ -137,21 +154,13 @@ class _Sparse(AxisActivation):
     def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         if fast := _kernel(xp, y, g):  # the derivatives depend on y only: both methods
             return fast.vjp(y, g, axis, entmax=self.power == 2)
-        s = self._s(xp, y)
-        total = xp.sum(s, axis=axis, keepdims=True)
-        gs = xp.where(s > 0, g, 0.0)  # an entry off the support contributes nothing, even if g is inf
-        dot = xp.sum(s * gs, axis=axis, keepdims=True)
-        return s * gs - s * (dot / xp.where(total > 0, total, 1.0))
+        return support_vjp(xp, self._s(xp, y), g, axis)
 
     def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
         return self.compute_vjp(xp, x, y, v, axis, mask)  # J is symmetric
 
     def compute_jacobian(self, xp: Any, x: Any, y: Any, mask: Any) -> Any:
-        s = self._s(xp, y)
-        total = xp.sum(s, axis=-1, keepdims=True)
-        eye = xp.eye(y.shape[-1], dtype=y.dtype, device=device(y))
-        outer = s[..., :, None] * (s / xp.where(total > 0, total, 1.0))[..., None, :]
-        return s[..., :, None] * eye - outer
+        return support_jacobian(xp, self._s(xp, y))
 
 
 def _sqrt_pos(xp: Any, a: Any) -> Any:
