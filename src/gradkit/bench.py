@@ -524,6 +524,14 @@ def _sparse_case(key: str, shape: tuple[int, int], rounds: int, torch: Any, entm
     def ours() -> Any:
         return act.vjp(x, g)  # the forward, then the VJP
 
+    return _against_entmax(case, key, a, ours, rounds, torch, entmax)
+
+
+def _against_entmax(case: Case, key: str, a: dict[str, Any], ours: Callable[[], Any], rounds: int, torch: Any,
+                    entmax: Any) -> Case:
+    """Time ``ours`` (kernels), its portable path and the ``entmax`` package's ``key`` on the inputs ``a`` into
+    ``case``, with gradkit's peak memory (the sparse maps and the Fenchel-Young losses)."""
+
     def portable() -> Any:
         with kernels.disabled():
             return ours()
@@ -547,16 +555,7 @@ def _fy_case(key: str, shape: tuple[int, int], rounds: int, torch: Any, entmax: 
     def ours() -> Any:
         return loss.value_and_grad(z, labels)
 
-    def portable() -> Any:
-        with kernels.disabled():
-            return ours()
-
-    contenders: dict[str, Any] = {"gradkit": ours, "gradkit portable": portable}
-    if torch is not None and entmax is not None:
-        contenders["entmax"] = _peer_call(key, a, torch)
-    _timed_case(case, contenders, rounds)
-    case.peak_mb = _peak_mb(ours)
-    return case
+    return _against_entmax(case, key, a, ours, rounds, torch, entmax)
 
 
 def _mlp_case(rows: int, rounds: int, torch: Any) -> Case:
