@@ -27,10 +27,13 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-# lint first, then the tests twice: with the numba kernels, then the portable path alone (as without numba)
+# lint first, then the tests twice: with the numba kernels, then the portable path alone (as without numba).
+# One pytest worker per core (pytest-xdist; the workers share numba's on-disk cache of compiled kernels);
+# `make test PYTEST_WORKERS=0` runs them in this process
+PYTEST_WORKERS ?= auto
 test: lint
-	$(BIN)/python -m pytest -q
-	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
+	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

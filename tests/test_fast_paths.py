@@ -80,3 +80,62 @@ def test_take_rows_kernel_equals_np_take(dtype, rows, cols):
     got = take_rows(X, idx, out)
     assert got is out
     np.testing.assert_array_equal(out.view(np.uint8), np.take(X, idx, axis=0).view(np.uint8))  # bit for bit
+
+
+def test_scale_fresh_scales_a_kernels_new_array_in_place_once_and_nothing_else():
+    from gradkit._array import mark_fresh, scale_fresh
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 3)).astype(np.float32)
+    expected = a * np.float32(0.25)
+    marked = mark_fresh(a)
+    out = scale_fresh(marked, 0.25)
+    assert out is a  # in place: the same array
+    np.testing.assert_array_equal(out, expected)
+    again = scale_fresh(a, 0.5)  # once only: the mark is used up
+    assert again is not a
+    np.testing.assert_array_equal(a, expected)
+    b = rng.standard_normal((4, 3)).astype(np.float32)  # never marked: a user's array
+    kept = b.copy()
+    assert scale_fresh(b, 3.0) is not b
+    np.testing.assert_array_equal(b, kept)
+    c = mark_fresh(rng.standard_normal(5).astype(np.float32))  # a scale that would change the dtype: a new array
+    c0 = c.copy()
+    out = scale_fresh(c, np.asarray(0.1))  # a float64 0-d array
+    assert out is not c and out.dtype == np.float64
+    np.testing.assert_array_equal(c, c0)
+
+
+@pytest.mark.parametrize("head", ["fused", "paired"])
+def test_heads_through_kernels_equal_their_portable_path_with_the_mean_scaled_in_place(head):
+    # the kernels' gradients are scaled by 1/n in place; the numbers must be the portable path's
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((37, 6)).astype(np.float32)
+    y = rng.integers(0, 6, 37)
+    h = (gk.compose(gk.LogSoftmax(), gk.NLLLoss()) if head == "fused"
+         else gk.compose(gk.Sparsemax(), gk.losses.SparsemaxLoss()))
+    value, grad = h.value_and_grad(z, y)
+    g = rng.standard_normal(())
+    vjp = h.vjp(z, y, g)
+    with gk.kernels.disabled():
+        pv, pg = h.value_and_grad(z, y)
+        pvjp = h.vjp(z, y, g)
+    np.testing.assert_allclose(value, pv, rtol=1e-6)
+    np.testing.assert_allclose(grad, pg, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(vjp, pvjp, rtol=1e-5, atol=1e-7)
+
+
+def test_a_custom_loss_returning_an_array_it_keeps_gets_it_back_unscaled():
+    # a user's compute_items may hand out an array it holds: the mean's scaling must not touch it
+    kept = np.arange(6.0).reshape(2, 3)
+
+    class Linear(gk.losses.ElementwiseLoss):
+        name = "linear_kept"
+
+        def compute_terms(self, xp, p, t):
+            return p * 0.0, kept
+
+    before = kept.copy()
+    _, grad = Linear().value_and_grad(np.ones((2, 3)), np.zeros((2, 3)))
+    np.testing.assert_array_equal(kept, before)
+    np.testing.assert_allclose(grad, before / 6)

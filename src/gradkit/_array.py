@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import numbers
 import sys
+import weakref
 from functools import cache
 from typing import Any, NamedTuple, TypeAlias
 
@@ -292,3 +293,23 @@ def check_constructor_kwargs(cls: type, kwargs: dict[str, Any]) -> None:
         hints = [f"{k!r} is called {_OTHER_NAMES[k]} here" for k in unknown if k in _OTHER_NAMES]
         raise TypeError(f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
                         f"it accepts: {', '.join(sorted(accepted)) or 'none'}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+#: arrays a kernel has just allocated and nothing else holds yet: id -> array (gone with the array)
+_FRESH: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
+
+
+def mark_fresh(a: np.ndarray) -> np.ndarray:
+    """Return ``a``, noted as a kernel's new output that :func:`scale_fresh` may scale in place once."""
+    _FRESH[id(a)] = a
+    return a
+
+
+def scale_fresh(a: Any, scale: Any) -> Any:
+    """``a * scale``: in place (no new array, no page faults on a large gradient) where ``a`` is a
+    kernel's new output (:func:`mark_fresh`) seen here for the first time and the product keeps its
+    dtype, so that the numbers are the same either way; else a new array."""
+    if type(a) is np.ndarray and _FRESH.pop(id(a), None) is a and np.result_type(a, scale) == a.dtype:
+        return np.multiply(a, scale, out=a)
+    return a * scale
+

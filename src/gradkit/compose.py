@@ -237,7 +237,7 @@ class Composed:
                 value, gz = xp.sum(items), grad
             else:
                 upstream = None if g is None else loss._upstream(xp, g, items)
-                value, gz = loss._reduce(xp, items, grad, denom, upstream)
+                value, gz = loss._reduce(xp, items, grad, denom, upstream, in_place=True)
         else:
             p = prediction = act.compute_forward(xp, zc, axis, mask)
             # the activation's range is inside the domain (compose checked): this clips rounding

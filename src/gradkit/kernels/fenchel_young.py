@@ -20,7 +20,8 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from ._exp import row_kernel
+from .._array import mark_fresh
+from ._exp import FASTMATH, row_kernel
 from .softmax import rows, unrows
 from .sparse import CHUNK, forward_row
 
@@ -36,6 +37,20 @@ def _div(a, b):  # type: ignore[no-untyped-def]
     overflows for a subnormal target mass (float32 ``t = [1e-45, 1e-45]``: inf · 1e-45, then NaN). Not inlined
     at numba's level, so the kernel's flags do not reach it; LLVM inlines it, its flags kept."""
     return a / b
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _terms(x, grad, i, j, tj, shift, half, zero, entmax):  # type: ignore[no-untyped-def]
+    """Entry ``j`` of row ``i``: writes ``y - t`` over ``y`` in ``grad``; returns its parts of <y - t, z/2 - max z/2>,
+    of Ω(y) and of Ω(t) (up to the factor)."""
+    yj = grad[i, j]
+    d = yj - tj
+    hs = half * x[i, j] - shift
+    grad[i, j] = d
+    inner = d * hs if d != zero else zero  # 0 where y = t: a -inf score must not reach the loss
+    if entmax:
+        return inner, yj * np.sqrt(max(yj, zero)), tj * np.sqrt(max(tj, zero))
+    return inner, yj * yj, tj * tj
 
 
 @row_kernel
@@ -89,23 +104,23 @@ def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, 
             inner = zero
             omega_y = zero
             omega_t = zero
-            for j in range(m):
-                if mode == _LABELS:
-                    tj = (c_keep if j == k else zero) + (spread if (not masked or live[i, j]) else zero)
-                else:
-                    tj = soft[i, j]
-                tj = _div(tj, mass)
-                yj = grad[i, j]
-                d = yj - tj
-                hs = half * x[i, j] - shift
-                inner += d * hs if d != zero else zero  # 0 where y = t: a -inf score must not reach the loss
-                if entmax:
-                    omega_y += yj * np.sqrt(max(yj, zero))
-                    omega_t += tj * np.sqrt(max(tj, zero))
-                else:
-                    omega_y += yj * yj
-                    omega_t += tj * tj
-                grad[i, j] = d
+            if mode == _LABELS:
+                # a label's row holds three target values: divided once per row, not per entry (the division
+                # is strict IEEE, not vectorized); the same numbers as (c_keep [j = k] + spread [live]) / mass
+                t_hit = _div(c_keep + spread, mass)
+                t_rest = _div(spread, mass)
+                for j in range(m):
+                    tj = t_hit if j == k else (t_rest if (not masked or live[i, j]) else zero)
+                    a, b, c = _terms(x, grad, i, j, tj, shift, half, zero, entmax)
+                    inner += a
+                    omega_y += b
+                    omega_t += c
+            else:
+                for j in range(m):
+                    a, b, c = _terms(x, grad, i, j, _div(soft[i, j], mass), shift, half, zero, entmax)
+                    inner += a
+                    omega_y += b
+                    omega_t += c
             out[i] = (inner + inner) - omega_factor * omega_y + omega_factor * omega_t
             if bad:  # (max(NaN, 0) may drop the NaN from Ω(y))
                 out[i] = zero / zero
@@ -143,4 +158,4 @@ def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid:
                       t(scale), t(2.0 / scale), entmax,
                       t(4.0 / 3.0 if entmax else 0.5), grad, out, CHUNK)
     item_shape = np.moveaxis(z, axis, -1).shape[:-1]
-    return out.reshape(item_shape), unrows(grad, z, axis)
+    return out.reshape(item_shape), mark_fresh(unrows(grad, z, axis))

@@ -82,6 +82,36 @@ def _tau_sparsemax_ranked(buf, c, one):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _tau_entmax_ranked(buf, c, one):  # type: ignore[no-untyped-def]
+    # the sorted formula's τ_k at the end of each group of ties: for candidate a, the top k are the
+    # u_b >= u_a; the support is the largest such k with τ_k <= u_a (within a group the prefix
+    # condition holds for all of it or none, and an entry at u = τ leaves τ unchanged), so the same
+    # τ up to the order of the sums, by c² compare-and-adds and no branch
+    zero = one - one
+    tau = zero
+    best = zero
+    for a in range(c):
+        ua = buf[a]
+        s1 = zero
+        s2 = zero
+        kf = zero
+        for b in range(c):
+            ub = buf[b]
+            ge = ub >= ua
+            s1 += ub if ge else zero
+            s2 += ub * ub if ge else zero
+            kf += one if ge else zero
+        mean = s1 / kf
+        mean_sq = s2 / kf
+        delta = (one - kf * (mean_sq - mean * mean)) / kf
+        tk = mean - np.sqrt(max(delta, zero))
+        take = (tk <= ua) & (kf > best)
+        tau = tk if take else tau
+        best = kf if take else best
+    return tau
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def _tau_entmax(buf, c, one):  # type: ignore[no-untyped-def]
     # with the top k in the support: k τ² - 2 τ Σu + Σu² = 1, the smaller root; the support is
     # the count of k with τ_k <= u_(k) (a prefix); τ is τ_k at that count (the portable formula)
@@ -158,21 +188,17 @@ def forward_row(x, i, out, buf, scale, reach, entmax):  # type: ignore[no-untype
             out[i, j] = u
             buf[c] = u  # written always, kept by the count: no branch per entry (mispredicted on short rows)
             c += u >= -one
-    if not entmax and c <= _RANKED_MAX:  # short: the prefix sums by ranking, branch-free, without a sort
-        tau = _tau_sparsemax_ranked(buf, c, one)
-        for j in range(m):
-            d = out[i, j] - tau
-            out[i, j] = max(zero, d)
-        return mx, bad
-    _sort_prefix(buf, c)
+    if c <= _RANKED_MAX:  # short: the prefix sums by ranking, branch-free, without a sort
+        tau = _tau_entmax_ranked(buf, c, one) if entmax else _tau_sparsemax_ranked(buf, c, one)
+    else:
+        _sort_prefix(buf, c)
+        tau = _tau_entmax(buf, c, one) if entmax else _tau_sparsemax(buf, c, one)
     if entmax:
-        tau = _tau_entmax(buf, c, one)
         for j in range(m):
             d = out[i, j] - tau
             d = max(zero, d)
             out[i, j] = d * d
     else:
-        tau = _tau_sparsemax(buf, c, one)
         for j in range(m):
             d = out[i, j] - tau
             out[i, j] = max(zero, d)
@@ -209,17 +235,29 @@ def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
         nan = 0
         for j in range(m):
             nan += y[i, j] != y[i, j]
-        if nan == 0 and not entmax:
-            # a sparsemax row without NaN: s = [y > 0] by selects. The general loop below branches per
-            # entry on _s's NaN test, a mispredicted branch per entry on short rows (5x slower at 65536x10)
-            for j in range(m):
-                total += one if y[i, j] > zero else zero
-                dot += g[i, j] if y[i, j] > zero else zero
+        if nan == 0:
+            # a row without NaN: s = [y > 0] (sparsemax) or sqrt(y) (entmax-1.5) by selects. The general loop
+            # below branches per entry on _s's NaN test, a mispredicted branch per entry on short rows (5x
+            # slower at 65536x10)
+            if entmax:
+                for j in range(m):
+                    s = np.sqrt(y[i, j])
+                    total += s
+                    dot += s * g[i, j] if y[i, j] > zero else zero
+            else:
+                for j in range(m):
+                    total += one if y[i, j] > zero else zero
+                    dot += g[i, j] if y[i, j] > zero else zero
             inv = dot / total if total > zero else dot
             off = inv - inv
             off = zero if off == zero else off
-            for j in range(m):
-                out[i, j] = g[i, j] - inv if y[i, j] > zero else off
+            if entmax:
+                for j in range(m):
+                    s = np.sqrt(y[i, j])
+                    out[i, j] = s * g[i, j] - s * inv if y[i, j] > zero else off
+            else:
+                for j in range(m):
+                    out[i, j] = g[i, j] - inv if y[i, j] > zero else off
             continue
         for j in range(m):
             s = _s(y[i, j], zero, one, entmax)

@@ -16,6 +16,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+from .._array import mark_fresh
 from ._exp import exp as _exp
 from ._exp import row_kernel, row_max
 from .softmax import overflow_bound, rows, scaled_may_overflow, shift_overflows, unrows, warn_overflow
@@ -99,4 +100,4 @@ def xent(
     if rare or (over and temperature > 1.0):  # the portable path keeps (z - max)/T finite there
         return None
     warn_overflow(over, over_t)
-    return loss.reshape(labels.shape), unrows(grad, z, axis)
+    return loss.reshape(labels.shape), mark_fresh(unrows(grad, z, axis))

@@ -60,6 +60,7 @@ from .._array import (
     is_traced,
     like,
     numpy_errstate,
+    scale_fresh,
     to_array,
 )
 
@@ -111,14 +112,14 @@ class Loss:
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike) -> tuple[Array, Array]:
         """Return the loss and its gradient w.r.t. ``pred`` in one pass."""
         xp, p, out_dtype = self._prepare_pred(pred)
-        value, grad = self._reduce(xp, *self.compute_items(xp, p, target))
+        value, grad = self._reduce(xp, *self.compute_items(xp, p, target), in_place=True)
         return cast(xp, value, out_dtype), cast(xp, grad, out_dtype)
 
     def vjp(self, pred: ArrayLike, target: ArrayLike, g: ArrayLike) -> Array:
         """Return :math:`g^\\top \\partial L/\\partial\\,\\mathrm{pred}` for ``g`` shaped like the loss."""
         xp, p, out_dtype = self._prepare_pred(pred)
         items, grad, denom = self.compute_items(xp, p, target)
-        _, grad = self._reduce(xp, items, grad, denom, self._upstream(xp, g, items))
+        _, grad = self._reduce(xp, items, grad, denom, self._upstream(xp, g, items), in_place=True)
         return cast(xp, grad, out_dtype)
 
     def jvp(self, pred: ArrayLike, target: ArrayLike, v: ArrayLike) -> Array:
@@ -208,12 +209,14 @@ class Loss:
             raise ValueError(f"g must have the shape of the loss, {expected}; got {tuple(g.shape)}")
         return cast(xp, g, items.dtype)
 
-    def _reduce(self, xp: Any, items: Any, grad: Any, denom: Any, g: Any = None) -> tuple[Any, Any]:
+    def _reduce(self, xp: Any, items: Any, grad: Any, denom: Any, g: Any = None, in_place: bool = False) -> tuple[Any, Any]:
         """Reduce items; scale the gradient by the reduction and the upstream ``g``.
 
         Every factor (``grad_factor``, ``1/D``, a scalar ``g``) is combined into one scalar
         before it touches the gradient, so a gradient whose exact value is finite does not
         overflow on the way (``2·(p - t)`` for ``p - t`` near the float maximum).
+        ``in_place``: the caller uses ``grad`` no further, so a kernel's new gradient may be
+        scaled in place (:func:`~gradkit._array.scale_fresh`).
         """
         if self.reduction == "none":
             if g is None:
@@ -239,7 +242,7 @@ class Loss:
         if g is not None:
             scale = scale * g
         if not (isinstance(scale, float) and scale == 1.0):
-            grad = grad * scale  # a scalar: one pass over grad
+            grad = scale_fresh(grad, scale) if in_place else grad * scale  # a scalar: one pass over grad
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
 
     def sum_grad(self, grad: Any) -> Any:
