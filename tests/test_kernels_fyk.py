@@ -216,3 +216,27 @@ def test_subnormal_and_huge_target_mass_is_normalized_exactly(cls, dtype):
     assert np.isfinite(v1).all() and np.isfinite(g1).all()
     _check(v1, v0, dtype)
     _check(g1, g0, dtype)
+
+
+@pytest.mark.parametrize("cls", LOSSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("m", [1, 3, 10, 16, 17])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_short_rows_with_labels_blocked_sixteen_at_a_time_equal_the_portable_path(cls, dtype, m, smoothing):
+    # 53 rows of m classes: blocks of 16 rows, one of them with NaN / all -inf / +inf rows (row by row), ignored
+    # labels, ties, and a tail of 5; "none" and "mean"
+    rng = np.random.default_rng(m)
+    x = (rng.standard_normal((53, m)) * 2).astype(dtype)
+    x[1::5, 0] = x[1::5, -1]
+    x[3] = 0.5
+    x[18, rng.integers(m)] = np.nan
+    x[21] = -np.inf
+    x[23, rng.integers(m)] = np.inf
+    x[9, 0] = -np.inf
+    labels = rng.integers(0, m, 53)
+    labels[rng.random(53) < 0.2] = -100
+    for reduction in ("none", "mean"):
+        loss = cls(reduction=reduction, label_smoothing=smoothing)
+        (fv, fg), (rv, rg) = _both(lambda loss=loss: loss.value_and_grad(x, labels))
+        _check(fv, rv, dtype, scale=_scale(x))
+        _check(fg, rg, dtype)

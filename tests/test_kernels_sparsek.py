@@ -160,3 +160,35 @@ def test_off_support_derivatives_are_positive_zero_as_on_the_portable_path(cls, 
         assert zeros.any()
         np.testing.assert_array_equal(np.signbit(fast[zeros]), np.signbit(ref[zeros]))
         np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+
+
+def _short_rows(rng, n, m, dtype, special_blocks):
+    """n rows of m scores (ties included); rows of the blocks in ``special_blocks`` get a NaN, an all -inf row, a
+    +inf entry or a masked-out (-inf) entry, so that those blocks of 16 rows take the row-by-row code."""
+    x = (rng.standard_normal((n, m)) * 2).astype(dtype)
+    x[1::5, 0] = x[1::5, -1]  # ties
+    x[3] = 0.5  # a row of equal scores
+    for b in special_blocks:
+        x[16 * b + 2, rng.integers(m)] = np.nan
+        x[16 * b + 5] = -np.inf
+        x[16 * b + 7, rng.integers(m)] = np.inf
+    x[9, 0] = -np.inf  # a -inf entry in a finite row: still blocked
+    return x
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("m", [1, 2, 3, 10, 16, 17])
+def test_short_rows_blocked_sixteen_at_a_time_equal_the_portable_path(cls, dtype, m):
+    # 53 rows: three blocks of 16 (the second with NaN / -inf / +inf rows: row by row) and a tail of 5
+    rng = np.random.default_rng(m)
+    x = _short_rows(rng, 53, m, dtype, special_blocks=[1])
+    g = rng.standard_normal(x.shape).astype(dtype)
+    act = cls()
+    fast, ref = _both(lambda: act(x))
+    _check(fast, ref, dtype)
+    fast, ref = _both(lambda: act.vjp(x, g))
+    _check(fast, ref, dtype, derivative=True)
+    big = _short_rows(rng, 70_000 // m + 33, m, dtype, special_blocks=[2, 40])  # threaded, tail included
+    fast, ref = _both(lambda: act(big))
+    _check(fast, ref, dtype)

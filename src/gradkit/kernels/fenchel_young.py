@@ -23,7 +23,7 @@ import numpy as np
 from .._array import mark_fresh
 from ._exp import FASTMATH, row_kernel
 from .softmax import rows, unrows
-from .sparse import CHUNK, forward_row
+from .sparse import BLOCK_MAX, LANES, chunk_rows, forward_block, forward_row
 
 __all__ = ["items"]
 
@@ -53,77 +53,140 @@ def _terms(x, grad, i, j, tj, shift, half, zero, entmax):  # type: ignore[no-unt
     return inner, yj * yj, tj * tj
 
 
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
+            scale, reach, entmax, omega_factor, grad, out, buf, i):
+    """Row ``i``: ``y - t`` into ``grad[i]``, the item into ``out[i]`` (any row: masks, soft targets, NaN, ±inf)."""
+    m = x.shape[1]
+    one = scale / scale
+    zero = one - one
+    half = one / (one + one)
+    mx, bad = forward_row(x, i, grad, buf, scale, reach, entmax)
+    # the row's target mass, then its normalization (the portable prepare_target + items_with)
+    k = -1
+    spread = c_spread
+    mass = zero
+    if mode == _LABELS:
+        if not valid[i]:  # ignore_index: no target mass
+            for j in range(m):
+                grad[i, j] = zero
+            out[i] = zero
+            return
+        k = labels[i]
+        if masked:
+            if not live[i, k]:
+                k = -1  # the label's class is masked: only the smoothing's mass is left
+            if eps != zero:
+                n_live = zero
+                for j in range(m):
+                    n_live += one if live[i, j] else zero
+                spread = eps / (n_live if n_live > zero else one)
+            for j in range(m):
+                mass += (c_keep if j == k else zero) + (spread if live[i, j] else zero)
+        elif eps != zero:
+            for j in range(m):
+                mass += (c_keep if j == k else zero) + spread
+        else:
+            mass = one
+    else:
+        for j in range(m):
+            mass += soft[i, j]
+    if not mass > zero:  # no target mass: loss 0, gradient 0
+        for j in range(m):
+            grad[i, j] = zero
+        out[i] = zero
+        return
+    shift = half * mx if (mx - mx) == zero else zero  # max z / 2 where finite (NaN row, ±inf: 0)
+    inner = zero
+    omega_y = zero
+    omega_t = zero
+    if mode == _LABELS:
+        # a label's row holds three target values: divided once per row, not per entry (the division
+        # is strict IEEE, not vectorized); the same numbers as (c_keep [j = k] + spread [live]) / mass
+        t_hit = _div(c_keep + spread, mass)
+        t_rest = _div(spread, mass)
+        for j in range(m):
+            tj = t_hit if j == k else (t_rest if (not masked or live[i, j]) else zero)
+            a, b, c = _terms(x, grad, i, j, tj, shift, half, zero, entmax)
+            inner += a
+            omega_y += b
+            omega_t += c
+    else:
+        for j in range(m):
+            a, b, c = _terms(x, grad, i, j, _div(soft[i, j], mass), shift, half, zero, entmax)
+            inner += a
+            omega_y += b
+            omega_t += c
+    out[i] = (inner + inner) - omega_factor * omega_y + omega_factor * omega_t
+    if bad:  # (max(NaN, 0) may drop the NaN from Ω(y))
+        out[i] = zero / zero
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _fy_block(x, labels, valid, i0, xt, ut, vec, c_keep, spread, eps,  # type: ignore[no-untyped-def]
+              scale, reach, entmax, omega_factor, grad, out):
+    """Rows ``i0`` to ``i0 + LANES`` with labels and no mask, short rows: :func:`_fy_row`'s numbers, one vector per
+    column (:func:`~gradkit.kernels.sparse.forward_block`). False (nothing written) where a row needs ``_fy_row``."""
+    if not forward_block(x, i0, xt, ut, vec, scale, reach, entmax):
+        return False
+    m = x.shape[1]
+    one = scale / scale
+    zero = one - one
+    half = one / (one + one)
+    mx, mass, t_hit, t_rest, inner, omega_y, omega_t = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6]
+    for r in range(LANES):
+        mass[r] = one if eps == zero else zero
+    if eps != zero:
+        for j in range(m):
+            for r in range(LANES):
+                mass[r] += (c_keep if j == labels[i0 + r] else zero) + spread
+    for r in range(LANES):  # each row's two target values (see _fy_row)
+        t_hit[r] = _div(c_keep + spread, mass[r])
+        t_rest[r] = _div(spread, mass[r])
+        inner[r] = zero
+        omega_y[r] = zero
+        omega_t[r] = zero
+    for j in range(m):
+        for r in range(LANES):
+            tj = t_hit[r] if j == labels[i0 + r] else t_rest[r]
+            a, b, c = _terms(xt, ut, j, r, tj, half * mx[r], half, zero, entmax)  # transposed: entry (j, r)
+            inner[r] += a
+            omega_y[r] += b
+            omega_t[r] += c
+    for r in range(LANES):
+        i = i0 + r
+        keep = valid[i] and mass[r] > zero  # ignore_index or no target mass: loss 0, gradient 0
+        out[i] = (inner[r] + inner[r]) - omega_factor * omega_y[r] + omega_factor * omega_t[r] if keep else zero
+        for j in range(m):
+            grad[i, j] = ut[j, r] if keep else zero
+    return True
+
+
 @row_kernel
 def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
              scale, reach, entmax, omega_factor, grad, out, chunk):
     # x: scores with masked entries at -inf; grad receives y then y - t; out the items
     n, m = x.shape
-    one = scale / scale
-    zero = one - one
-    half = one / (one + one)
     nchunks = (n + chunk - 1) // chunk
+    blocked = entmax and m <= BLOCK_MAX and mode == _LABELS and not masked  # (see sparse.BLOCK_MAX)
     for ch in nb.prange(nchunks):
         buf = np.empty(m, dtype=x.dtype)
-        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
-            mx, bad = forward_row(x, i, grad, buf, scale, reach, entmax)
-            # the row's target mass, then its normalization (the portable prepare_target + items_with)
-            k = -1
-            spread = c_spread
-            mass = zero
-            if mode == _LABELS:
-                if not valid[i]:  # ignore_index: no target mass
-                    for j in range(m):
-                        grad[i, j] = zero
-                    out[i] = zero
-                    continue
-                k = labels[i]
-                if masked:
-                    if not live[i, k]:
-                        k = -1  # the label's class is masked: only the smoothing's mass is left
-                    if eps != zero:
-                        n_live = zero
-                        for j in range(m):
-                            n_live += one if live[i, j] else zero
-                        spread = eps / (n_live if n_live > zero else one)
-                    for j in range(m):
-                        mass += (c_keep if j == k else zero) + (spread if live[i, j] else zero)
-                elif eps != zero:
-                    for j in range(m):
-                        mass += (c_keep if j == k else zero) + spread
-                else:
-                    mass = one
-            else:
-                for j in range(m):
-                    mass += soft[i, j]
-            if not mass > zero:  # no target mass: loss 0, gradient 0
-                for j in range(m):
-                    grad[i, j] = zero
-                out[i] = zero
-                continue
-            shift = half * mx if (mx - mx) == zero else zero  # max z / 2 where finite (NaN row, ±inf: 0)
-            inner = zero
-            omega_y = zero
-            omega_t = zero
-            if mode == _LABELS:
-                # a label's row holds three target values: divided once per row, not per entry (the division
-                # is strict IEEE, not vectorized); the same numbers as (c_keep [j = k] + spread [live]) / mass
-                t_hit = _div(c_keep + spread, mass)
-                t_rest = _div(spread, mass)
-                for j in range(m):
-                    tj = t_hit if j == k else (t_rest if (not masked or live[i, j]) else zero)
-                    a, b, c = _terms(x, grad, i, j, tj, shift, half, zero, entmax)
-                    inner += a
-                    omega_y += b
-                    omega_t += c
-            else:
-                for j in range(m):
-                    a, b, c = _terms(x, grad, i, j, _div(soft[i, j], mass), shift, half, zero, entmax)
-                    inner += a
-                    omega_y += b
-                    omega_t += c
-            out[i] = (inner + inner) - omega_factor * omega_y + omega_factor * omega_t
-            if bad:  # (max(NaN, 0) may drop the NaN from Ω(y))
-                out[i] = zero / zero
+        i = ch * chunk
+        stop = min(n, i + chunk)
+        if blocked:
+            xt = np.empty((m, LANES), dtype=x.dtype)
+            ut = np.empty((m, LANES), dtype=x.dtype)
+            vec = np.empty((7, LANES), dtype=x.dtype)
+            while i + LANES <= stop:
+                if not _fy_block(x, labels, valid, i, xt, ut, vec, c_keep, c_spread, eps, scale, reach, entmax,
+                                 omega_factor, grad, out):
+                    for r in range(LANES):
+                        _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach,
+                                entmax, omega_factor, grad, out, buf, i + r)
+                i += LANES
+        for r in range(i, stop):
+            _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach, entmax,
+                    omega_factor, grad, out, buf, r)
 
 
 def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid: Any, soft: Any,
@@ -156,6 +219,6 @@ def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid:
     scale = 0.5 if entmax else 1.0
     _fy_rows(xr.size)(xr, soft_r, lab, val, live, mask is not None and soft is None, mode, c_keep, c_spread, t(eps),
                       t(scale), t(2.0 / scale), entmax,
-                      t(4.0 / 3.0 if entmax else 0.5), grad, out, CHUNK)
+                      t(4.0 / 3.0 if entmax else 0.5), grad, out, chunk_rows(m))
     item_shape = np.moveaxis(z, axis, -1).shape[:-1]
     return out.reshape(item_shape), mark_fresh(unrows(grad, z, axis))

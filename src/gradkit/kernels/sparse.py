@@ -20,10 +20,10 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from ._exp import FASTMATH, row_kernel, row_max
+from ._exp import FASTMATH, _larger, row_kernel, row_max
 from .softmax import rows, unrows
 
-__all__ = ["CHUNK", "forward", "forward_row", "jvp", "vjp"]
+__all__ = ["BLOCK_MAX", "CHUNK", "LANES", "chunk_rows", "forward", "forward_block", "forward_row", "jvp", "vjp"]
 
 #: candidates up to this many are sorted by insertion, more by numba's quicksort
 _INSERTION_MAX = 24
@@ -205,14 +205,133 @@ def forward_row(x, i, out, buf, scale, reach, entmax):  # type: ignore[no-untype
     return mx, bad
 
 
+#: entmax-1.5's rows of up to this many entries take the blocked forward (:func:`forward_block`), LANES rows at
+#: a time: 2x faster than row by row at 65536x10 (no branch per row on its candidates; numba does not vectorize
+#: the lanes, so sparsemax, whose rows have fewer candidates, stays row by row: 2x slower blocked)
+BLOCK_MAX = 16
+#: rows per block: the scratch holds one block transposed, so that each column is one vector of LANES rows
+LANES = 16
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _tau_block_sparsemax(ut, m, tau, s1, kf, one):  # type: ignore[no-untyped-def]
+    """:func:`_tau_sparsemax_ranked` of each row of a transposed block ``ut`` into ``tau``."""
+    zero = one - one
+    for r in range(LANES):
+        tau[r] = -one / zero
+    for a in range(m):
+        for r in range(LANES):
+            s1[r] = zero
+            kf[r] = zero
+        for b in range(m):
+            for r in range(LANES):
+                ub = ut[b, r]
+                ge = ub >= ut[a, r]
+                s1[r] += ub if ge else zero
+                kf[r] += one if ge else zero
+        for r in range(LANES):
+            tau[r] = max(tau[r], (s1[r] - one) / kf[r])
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one):  # type: ignore[no-untyped-def]
+    """:func:`_tau_entmax_ranked` of each row of a transposed block ``ut`` into ``tau``."""
+    zero = one - one
+    for r in range(LANES):
+        tau[r] = zero
+        best[r] = zero
+    for a in range(m):
+        for r in range(LANES):
+            s1[r] = zero
+            s2[r] = zero
+            kf[r] = zero
+        for b in range(m):
+            for r in range(LANES):
+                ub = ut[b, r]
+                ge = ub >= ut[a, r]
+                s1[r] += ub if ge else zero
+                s2[r] += ub * ub if ge else zero
+                kf[r] += one if ge else zero
+        for r in range(LANES):
+            mean = s1[r] / kf[r]
+            mean_sq = s2[r] / kf[r]
+            delta = (one - kf[r] * (mean_sq - mean * mean)) / kf[r]
+            tk = mean - np.sqrt(max(delta, zero))
+            take = (tk <= ut[a, r]) & (kf[r] > best[r])
+            tau[r] = tk if take else tau[r]
+            best[r] = kf[r] if take else best[r]
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def forward_block(x, i0, xt, ut, vec, scale, reach, entmax):  # type: ignore[no-untyped-def]
+    """The map of the ``LANES`` rows from ``i0`` of ``x`` (short rows), transposed: ``xt[j, r] = x[i0 + r, j]``,
+    ``ut[j, r]`` the output, ``vec[0]`` the rows' max. Returns False (and ``ut`` means nothing) where a row holds
+    a NaN or has no finite max: those take :func:`forward_row`.
+
+    Each step is a loop over the block's rows inside a loop over columns, one vector operation per column; the
+    threshold is the ranked one of :func:`forward_row` over all the row's entries (an entry below the candidates
+    never gives the maximal prefix average, nor a valid entmax prefix), the same numbers summed in the same order.
+    """
+    m = x.shape[1]
+    one = scale / scale
+    zero = one - one
+    neg_inf = -one / zero
+    far = -(one + one)
+    mx, nan, tau, s1, s2, kf, best = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6]
+    for r in range(LANES):
+        for j in range(m):
+            xt[j, r] = x[i0 + r, j]
+    for r in range(LANES):
+        mx[r] = neg_inf
+        nan[r] = zero
+    for j in range(m):
+        for r in range(LANES):
+            v = xt[j, r]
+            mx[r] = _larger(v, mx[r])
+            nan[r] += one if v != v else zero  # noqa: PLR0124
+    ok = True
+    for r in range(LANES):
+        ok &= (nan[r] == zero) & ((mx[r] - mx[r]) == zero)
+    if not ok:
+        return False
+    for j in range(m):
+        for r in range(LANES):
+            xj = xt[j, r]
+            ut[j, r] = scale * (xj - mx[r]) if xj >= mx[r] - reach else far
+    if entmax:
+        _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one)
+    else:
+        _tau_block_sparsemax(ut, m, tau, s1, kf, one)
+    for j in range(m):
+        for r in range(LANES):
+            d = max(zero, ut[j, r] - tau[r])
+            ut[j, r] = d * d if entmax else d
+    return True
+
+
 @row_kernel
 def _forward_rows(x, out, scale, reach, entmax, chunk):  # type: ignore[no-untyped-def]
     n, m = x.shape
     nchunks = (n + chunk - 1) // chunk
     for ch in nb.prange(nchunks):
         buf = np.empty(m, dtype=x.dtype)
-        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
-            forward_row(x, i, out, buf, scale, reach, entmax)
+        i = ch * chunk
+        stop = min(n, i + chunk)
+        if entmax and m <= BLOCK_MAX:
+            xt = np.empty((m, LANES), dtype=x.dtype)
+            ut = np.empty((m, LANES), dtype=x.dtype)
+            vec = np.empty((7, LANES), dtype=x.dtype)
+            while i + LANES <= stop:
+                if forward_block(x, i, xt, ut, vec, scale, reach, entmax):
+                    for r in range(LANES):
+                        for j in range(m):
+                            out[i + r, j] = ut[j, r]
+                else:
+                    for r in range(LANES):
+                        forward_row(x, i + r, out, buf, scale, reach, entmax)
+                i += LANES
+        for r in range(i, stop):
+            forward_row(x, r, out, buf, scale, reach, entmax)
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -276,6 +395,12 @@ def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
 CHUNK = 64
 
 
+def chunk_rows(m: int) -> int:
+    """Rows per chunk for rows of ``m`` entries: :data:`CHUNK`, more for short rows (a whole number of blocks of
+    :data:`LANES`), so that a chunk holds about 1,024 entries or more and its scratch is allocated rarely."""
+    return CHUNK if m > BLOCK_MAX else CHUNK * max(1, 64 // max(m, 1))
+
+
 def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> np.ndarray:
     """Sparsemax (``entmax=False``, ``scale=1``) or entmax-1.5 (``scale=0.5``) of ``x`` along ``axis``,
     equal to the portable ``method="sort"``; masked entries excluded."""
@@ -284,7 +409,7 @@ def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> 
     xr = rows(x, axis)
     out = np.empty_like(xr)
     t = xr.dtype.type
-    _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax, CHUNK)
+    _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax, chunk_rows(xr.shape[1]))
     return unrows(out, x, axis)
 
 
