@@ -33,6 +33,7 @@ from .activations.elementwise import Sigmoid
 from .activations.entmax_bisect import EntmaxBisect
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.sparse import Entmax15, Sparsemax
+from .activations.spherical import LogSphericalSoftmax, LogTaylorSoftmax
 from .base import Activation
 from .losses.base import ElementwiseLoss, Loss
 from .losses.binary import BCELoss, BCEWithLogitsLoss
@@ -42,7 +43,9 @@ from .losses.fenchel_young import Entmax15Loss, SparsemaxLoss
 
 __all__ = ["Composed", "compose"]
 
-Fused = Callable[["Composed", Any, Any, Any, int, Any], tuple[Any, Any, Any]]
+#: ``(items, grad, denom)`` of the chain rule, with the activation's output as a 4th where it was computed, or
+#: None: the chain rule itself (a fused path that covers only some inputs)
+Fused = Callable[["Composed", Any, Any, Any, int, Any], "tuple[Any, ...] | None"]
 
 
 def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
@@ -89,6 +92,26 @@ def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any,
     return items, grad, xp.sum(xp.astype(valid, z.dtype))
 
 
+def _log_phi_nll(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, ...] | None:
+    """Log-Taylor / log-spherical softmax + NLL by one numba kernel (:mod:`gradkit.kernels.log_phi_nll`):
+    ``(items, grad, denom, log y)`` for NumPy float32/64 and integer labels without class weights; None
+    (the chain rule, in ``Composed._run``) for anything else, so every other case is the generic path itself."""
+    from . import kernels
+
+    act: Any = head.activation  # LogTaylorSoftmax or LogSphericalSoftmax
+    loss: Any = head.loss  # NLLLoss
+    if loss.weight is not None or not kernels.usable(xp, z, mask) or is_traced(z):
+        return None
+    checked = loss.check_labels(xp, z, target)
+    if checked is None:  # per-class targets
+        return None
+    labels, valid = checked
+    from .kernels.log_phi_nll import log_phi_nll
+
+    items, grad, log_y = log_phi_nll(z, axis, labels, valid, mask, *act._kernel_params(z.dtype), loss.label_smoothing)
+    return items, grad, xp.sum(xp.astype(valid, z.dtype)), log_y
+
+
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
     loss: Any = head.loss  # BCELoss
     return BCEWithLogitsLoss(weight=loss.weight, reduction=loss.reduction).compute_items(xp, z, target)
@@ -110,6 +133,8 @@ _FUSED: dict[tuple[type, type], Fused] = {
     (Softmax, CrossEntropyLoss): _softmax_xent,
     (LogSoftmax, NLLLoss): _softmax_xent,
     (Sigmoid, BCELoss): _sigmoid_bce,
+    (LogTaylorSoftmax, NLLLoss): _log_phi_nll,
+    (LogSphericalSoftmax, NLLLoss): _log_phi_nll,
 }
 
 
@@ -231,8 +256,10 @@ class Composed:
             if loss_axis != axis:
                 raise ValueError(f"the activation's axis ({act.axis}) and the loss's class axis ({loss.axis}) differ for x of {zc.ndim} dimensions")
         prediction = None
-        if self._fused is not None:
-            items, grad, denom = self._fused(self, xp, zc, target, axis, mask)
+        fused = None if self._fused is None else self._fused(self, xp, zc, target, axis, mask)
+        if fused is not None:
+            items, grad, denom, *computed = fused
+            prediction = computed[0] if computed else None
             if sums:
                 value, gz = xp.sum(items), grad
             else:
