@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, NamedTuple
 
+import numpy as np
+
+from . import kernels
 from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis, numpy_errstate
 from .activations.elementwise import Sigmoid
 from .activations.entmax_bisect import EntmaxBisect
@@ -96,9 +100,6 @@ def _log_phi_nll(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: 
     """Log-Taylor / log-spherical softmax + NLL by one numba kernel (:mod:`gradkit.kernels.log_phi_nll`):
     ``(items, grad, denom, log y)`` for NumPy float32/64 and integer labels without class weights; None
     (the chain rule, in ``Composed._run``) for anything else, so every other case is the generic path itself."""
-    from . import kernels
-
-    act: Any = head.activation  # LogTaylorSoftmax or LogSphericalSoftmax
     loss: Any = head.loss  # NLLLoss
     if loss.weight is not None or not kernels.usable(xp, z, mask) or is_traced(z):
         return None
@@ -106,10 +107,20 @@ def _log_phi_nll(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: 
     if checked is None:  # per-class targets
         return None
     labels, valid = checked
-    from .kernels.log_phi_nll import log_phi_nll
+    act: Any = head.activation  # LogTaylorSoftmax or LogSphericalSoftmax
+    items, grad, log_y = _log_phi_kernel().log_phi_nll(z, axis, labels, valid, mask, *act._kernel_params(z.dtype),
+                                                        loss.label_smoothing)
+    # the mean's denominator as prepare_target sums it: the count of valid items, in the dtype
+    return items, grad, z.dtype.type(np.count_nonzero(valid)), log_y
 
-    items, grad, log_y = log_phi_nll(z, axis, labels, valid, mask, *act._kernel_params(z.dtype), loss.label_smoothing)
-    return items, grad, xp.sum(xp.astype(valid, z.dtype)), log_y
+
+@lru_cache(maxsize=1)
+def _log_phi_kernel() -> Any:
+    """:mod:`gradkit.kernels.log_phi_nll`, imported on first use (it imports numba; per batch an import
+    statement costs more than this cached lookup)."""
+    from .kernels import log_phi_nll
+
+    return log_phi_nll
 
 
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:

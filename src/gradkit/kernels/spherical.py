@@ -185,22 +185,11 @@ def _forward_rows(x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log, log2):
                 for j in range(m):
                     out[i, j] = out[i, j] * inv
                 done = True
-        else:
-            _log_forward_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log2)
+        elif kind != TAYLOR and _log_phi_plain(x, mk, has_mask, out, i, kind, c, rr, tiny, log2):
+            _softmax_of_a(out, i, row_max(out, i, zero - np.inf), False, c, log)
             done = True
-        if not done:  # softmax of a = log φ, as the portable path
-            _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, False)
-
-
-@_inlined
-def _log_forward_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log2):  # type: ignore[no-untyped-def]
-    """``log y`` of row ``i`` into ``out[i]``: the log-softmax of ``a = log φ``, branch-free where every live ``φ``
-    is a finite normal number (Taylor order 2, spherical), else the strict per-entry route. Shared by
-    :func:`_forward_rows` and the fused NLL kernel (:mod:`gradkit.kernels.log_phi_nll`): the same numbers."""
-    if kind != TAYLOR and _log_phi_plain(x, mk, has_mask, out, i, kind, c, rr, tiny, log2):
-        _softmax_of_a(out, i, row_max(out, i, tiny - tiny - np.inf), False, c, True)
-    else:
-        _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, True)
+        if not done:  # softmax (log-softmax) of a = log φ, as the portable path
+            _log_phi_row(x, mk, has_mask, out, i, kind, c, kf, root, rr, tiny, log)
 
 
 @_strict
