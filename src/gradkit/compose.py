@@ -4,21 +4,29 @@ The generic path is the chain rule, for any pair::
 
     p = act(z);  L, dp = loss.value_and_grad(p, target);  dz = act.vjp(z, dp, y=p)
 
-Three pairs also have a fused path computed from the logits, which is
-exact where the generic path is clamped (``p`` underflowing to 0) and cheaper:
+Five pairs also have a fused path (``head.fused``; ``compose(..., fused=False)`` turns it off):
 
-* softmax + cross_entropy and log_softmax + nll:
+* softmax + cross_entropy and log_softmax + nll, computed from the logits, which is
+  exact where the generic path is clamped (``p`` underflowing to 0) and cheaper:
   :math:`l = -\\sum_c w_c t_c \\log\\mathrm{softmax}(z)_c`,
   :math:`\\partial l/\\partial z = (p \\sum_c w_c t_c - w \\odot t)/T`;
-* sigmoid + bce: the :class:`~gradkit.losses.BCEWithLogitsLoss` formula.
+* sigmoid + bce: the :class:`~gradkit.losses.BCEWithLogitsLoss` formula;
+* log_taylor_softmax + nll and log_spherical_softmax + nll: the chain rule itself written out per row in one
+  numba kernel (:mod:`gradkit.kernels.log_phi_nll`): with :math:`a = \\log\\varphi(z)`,
+  :math:`\\log y = a - \\operatorname{logsumexp}(a)`, :math:`l = -\\sum_c t_c \\log y_c` and
+  :math:`\\partial l/\\partial z = q \\odot (y \\sum_c t_c - t)`, :math:`q = \\varphi'/\\varphi`, on the entries
+  with :math:`\\log y > -\\infty` (masks, ±inf and NaN scores as the chain rule gives them). It serves NumPy
+  float32/float64 with integer labels (``ignore_index``, label smoothing, masks) and no class weights; every
+  other input (class weights, per-class targets, other namespaces, traced values, kernels off) takes the
+  chain rule.
 
 Tests prove fused == generic (float64, rtol 1e-10), soft targets included.
 
 The generic path clips the activation's output onto the loss's domain (rounding:
 a softmax of 1 + 1 ulp into ``bce``). Where ``dL/dp`` overflows but ``dL/dz`` is
 finite (``2(p - t)`` at ``p - t`` near the float maximum, then a softmax or sparsemax
-Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. Without
-a mask, or with one in front of an elementwise loss, the head's JVP is forward mode,
+Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. For a head
+without a fused path, without a mask or with one in front of an elementwise loss, the JVP is forward mode,
 ``loss.jvp(p, t, act.jvp(z, v))`` (masked entries then add exactly 0).
 """
 
