@@ -229,6 +229,21 @@ def test_other_namespaces_take_the_chain_rule():
             np.testing.assert_allclose(a.numpy(), b, rtol=1e-12, atol=1e-15)
 
 
+def test_torch_wrapped_heads_double_backward():
+    """head.fused is True now, so gradkit.torch records a create_graph backward through the head's own code (the
+    chain rule on torch tensors) instead of its _RecordedActivation: gradcheck and gradgradcheck still hold."""
+    torch = pytest.importorskip("torch")
+    import gradkit.torch as gkt
+
+    rng = np.random.default_rng(11)
+    for act in (gk.LogTaylorSoftmax(), gk.LogTaylorSoftmax(order=4), gk.LogSphericalSoftmax()):
+        module = gkt.wrap(gk.compose(act, gk.NLLLoss(label_smoothing=0.1)))
+        z = torch.tensor(rng.standard_normal((3, 5)), requires_grad=True)
+        labels = torch.as_tensor(rng.integers(0, 5, 3))
+        assert torch.autograd.gradcheck(lambda z, m=module, t=labels: m(z, t), (z,))
+        assert torch.autograd.gradgradcheck(lambda z, m=module, t=labels: m(z, t), (z,))
+
+
 def test_large_batches_take_the_threaded_kernel():
     """300 × 257 float32 scores (above PARALLEL_MIN): the threaded variant, on both kernel kinds, == the chain rule,
     which runs on halves below PARALLEL_MIN (its serial kernels: the threaded ones would compile for this alone)."""
