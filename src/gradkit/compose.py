@@ -4,21 +4,29 @@ The generic path is the chain rule, for any pair::
 
     p = act(z);  L, dp = loss.value_and_grad(p, target);  dz = act.vjp(z, dp, y=p)
 
-Three pairs also have a fused path computed from the logits, which is
-exact where the generic path is clamped (``p`` underflowing to 0) and cheaper:
+Five pairs also have a fused path (``head.fused``; ``compose(..., fused=False)`` turns it off):
 
-* softmax + cross_entropy and log_softmax + nll:
+* softmax + cross_entropy and log_softmax + nll, computed from the logits, which is
+  exact where the generic path is clamped (``p`` underflowing to 0) and cheaper:
   :math:`l = -\\sum_c w_c t_c \\log\\mathrm{softmax}(z)_c`,
   :math:`\\partial l/\\partial z = (p \\sum_c w_c t_c - w \\odot t)/T`;
-* sigmoid + bce: the :class:`~gradkit.losses.BCEWithLogitsLoss` formula.
+* sigmoid + bce: the :class:`~gradkit.losses.BCEWithLogitsLoss` formula;
+* log_taylor_softmax + nll and log_spherical_softmax + nll: the chain rule itself written out per row in one
+  numba kernel (:mod:`gradkit.kernels.log_phi_nll`): with :math:`a = \\log\\varphi(z)`,
+  :math:`\\log y = a - \\operatorname{logsumexp}(a)`, :math:`l = -\\sum_c t_c \\log y_c` and
+  :math:`\\partial l/\\partial z = q \\odot (y \\sum_c t_c - t)`, :math:`q = \\varphi'/\\varphi`, on the entries
+  with :math:`\\log y > -\\infty` (masks, ±inf and NaN scores as the chain rule gives them). It serves NumPy
+  float32/float64 with integer labels (``ignore_index``, label smoothing, masks) and no class weights; every
+  other input (class weights, per-class targets, other namespaces, traced values, kernels off) takes the
+  chain rule.
 
 Tests prove fused == generic (float64, rtol 1e-10), soft targets included.
 
 The generic path clips the activation's output onto the loss's domain (rounding:
 a softmax of 1 + 1 ulp into ``bce``). Where ``dL/dp`` overflows but ``dL/dz`` is
 finite (``2(p - t)`` at ``p - t`` near the float maximum, then a softmax or sparsemax
-Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. Without
-a mask, or with one in front of an elementwise loss, the head's JVP is forward mode,
+Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. For a head
+without a fused path, without a mask or with one in front of an elementwise loss, the JVP is forward mode,
 ``loss.jvp(p, t, act.jvp(z, v))`` (masked entries then add exactly 0).
 """
 
@@ -26,13 +34,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, NamedTuple
 
+import numpy as np
+
+from . import kernels
 from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis, numpy_errstate
 from .activations.elementwise import Sigmoid
 from .activations.entmax_bisect import EntmaxBisect
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
 from .activations.sparse import Entmax15, Sparsemax
+from .activations.spherical import LogSphericalSoftmax, LogTaylorSoftmax
 from .base import Activation
 from .losses.base import ElementwiseLoss, Loss
 from .losses.binary import BCELoss, BCEWithLogitsLoss
@@ -42,7 +55,9 @@ from .losses.fenchel_young import Entmax15Loss, SparsemaxLoss
 
 __all__ = ["Composed", "compose"]
 
-Fused = Callable[["Composed", Any, Any, Any, int, Any], tuple[Any, Any, Any]]
+#: ``(items, grad, denom)`` of the chain rule, with the activation's output as a 4th where it was computed, or
+#: None: the chain rule itself (a fused path that covers only some inputs)
+Fused = Callable[["Composed", Any, Any, Any, int, Any], "tuple[Any, ...] | None"]
 
 
 def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
@@ -89,6 +104,33 @@ def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any,
     return items, grad, xp.sum(xp.astype(valid, z.dtype))
 
 
+def _log_phi_nll(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, ...] | None:
+    """Log-Taylor / log-spherical softmax + NLL by one numba kernel (:mod:`gradkit.kernels.log_phi_nll`):
+    ``(items, grad, denom, log y)`` for NumPy float32/64 and integer labels without class weights; None
+    (the chain rule, in ``Composed._run``) for anything else, so every other case is the generic path itself."""
+    loss: Any = head.loss  # NLLLoss
+    if loss.weight is not None or not kernels.usable(xp, z, mask) or is_traced(z):
+        return None
+    checked = loss.check_labels(xp, z, target)
+    if checked is None:  # per-class targets
+        return None
+    labels, valid = checked
+    act: Any = head.activation  # LogTaylorSoftmax or LogSphericalSoftmax
+    items, grad, log_y = _log_phi_kernel().log_phi_nll(z, axis, labels, valid, mask, *act._kernel_params(z.dtype),
+                                                        loss.label_smoothing)
+    # the mean's denominator as prepare_target sums it: the count of valid items, in the dtype
+    return items, grad, z.dtype.type(np.count_nonzero(valid)), log_y
+
+
+@lru_cache(maxsize=1)
+def _log_phi_kernel() -> Any:
+    """:mod:`gradkit.kernels.log_phi_nll`, imported on first use (it imports numba; per batch an import
+    statement costs more than this cached lookup)."""
+    from .kernels import log_phi_nll
+
+    return log_phi_nll
+
+
 def _sigmoid_bce(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
     loss: Any = head.loss  # BCELoss
     return BCEWithLogitsLoss(weight=loss.weight, reduction=loss.reduction).compute_items(xp, z, target)
@@ -110,6 +152,8 @@ _FUSED: dict[tuple[type, type], Fused] = {
     (Softmax, CrossEntropyLoss): _softmax_xent,
     (LogSoftmax, NLLLoss): _softmax_xent,
     (Sigmoid, BCELoss): _sigmoid_bce,
+    (LogTaylorSoftmax, NLLLoss): _log_phi_nll,
+    (LogSphericalSoftmax, NLLLoss): _log_phi_nll,
 }
 
 
@@ -231,8 +275,10 @@ class Composed:
             if loss_axis != axis:
                 raise ValueError(f"the activation's axis ({act.axis}) and the loss's class axis ({loss.axis}) differ for x of {zc.ndim} dimensions")
         prediction = None
-        if self._fused is not None:
-            items, grad, denom = self._fused(self, xp, zc, target, axis, mask)
+        fused = None if self._fused is None else self._fused(self, xp, zc, target, axis, mask)
+        if fused is not None:
+            items, grad, denom, *computed = fused
+            prediction = computed[0] if computed else None
             if sums:
                 value, gz = xp.sum(items), grad
             else:
