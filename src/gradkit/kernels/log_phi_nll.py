@@ -28,6 +28,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+from .._array import mark_fresh
 from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
 from ._exp import log as _log
@@ -133,4 +134,4 @@ def log_phi_nll(z: np.ndarray, axis: int, labels: np.ndarray, valid: np.ndarray,
     _rows(xr.size)(xr, mk, mask is not None, np.ascontiguousarray(labels).reshape(-1),
                    np.ascontiguousarray(valid).reshape(-1), log_y, grad, loss,
                    *_scalars(z.dtype, kind, order, root), keep, t(eps), share_all)
-    return loss.reshape(labels.shape), unrows(grad, z, axis), unrows(log_y, z, axis)
+    return loss.reshape(labels.shape), mark_fresh(unrows(grad, z, axis)), unrows(log_y, z, axis)
