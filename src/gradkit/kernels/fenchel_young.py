@@ -122,12 +122,13 @@ def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  
         out[i] = zero / zero
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="never", cache=True)
 def _fy_block(x, labels, valid, i0, xt, ut, vec, c_keep, spread, eps,  # type: ignore[no-untyped-def]
-              scale, reach, entmax, omega_factor, grad, out):
-    """Rows ``i0`` to ``i0 + LANES`` with labels and no mask, short rows: :func:`_fy_row`'s numbers, one vector per
-    column (:func:`~gradkit.kernels.sparse.forward_block`). False (nothing written) where a row needs ``_fy_row``."""
-    if not forward_block(x, i0, xt, ut, vec, scale, reach, entmax):
+              scale, reach, omega_factor, grad, out):
+    """The entmax-1.5 loss of rows ``i0`` to ``i0 + LANES`` with labels and no mask, short rows: :func:`_fy_row`'s
+    numbers, one vector per column (:func:`~gradkit.kernels.sparse.forward_block`). False (nothing written) where a
+    row needs ``_fy_row``."""
+    if not forward_block(x, i0, xt, ut, vec, scale, reach):
         return False
     m = x.shape[1]
     one = scale / scale
@@ -149,7 +150,7 @@ def _fy_block(x, labels, valid, i0, xt, ut, vec, c_keep, spread, eps,  # type: i
     for j in range(m):
         for r in range(LANES):
             tj = t_hit[r] if j == labels[i0 + r] else t_rest[r]
-            a, b, c = _terms(xt, ut, j, r, tj, half * mx[r], half, zero, entmax)  # transposed: entry (j, r)
+            a, b, c = _terms(xt, ut, j, r, tj, half * mx[r], half, zero, True)  # transposed: entry (j, r)
             inner[r] += a
             omega_y[r] += b
             omega_t[r] += c
@@ -171,22 +172,22 @@ def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, 
     blocked = entmax and m <= BLOCK_MAX and mode == _LABELS and not masked  # (see sparse.BLOCK_MAX)
     for ch in nb.prange(nchunks):
         buf = np.empty(m, dtype=x.dtype)
+        xt = np.empty((m, LANES), dtype=x.dtype)
+        ut = np.empty((m, LANES), dtype=x.dtype)
+        vec = np.empty((7, LANES), dtype=x.dtype)
         i = ch * chunk
         stop = min(n, i + chunk)
-        if blocked:
-            xt = np.empty((m, LANES), dtype=x.dtype)
-            ut = np.empty((m, LANES), dtype=x.dtype)
-            vec = np.empty((7, LANES), dtype=x.dtype)
-            while i + LANES <= stop:
-                if not _fy_block(x, labels, valid, i, xt, ut, vec, c_keep, c_spread, eps, scale, reach, entmax,
-                                 omega_factor, grad, out):
-                    for r in range(LANES):
-                        _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach,
-                                entmax, omega_factor, grad, out, buf, i + r)
-                i += LANES
-        for r in range(i, stop):
+        by_row = i  # rows below this go one by one (a block that needs the row code)
+        while i < stop:  # one call site of the inlined row code (see kernels.sparse._forward_rows)
+            if blocked and i >= by_row and i + LANES <= stop:
+                if _fy_block(x, labels, valid, i, xt, ut, vec, c_keep, c_spread, eps, scale, reach, omega_factor, grad,
+                             out):
+                    i += LANES
+                    continue
+                by_row = i + LANES
             _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach, entmax,
-                    omega_factor, grad, out, buf, r)
+                    omega_factor, grad, out, buf, i)
+            i += 1
 
 
 def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid: Any, soft: Any,

@@ -31,38 +31,37 @@ import numpy as np
 from .._array import mark_fresh
 from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
-from ._exp import log as _log
 from .softmax import rows, unrows
-from .spherical import _NO_MASK, SPHERICAL, TAYLOR, _constants, _log_phi_row, _q, _q_taylor_row, _softmax_of_a
+from .spherical import (
+    _NO_MASK,
+    SPHERICAL,
+    TAYLOR,
+    _constants,
+    _log_phi_plain,
+    _log_phi_row,
+    _q,
+    _q_taylor_row,
+    _softmax_of_a,
+)
 
 __all__ = ["log_phi_nll"]
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def _plain_row(x, mk, has_mask, log_y, q, i, kind, c, rr, tiny, log2):  # type: ignore[no-untyped-def]
-    """``a = log φ`` into ``log_y[i]`` and ``q = φ'/φ`` into ``q[i]`` for Taylor order 2 and the spherical map, in
-    one branch-free pass: the numbers of ``spherical._log_phi_plain`` and of ``spherical._q`` where ``u² + c``
-    is a finite normal number (masked: ``-inf`` and 0). False where a live one is not (the caller redoes the row
-    the strict way)."""
-    m = x.shape[1]
+    """``a = log φ`` into ``log_y[i]`` (``spherical._log_phi_plain``, branch-free) and ``q = φ'/φ`` into ``q[i]``
+    for Taylor order 2 and the spherical map: the numbers of ``spherical._q`` where ``u² + c`` is a finite normal
+    number (masked: 0). False where a live one is not (the caller redoes the row the strict way)."""
+    if not _log_phi_plain(x, mk, has_mask, log_y, i, kind, c, rr, tiny, log2):
+        return False
     one = c[0]
     two = one + one
     zero = one - one
-    neg_inf = zero - np.inf
-    shift = zero if kind == SPHERICAL else log2
     cc = rr if kind == SPHERICAL else one
-    plain = True
-    for j in range(m):
-        z = x[i, j]
-        u = z if kind == SPHERICAL else z + one
-        d = u * u + cc
-        good = d >= tiny and d < np.inf  # NaN fails
-        live = not has_mask or mk[i, j]
-        plain &= good or not live
-        a = _log(d if good else one) - shift
-        log_y[i, j] = a if live else neg_inf
-        q[i, j] = two * u / (d if good else one) if live else zero
-    return plain
+    for j in range(x.shape[1]):  # u² + c is finite and normal on every live entry here
+        u = x[i, j] if kind == SPHERICAL else x[i, j] + one
+        q[i, j] = two * u / (u * u + cc) if (not has_mask or mk[i, j]) else zero
+    return True
 
 
 @row_kernel
