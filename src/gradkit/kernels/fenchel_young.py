@@ -23,7 +23,7 @@ import numpy as np
 from .._array import mark_fresh
 from ._exp import FASTMATH, row_kernel
 from .softmax import rows, unrows
-from .sparse import BLOCK_MAX, LANES, chunk_rows, forward_block, forward_row
+from .sparse import BLOCK_MAX, LANES, block_scratch, chunk_rows, forward_block, forward_row
 
 __all__ = ["items"]
 
@@ -171,10 +171,7 @@ def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, 
     nchunks = (n + chunk - 1) // chunk
     blocked = entmax and m <= BLOCK_MAX and mode == _LABELS and not masked  # (see sparse.BLOCK_MAX)
     for ch in nb.prange(nchunks):
-        buf = np.empty(m, dtype=x.dtype)
-        xt = np.empty((m, LANES), dtype=x.dtype)
-        ut = np.empty((m, LANES), dtype=x.dtype)
-        vec = np.empty((7, LANES), dtype=x.dtype)
+        buf, xt, ut, vec = block_scratch(x)
         i = ch * chunk
         stop = min(n, i + chunk)
         by_row = i  # rows below this go one by one (a block that needs the row code)

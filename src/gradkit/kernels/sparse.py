@@ -23,7 +23,7 @@ import numpy as np
 from ._exp import FASTMATH, _larger, row_kernel, row_max
 from .softmax import rows, unrows
 
-__all__ = ["BLOCK_MAX", "CHUNK", "LANES", "chunk_rows", "forward", "forward_block", "forward_row", "jvp", "vjp"]
+__all__ = ["BLOCK_MAX", "CHUNK", "LANES", "block_scratch", "chunk_rows", "forward", "forward_block", "forward_row", "jvp", "vjp"]
 
 #: candidates up to this many are sorted by insertion, more by numba's quicksort
 _INSERTION_MAX = 24
@@ -295,16 +295,22 @@ def forward_block(x, i0, xt, ut, vec, scale, reach):  # type: ignore[no-untyped-
     return True
 
 
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def block_scratch(x):  # type: ignore[no-untyped-def]
+    """One chunk's scratch for rows of ``x``: a row (:func:`forward_row`), a block transposed in and out and the
+    block's vectors (:func:`forward_block`)."""
+    m = x.shape[1]
+    return (np.empty(m, dtype=x.dtype), np.empty((m, LANES), dtype=x.dtype), np.empty((m, LANES), dtype=x.dtype),
+            np.empty((7, LANES), dtype=x.dtype))
+
+
 @row_kernel
 def _forward_rows(x, out, scale, reach, entmax, chunk):  # type: ignore[no-untyped-def]
     n, m = x.shape
     nchunks = (n + chunk - 1) // chunk
     blocked = entmax and m <= BLOCK_MAX
     for ch in nb.prange(nchunks):
-        buf = np.empty(m, dtype=x.dtype)
-        xt = np.empty((m, LANES), dtype=x.dtype)
-        ut = np.empty((m, LANES), dtype=x.dtype)
-        vec = np.empty((7, LANES), dtype=x.dtype)
+        buf, xt, ut, vec = block_scratch(x)
         i = ch * chunk
         stop = min(n, i + chunk)
         by_row = i  # rows below this go one by one (a block that needs the row code)
