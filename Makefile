@@ -9,13 +9,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# pip byte-compiles what it installs one file at a time (a minute for torch and jax): installed without, then
+# byte-compiled on every core (files already compiled are skipped)
+COMPILE := $(BIN)/python -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
+
 # the package with scipy (exact GELU), numba kernels and the training front-ends (scikit-learn, tqdm, matplotlib)
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[scipy,fast,train]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[scipy,fast,train]"
+	$(COMPILE)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[test]"
+	$(COMPILE)
 	touch $@
 
 # the main job: train an MLP on scikit-learn's digits data, write out/training.png and a checkpoint
@@ -36,7 +42,8 @@ test: lint
 	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[bench]"
+	$(COMPILE)
 	touch $@
 
 # speed side by side with naive NumPy, SciPy, PyTorch and JAX, measured in one run (not a test)
@@ -60,7 +67,8 @@ fashion-mnist: $(VENV)/.installed
 # the documentation site, docs/_build/html, from the docstrings and the README's sections; any warning fails it.
 # On top of the test extra (its torch and jax pins), as every module is imported to be documented
 $(VENV)/.installed-docs: $(VENV)/.installed-test
-	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[docs]"
+	$(COMPILE)
 	touch $@
 
 # always from scratch (about 15 s): an incremental build can keep stale pages and links (viewcode's), and

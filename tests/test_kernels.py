@@ -166,14 +166,61 @@ def test_fused_head_kernel_is_taken_for_plain_labels():
 
 
 def test_threaded_and_serial_variants_do_not_share_a_cache_entry():
-    """numba's disk cache is keyed by qualified name: a shared one made both variants serial."""
+    """numba's disk cache is keyed by qualified name: a shared one made both variants serial. The threaded
+    variant (a prange over chunks calling the compiled body) is checked against the body's source file, so an
+    edit of the kernel recompiles it too."""
+    from gradkit.kernels import entmax_bisect, fenchel_young, gather, log_phi_nll, sparse, spherical, xent
     from gradkit.kernels import softmax as fast_softmax
-    from gradkit.kernels import xent
 
     for kernel in (fast_softmax._forward_rows, fast_softmax._softmax_project, fast_softmax._log_softmax_project,
-                   fast_softmax._jacobian_rows, xent._xent_rows):
-        assert kernel.threaded.py_func.__qualname__ != kernel.serial.py_func.__qualname__
-        assert kernel.threaded.targetoptions["parallel"] and not kernel.serial.targetoptions.get("parallel", False)
+                   fast_softmax._jacobian_rows, xent._xent_rows, sparse._forward_rows, sparse._project,
+                   fenchel_young._fy_rows, spherical._forward_rows, spherical._project_rows, log_phi_nll._rows,
+                   entmax_bisect._forward_rows, entmax_bisect._project, gather._take_rows):
+        threaded, body = kernel.threaded.py_func, kernel.body.py_func
+        assert threaded.__qualname__ == body.__qualname__ + "_threaded"
+        assert threaded.__module__ == body.__module__
+        assert threaded.__code__.co_filename == body.__code__.co_filename
+        assert kernel.threaded.targetoptions["parallel"] and not kernel.body.targetoptions.get("parallel", False)
+
+
+def _serial_and_threaded(kernel, threads, make_args):
+    """The outputs (and returned counts) of ``kernel``'s serial variant and its threaded one on ``threads``."""
+    from gradkit.kernels import _threads
+
+    results = []
+    for run in (kernel.serial, _threads._balanced(kernel.threaded, threads)):
+        args = make_args()
+        results.append((run(*args), [a.copy() for a in args if isinstance(a, np.ndarray)]))
+    return results
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_and_threaded_variants_agree_to_the_last_bit(dtype, threads):
+    """Both run the body's one compiled code, the threaded one on chunks of rows."""
+    import numba
+
+    threads = min(threads, numba.config.NUMBA_NUM_THREADS)  # (a one-core machine has a pool of one)
+    from gradkit.kernels import softmax as fast_softmax
+    from gradkit.kernels import sparse
+
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((1003, 37)) * 4).astype(dtype)
+    x[5, :3] = np.inf
+    x[9] = -np.inf
+    g = rng.standard_normal(x.shape).astype(dtype)
+    y = fast_softmax.forward(x, 1, None, 1.0, False)
+    t = x.dtype.type
+    for kernel, make_args in [
+        (fast_softmax._forward_rows,
+         lambda: (x, np.full_like(x, np.nan), t(1 / 3), t(-np.inf), False, fast_softmax.overflow_bound(x.dtype), True)),
+        (sparse._forward_rows, lambda: (x, np.full_like(x, np.nan), t(0.5), t(4.0), True)),
+        (sparse._project, lambda: (y, g, np.full_like(x, np.nan), t(0.0), t(1.0), False)),
+    ]:
+        (serial, serial_arrays), (threaded, threaded_arrays) = _serial_and_threaded(kernel, threads, make_args)
+        assert serial == threaded
+        for a, b in zip(serial_arrays, threaded_arrays):
+            np.testing.assert_array_equal(a, b)
 
 
 # -- threads and forked processes (see also tests/hostile/test_concurrency.py) ---------------

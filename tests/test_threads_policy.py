@@ -160,32 +160,31 @@ def test_serial_below_parallel_min_and_the_threaded_code_on_as_many_threads_as_m
 
 
 @needs_numba
-def test_threaded_calls_hand_out_rows_in_chunks_and_lower_numba_only_for_the_call(monkeypatch):
+@pytest.mark.parametrize(("rows", "per", "chunk"), [(1000, 4, 125), (1001, 4, 126), (5, 4, 1), (1000, 0, 500)])
+def test_threaded_calls_hand_out_rows_in_chunks_and_lower_numba_only_for_the_call(monkeypatch, rows, per, chunk):
     import numba
 
     from gradkit.kernels import _threads
 
     seen = []
 
-    def threaded(a):
-        seen.append(a.shape[0])
+    def threaded(n, size, a):
+        seen.append((n, size))
         return a + 1
 
     monkeypatch.setattr(_threads, "_layer", "tbb")
     monkeypatch.setattr(_threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "CHUNKS_PER_THREAD", per)  # 0: one equal share per thread
     monkeypatch.setattr(numba, "get_num_threads", lambda: 8)  # numba's pool larger than the cores
     threads_set, chunks_set = [], []
     monkeypatch.setattr(numba, "set_num_threads", threads_set.append)
     monkeypatch.setattr(numba, "set_parallel_chunksize", lambda n: chunks_set.append(n) or 0)
     fn = _threads.variant(threaded, None, None)
     assert fn is not threaded and fn.inner is threaded
-    np.testing.assert_array_equal(fn(np.zeros((1000, 3))), np.ones((1000, 3)))
-    per = _threads.CHUNKS_PER_THREAD
+    np.testing.assert_array_equal(fn(np.zeros((rows, 3))), np.ones((rows, 3)))
+    assert seen == [(rows, chunk)]  # the rows in chunks of about rows / (threads * per), rounded up
     assert threads_set == [2, 8]  # lowered to the cores for the call, then put back
-    assert chunks_set == [1000 // (2 * per), 0]  # rows in chunks taken dynamically, then numba's default again
-    monkeypatch.setattr(_threads, "CHUNKS_PER_THREAD", 0)  # numba's static split, all of its threads
-    monkeypatch.setattr(_threads, "num_threads", lambda: 8)
-    assert _threads.variant(threaded, None, None) is threaded
+    assert chunks_set == [1, 0]  # one chunk of rows per loop iteration, taken dynamically; then numba's default
 
 
 @needs_numba
@@ -194,7 +193,7 @@ def test_the_chunk_size_and_thread_count_are_restored_even_when_the_kernel_raise
 
     from gradkit.kernels import _threads
 
-    def threaded(a):
+    def threaded(n, chunk, a):
         raise RuntimeError("inside")
 
     before_threads, before_chunk = numba.get_num_threads(), numba.get_parallel_chunksize()

@@ -14,6 +14,7 @@ IEEE meaning kept: ``log(±0) = -inf``, ``log(inf) = inf``, ``log(x < 0) = NaN``
 
 from __future__ import annotations
 
+import builtins
 import types as pytypes
 
 import numba as nb
@@ -237,26 +238,67 @@ def _log_overload(x):  # type: ignore[no-untyped-def]
 PARALLEL_MIN = 1 << 16
 
 
-def row_kernel(fn):  # type: ignore[no-untyped-def]
-    """Compile ``fn`` twice, threaded (``prange``) and serial; call the one that fits the size.
+def _over_chunks(n, chunk, *args):  # type: ignore[no-untyped-def]
+    # the threaded variant of a row kernel: its rows in chunks, each chunk one prange iteration (the kernel's
+    # body is the global `_body`, bound per kernel by row_kernel)
+    for k in nb.prange((n + chunk - 1) // chunk):
+        lo = k * chunk
+        _body(lo, min(n, lo + chunk), *args)  # noqa: F821
+
+
+def _over_chunks_counting(n, chunk, *args):  # type: ignore[no-untyped-def]
+    # the same for a body that returns three counts: their sums over the chunks
+    a = 0
+    b = 0
+    c = 0
+    for k in nb.prange((n + chunk - 1) // chunk):
+        lo = k * chunk
+        r = _body(lo, min(n, lo + chunk), *args)  # noqa: F821
+        a += r[0]
+        b += r[1]
+        c += r[2]
+    return a, b, c
+
+
+def row_kernel(body=None, *, counts=False):  # type: ignore[no-untyped-def]
+    """Compile ``body(lo, hi, *args)``, which computes rows ``lo`` to ``hi - 1`` of its arrays (rows along the
+    first of ``args``' first axis), and a threaded variant that runs it on chunks of rows; call the one that
+    fits the size. ``counts=True``: ``body`` returns three integer counts, summed over the chunks.
+
+    The body is compiled once; the threaded variant is a ``prange`` over chunks that calls it, so that the row
+    code is not compiled a second time inside numba's parallel transform (its compilation is most of a cold
+    test run), and both variants run the same machine code: results do not depend on the thread count.
 
     Above :data:`PARALLEL_MIN` the threaded variant runs where numba's threading layer allows
     it (see :mod:`gradkit.kernels._threads`): always under tbb and omp, one thread at a time
     under workqueue (the others wait), never in a child forked from a process that started
     GNU OpenMP (the serial variant runs there).
     """
+    if body is None:
+        return lambda fn: row_kernel(fn, counts=counts)
     options = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
-    threaded = nb.njit(parallel=True, **options)(fn)
-    # a separate function object with its own name: numba's on-disk cache is keyed by the
-    # function's qualified name, and the two variants must not load each other's code
-    twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_serial"
-    serial = nb.njit(parallel=False, **options)(twin)
+    compiled = nb.njit(**options)(body)
+    template = (_over_chunks_counting if counts else _over_chunks).__code__
+    # numba's on-disk cache is keyed by the qualified name and checked against the stamp of the function's
+    # source file: the body's, so that an edit of the kernel's module recompiles its threaded variant too
+    code = template.replace(co_name=body.__name__ + "_threaded", co_filename=body.__code__.co_filename,
+                            co_firstlineno=body.__code__.co_firstlineno)
+    over_chunks = pytypes.FunctionType(code, {"__builtins__": builtins, "nb": nb, "_body": compiled},
+                                       body.__name__ + "_threaded")
+    over_chunks.__qualname__ = body.__qualname__ + "_threaded"
+    over_chunks.__module__ = body.__module__
+    threaded = nb.njit(parallel=True, **options)(over_chunks)
     guarded = _threads.one_region_at_a_time(threaded)
+
+    def serial(*args):  # type: ignore[no-untyped-def]
+        """All rows on this thread."""
+        return compiled(0, args[0].shape[0], *args)
+
+    serial.__name__ = serial.__qualname__ = body.__name__ + "_serial"
 
     def pick(size: int):  # type: ignore[no-untyped-def]
         """The variant for ``size`` elements that is safe here: in this thread, this (forked?) process."""
         return serial if size < PARALLEL_MIN else _threads.variant(threaded, serial, guarded)
 
-    pick.threaded, pick.serial, pick.guarded = threaded, serial, guarded
+    pick.body, pick.threaded, pick.serial, pick.guarded = compiled, threaded, serial, guarded
     return pick

@@ -154,27 +154,29 @@ def num_threads() -> int:
     return max(1, min(requested_threads(), nb.get_num_threads()))
 
 
-#: rows handed out in about this many chunks per thread, taken dynamically (numba's ``set_parallel_chunksize``):
-#: a thread whose core is busy (another library's spinning pool, another process) takes fewer, and the call
-#: is not held up by it; 0 would keep numba's default, one equal share per thread (the slowest decides)
+#: rows handed out in about this many chunks per thread, taken dynamically: a thread whose core is busy
+#: (another library's spinning pool, another process) takes fewer, and the call is not held up by it;
+#: 1 (or less) gives one equal share per thread (the slowest decides)
 CHUNKS_PER_THREAD = 4
 
 
 def _balanced(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
-    """``fn`` (rows along its first argument's first axis) on ``n`` threads, rows in dynamic chunks.
+    """``fn(rows, chunk, *args)``, a threaded row kernel (rows along the first of ``args``' first axis), on ``n``
+    threads, its rows in chunks of ``chunk`` rows that the threads take one at a time.
 
     numba's thread count and chunk size are per calling thread; both are put back after the call.
     """
-    per = CHUNKS_PER_THREAD
+    per = max(CHUNKS_PER_THREAD, 1)
 
     def call(*args: Any) -> Any:
+        rows = args[0].shape[0]
+        chunk = max(1, -(-rows // (n * per)))
         before = nb.get_num_threads()
         if n != before:
             nb.set_num_threads(n)
-        chunk = max(1, args[0].shape[0] // (n * per)) if per > 0 else 0
-        old_chunk = nb.set_parallel_chunksize(chunk)
+        old_chunk = nb.set_parallel_chunksize(1)  # each chunk of rows is one loop iteration, taken when free
         try:
-            return fn(*args)
+            return fn(rows, chunk, *args)
         finally:
             nb.set_parallel_chunksize(old_chunk)
             if n != before:
@@ -188,15 +190,11 @@ def _balanced(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
 def variant(threaded: Callable[..., Any], serial: Callable[..., Any], guarded: Callable[..., Any]) -> Callable[..., Any]:
     """The variant of a kernel large enough to thread that is safe in this process and thread now.
 
-    The threaded code on :func:`num_threads` threads, one included: the same compiled code whatever the
-    thread count, so that results do not depend on it (each row is computed by one thread; the serial
-    twin may differ from it in the last bit of float32). The serial twin only where the parent's layer
-    cannot be used after ``fork()``.
+    The threaded code on :func:`num_threads` threads, one included (see :func:`_balanced`); it runs the serial
+    variant's compiled row code on each chunk, so that results do not depend on the thread count. The serial
+    variant alone where the parent's layer cannot be used after ``fork()``.
     """
     if _serial_only:
         return serial
-    n = num_threads()
     chosen = threaded if layer() in _THREADSAFE else guarded
-    if CHUNKS_PER_THREAD <= 0 and n >= nb.get_num_threads():
-        return chosen
-    return _balanced(chosen, n)
+    return _balanced(chosen, num_threads())

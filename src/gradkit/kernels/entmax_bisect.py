@@ -55,92 +55,90 @@ def _kind(beta, one):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _forward_rows(x, prm, out, n_iter, normalize, slack, chunk):  # type: ignore[no-untyped-def]
-    n, m = x.shape
-    nchunks = (n + chunk - 1) // chunk
-    for ch in nb.prange(nchunks):
-        buf = np.empty(m, dtype=x.dtype)
-        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
-            am1 = prm[i, 0]  # α - 1, 1/(α - 1) and the bracket's width, rounded from float64 as on the portable path
-            beta = prm[i, 1]
-            one = am1 / am1
-            zero = one - one
-            neg_inf = -one / zero
-            far = -(one + one)
-            kind = _kind(beta, one)
-            mx = row_max(x, i, neg_inf)  # skips NaN
-            bad = False
+def _forward_rows(lo, hi, x, prm, out, n_iter, normalize, slack):  # type: ignore[no-untyped-def]
+    m = x.shape[1]
+    buf = np.empty(m, dtype=x.dtype)
+    for i in range(lo, hi):
+        am1 = prm[i, 0]  # α - 1, 1/(α - 1) and the bracket's width, rounded from float64 as on the portable path
+        beta = prm[i, 1]
+        one = am1 / am1
+        zero = one - one
+        neg_inf = -one / zero
+        far = -(one + one)
+        kind = _kind(beta, one)
+        mx = row_max(x, i, neg_inf)  # skips NaN
+        bad = False
+        for j in range(m):
+            bad |= x[i, j] != x[i, j]
+        if bad:  # a NaN score makes its row NaN
             for j in range(m):
-                bad |= x[i, j] != x[i, j]
-            if bad:  # a NaN score makes its row NaN
-                for j in range(m):
-                    out[i, j] = zero / zero
-                continue
-            if mx == neg_inf:  # no live entry
-                for j in range(m):
+                out[i, j] = zero / zero
+            continue
+        if mx == neg_inf:  # no live entry
+            for j in range(m):
+                out[i, j] = zero
+            continue
+        c = 0
+        if mx == -neg_inf:  # +inf entries at u = 0, the rest far
+            for j in range(m):
+                if x[i, j] == mx:
+                    buf[c] = zero
+                    c += 1
                     out[i, j] = zero
-                continue
-            c = 0
-            if mx == -neg_inf:  # +inf entries at u = 0, the rest far
-                for j in range(m):
-                    if x[i, j] == mx:
-                        buf[c] = zero
-                        c += 1
-                        out[i, j] = zero
-                    else:
-                        out[i, j] = far
-            else:
-                lo_x = mx - (one + one) / am1
-                for j in range(m):
-                    xj = x[i, j]
-                    u = am1 * (xj - mx) if xj >= lo_x else far
-                    out[i, j] = u
-                    if u > -one:
-                        buf[c] = u
-                        c += 1
-            # the portable bracket: lo = -1, width 1 - n^(1-α), halved n_iter times
-            lo = -one
-            dm = prm[i, 2]
-            mid = lo
-            for it in range(n_iter):
-                dm = dm / (one + one)
-                mid = lo + dm
-                if mid == lo:  # the bracket cannot shrink any more: every later midpoint is lo
-                    for _ in range(n_iter - 1 - it):  # dm ends as on the portable path (exact halvings)
-                        dm = dm / (one + one)
-                    break
-                mass = zero
-                for k in range(c):
-                    mass += _root(buf[k] - mid, beta, kind, zero)
-                if mass >= one:
-                    lo = mid
-            # one Newton step on the support found, inside the last bracket [lo, lo + dm] (the portable path's)
-            mass = zero
-            slope = zero
-            for k in range(c):
-                d = buf[k] - mid
-                if d > zero:
-                    mass += _root(d, beta, kind, zero)
-                    slope += _root(d, beta - one, 1 if beta == one + one else 0, zero)
-            tau = mid + (mass - one) / (beta * (slope if slope > zero else one))
-            room = dm + slack  # a safety net against wild steps (few bisection steps), not against rounding
-            tau = min(max(tau, lo - room), lo + dm + room)
-            total = zero
+                else:
+                    out[i, j] = far
+        else:
+            lo_x = mx - (one + one) / am1
             for j in range(m):
-                yj = _root(out[i, j] - tau, beta, kind, zero)
-                out[i, j] = yj
-                total += yj
-            if normalize and total > zero:
-                inv = one / total
-                for j in range(m):
-                    out[i, j] = out[i, j] * inv
+                xj = x[i, j]
+                u = am1 * (xj - mx) if xj >= lo_x else far
+                out[i, j] = u
+                if u > -one:
+                    buf[c] = u
+                    c += 1
+        # the portable bracket: lo = -1, width 1 - n^(1-α), halved n_iter times
+        lo = -one
+        dm = prm[i, 2]
+        mid = lo
+        for it in range(n_iter):
+            dm = dm / (one + one)
+            mid = lo + dm
+            if mid == lo:  # the bracket cannot shrink any more: every later midpoint is lo
+                for _ in range(n_iter - 1 - it):  # dm ends as on the portable path (exact halvings)
+                    dm = dm / (one + one)
+                break
+            mass = zero
+            for k in range(c):
+                mass += _root(buf[k] - mid, beta, kind, zero)
+            if mass >= one:
+                lo = mid
+        # one Newton step on the support found, inside the last bracket [lo, lo + dm] (the portable path's)
+        mass = zero
+        slope = zero
+        for k in range(c):
+            d = buf[k] - mid
+            if d > zero:
+                mass += _root(d, beta, kind, zero)
+                slope += _root(d, beta - one, 1 if beta == one + one else 0, zero)
+        tau = mid + (mass - one) / (beta * (slope if slope > zero else one))
+        room = dm + slack  # a safety net against wild steps (few bisection steps), not against rounding
+        tau = min(max(tau, lo - room), lo + dm + room)
+        total = zero
+        for j in range(m):
+            yj = _root(out[i, j] - tau, beta, kind, zero)
+            out[i, j] = yj
+            total += yj
+        if normalize and total > zero:
+            inv = one / total
+            for j in range(m):
+                out[i, j] = out[i, j] * inv
 
 
 @row_kernel
-def _project(y, g, power, out):  # type: ignore[no-untyped-def]
+def _project(lo, hi, y, g, power, out):  # type: ignore[no-untyped-def]
     # s ⊙ g_S - s <s, g_S>/Σs with s = y^(2-α) on the support; g_S = g on the support only
-    n, m = y.shape
-    for i in nb.prange(n):
+    m = y.shape[1]
+    for i in range(lo, hi):
         p = power[i]  # s = y^p, p = 2 - α
         one = p - p + 1
         zero = one - one
@@ -181,10 +179,6 @@ def newton_slack(n: int, dtype: Any) -> float:
     return 4.0 * n * float(np.finfo(dtype).eps)
 
 
-#: rows per scratch buffer (one allocation per chunk, not per row)
-_CHUNK = 64
-
-
 def forward(x: np.ndarray, axis: int, mask: Any, prm: np.ndarray, n_iter: int, normalize: bool) -> np.ndarray:
     """α-entmax of ``x`` along ``axis``, equal to the portable bisection; masked entries excluded.
 
@@ -193,7 +187,7 @@ def forward(x: np.ndarray, axis: int, mask: Any, prm: np.ndarray, n_iter: int, n
         x = np.where(mask, x, x.dtype.type(-np.inf))
     xr = rows(x, axis)
     out = np.empty_like(xr)
-    _forward_rows(xr.size)(xr, prm, out, n_iter, normalize, xr.dtype.type(newton_slack(xr.shape[1], xr.dtype)), _CHUNK)
+    _forward_rows(xr.size)(xr, prm, out, n_iter, normalize, xr.dtype.type(newton_slack(xr.shape[1], xr.dtype)))
     return unrows(out, x, axis)
 
 

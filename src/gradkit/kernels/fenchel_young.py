@@ -23,7 +23,7 @@ import numpy as np
 from .._array import mark_fresh
 from ._exp import FASTMATH, row_kernel
 from .softmax import rows, unrows
-from .sparse import BLOCK_MAX, LANES, block_scratch, chunk_rows, forward_block, forward_row
+from .sparse import BLOCK_MAX, LANES, block_scratch, forward_block, forward_row
 
 __all__ = ["items"]
 
@@ -164,27 +164,24 @@ def _fy_block(x, labels, valid, i0, xt, ut, vec, c_keep, spread, eps,  # type: i
 
 
 @row_kernel
-def _fy_rows(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
-             scale, reach, entmax, omega_factor, grad, out, chunk):
+def _fy_rows(lo, hi, x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
+             scale, reach, entmax, omega_factor, grad, out):
     # x: scores with masked entries at -inf; grad receives y then y - t; out the items
-    n, m = x.shape
-    nchunks = (n + chunk - 1) // chunk
+    m = x.shape[1]
     blocked = entmax and m <= BLOCK_MAX and mode == _LABELS and not masked  # (see sparse.BLOCK_MAX)
-    for ch in nb.prange(nchunks):
-        buf, xt, ut, vec = block_scratch(x)
-        i = ch * chunk
-        stop = min(n, i + chunk)
-        by_row = i  # rows below this go one by one (a block that needs the row code)
-        while i < stop:  # one call site of the inlined row code (see kernels.sparse._forward_rows)
-            if blocked and i >= by_row and i + LANES <= stop:
-                if _fy_block(x, labels, valid, i, xt, ut, vec, c_keep, c_spread, eps, scale, reach, omega_factor, grad,
-                             out):
-                    i += LANES
-                    continue
-                by_row = i + LANES
-            _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach, entmax,
-                    omega_factor, grad, out, buf, i)
-            i += 1
+    buf, xt, ut, vec = block_scratch(x)
+    i = lo
+    by_row = i  # rows below this go one by one (a block that needs the row code)
+    while i < hi:  # one call site of the inlined row code (see kernels.sparse._forward_rows)
+        if blocked and i >= by_row and i + LANES <= hi:
+            if _fy_block(x, labels, valid, i, xt, ut, vec, c_keep, c_spread, eps, scale, reach, omega_factor, grad,
+                         out):
+                i += LANES
+                continue
+            by_row = i + LANES
+        _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach, entmax,
+                omega_factor, grad, out, buf, i)
+        i += 1
 
 
 def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid: Any, soft: Any,
@@ -217,6 +214,6 @@ def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid:
     scale = 0.5 if entmax else 1.0
     _fy_rows(xr.size)(xr, soft_r, lab, val, live, mask is not None and soft is None, mode, c_keep, c_spread, t(eps),
                       t(scale), t(2.0 / scale), entmax,
-                      t(4.0 / 3.0 if entmax else 0.5), grad, out, chunk_rows(m))
+                      t(4.0 / 3.0 if entmax else 0.5), grad, out)
     item_shape = np.moveaxis(z, axis, -1).shape[:-1]
     return out.reshape(item_shape), mark_fresh(unrows(grad, z, axis))

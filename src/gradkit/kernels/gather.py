@@ -7,7 +7,6 @@ the result is ``np.take``'s, bit for bit (NaN payloads and signed zeros included
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from ._exp import row_kernel
@@ -16,9 +15,9 @@ __all__ = ["take_rows"]
 
 
 @row_kernel
-def _take_rows(out, X, idx):  # type: ignore[no-untyped-def]
+def _take_rows(lo, hi, out, X, idx):  # type: ignore[no-untyped-def]
     # out first: the threaded variant splits the rows of its first argument
-    for r in nb.prange(out.shape[0]):
+    for r in range(lo, hi):
         src = X[idx[r]]
         dst = out[r]
         for j in range(src.shape[0]):

@@ -65,46 +65,44 @@ def _plain_row(x, mk, has_mask, log_y, q, i, kind, c, rr, tiny, log2):  # type: 
 
 
 @row_kernel
-def _rows(x, mk, has_mask, labels, valid, log_y, grad, loss,  # type: ignore[no-untyped-def]
+def _rows(lo, hi, x, mk, has_mask, labels, valid, log_y, grad, loss,  # type: ignore[no-untyped-def]
           kind, c, kf, root, rr, tiny, log2, keep, eps, share_all):
-    n, m = x.shape
     zero = tiny - tiny
     neg_inf = zero - np.inf
-    chunk = 64  # rows per scratch buffer (Taylor orders > 2 need one for q)
-    for ch in nb.prange((n + chunk - 1) // chunk):
-        buf = np.empty((1, m), dtype=x.dtype) if kind == TAYLOR else np.empty((1, 1), dtype=x.dtype)
-        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
-            # log y as the forward kernel (spherical._log_forward_row), q as the VJP kernel; grad[i] holds q
-            if kind != TAYLOR and _plain_row(x, mk, has_mask, log_y, grad, i, kind, c, rr, tiny, log2):
-                _softmax_of_a(log_y, i, row_max(log_y, i, neg_inf), False, c, True)
+    m = x.shape[1]
+    buf = np.empty((1, m), dtype=x.dtype) if kind == TAYLOR else np.empty((1, 1), dtype=x.dtype)
+    for i in range(lo, hi):
+        # log y as the forward kernel (spherical._log_forward_row), q as the VJP kernel; grad[i] holds q
+        if kind != TAYLOR and _plain_row(x, mk, has_mask, log_y, grad, i, kind, c, rr, tiny, log2):
+            _softmax_of_a(log_y, i, row_max(log_y, i, neg_inf), False, c, True)
+        else:
+            _log_phi_row(x, mk, has_mask, log_y, i, kind, c, kf, root, rr, tiny, True)
+            if kind == TAYLOR:  # masked, ±inf: 0; NaN: NaN
+                _q_taylor_row(x, mk, has_mask, i, grad, buf, c)
             else:
-                _log_phi_row(x, mk, has_mask, log_y, i, kind, c, kf, root, rr, tiny, True)
-                if kind == TAYLOR:  # masked, ±inf: 0; NaN: NaN
-                    _q_taylor_row(x, mk, has_mask, i, grad, buf, c)
-                else:
-                    for j in range(m):
-                        grad[i, j] = _q(x, mk, has_mask, i, j, kind, c, root, rr, tiny)
-            ok = valid[i]
-            label = labels[i]
-            share = share_all
-            if has_mask:  # smoothing over the live classes only
-                n_live = zero
                 for j in range(m):
-                    n_live += mk[i, j]
-                share = eps / (n_live if n_live > zero else zero + 1)
-            # the item (terms with t = 0 left out: no 0 · -inf), and S = Σ t over entries that can move
-            item = zero
-            total = zero
+                    grad[i, j] = _q(x, mk, has_mask, i, j, kind, c, root, rr, tiny)
+        ok = valid[i]
+        label = labels[i]
+        share = share_all
+        if has_mask:  # smoothing over the live classes only
+            n_live = zero
             for j in range(m):
-                t = (share + keep * (j == label)) if ok and (not has_mask or mk[i, j]) else zero
-                y = log_y[i, j]
-                item -= t * y if t != zero else zero
-                total += t if y != neg_inf else zero
-            loss[i] = item
-            for j in range(m):  # q ⊙ (y S - t) on entries that can move
-                t = (share + keep * (j == label)) if ok and (not has_mask or mk[i, j]) else zero
-                y = log_y[i, j]
-                grad[i, j] = grad[i, j] * (_exp(y) * total - t) if y != neg_inf else zero
+                n_live += mk[i, j]
+            share = eps / (n_live if n_live > zero else zero + 1)
+        # the item (terms with t = 0 left out: no 0 · -inf), and S = Σ t over entries that can move
+        item = zero
+        total = zero
+        for j in range(m):
+            t = (share + keep * (j == label)) if ok and (not has_mask or mk[i, j]) else zero
+            y = log_y[i, j]
+            item -= t * y if t != zero else zero
+            total += t if y != neg_inf else zero
+        loss[i] = item
+        for j in range(m):  # q ⊙ (y S - t) on entries that can move
+            t = (share + keep * (j == label)) if ok and (not has_mask or mk[i, j]) else zero
+            y = log_y[i, j]
+            grad[i, j] = grad[i, j] * (_exp(y) * total - t) if y != neg_inf else zero
 
 
 @lru_cache(maxsize=64)

@@ -23,14 +23,14 @@ from ._exp import exp as _exp
 __all__ = ["forward", "jacobian", "jvp", "rows", "unrows", "vjp"]
 
 
-@row_kernel
-def _forward_rows(x, out, inv_t, neg_inf, log, big, check_t):  # type: ignore[no-untyped-def]
+@row_kernel(counts=True)
+def _forward_rows(lo, hi, x, out, inv_t, neg_inf, log, big, check_t):  # type: ignore[no-untyped-def]
     # returns how many finite entries had their shift x - max (over) or scaled shift (x - max)/T
-    # (over_t) overflow to -inf: the portable path's NumPy warns for those
-    n, m = x.shape
+    # (over_t) overflow to -inf: the portable path's NumPy warns for those (and a third count, 0)
+    m = x.shape[1]
     over = 0
     over_t = 0
-    for i in nb.prange(n):
+    for i in range(lo, hi):
         mx = row_max(x, i, neg_inf)  # NaN is skipped here; it reaches the sum below and spreads over the row
         if mx == neg_inf or mx == -neg_inf:  # rare rows: check for NaN explicitly
             for j in range(m):
@@ -65,15 +65,18 @@ def _forward_rows(x, out, inv_t, neg_inf, log, big, check_t):  # type: ignore[no
                 for j in range(m):
                     out[i, j] = (x[i, j] - mx) * inv_t - log_total
             else:
+                for j in range(m):
+                    out[i, j] = _exp((x[i, j] - mx) * inv_t)
+                # the sum in a loop of its own, over out alone: in a loop that also reads x, LLVM picks the
+                # vectorized or the scalar loop per call by where out lies after x, and the two sum in different
+                # orders (tests/test_kernels_placement.py)
                 total = mx - mx
                 for j in range(m):
-                    e = _exp((x[i, j] - mx) * inv_t)
-                    out[i, j] = e
-                    total += e
+                    total += out[i, j]
                 inv = 1.0 / total
                 for j in range(m):
                     out[i, j] = out[i, j] * inv
-    return over, over_t
+    return over, over_t, 0
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -123,11 +126,11 @@ def warn_overflow(over: int, over_t: int) -> None:
 
 
 @row_kernel
-def _softmax_project(y, g, out, inv_t):  # type: ignore[no-untyped-def]
+def _softmax_project(lo, hi, y, g, out, inv_t):  # type: ignore[no-untyped-def]
     # y ⊙ (g - <g, y>) / T, entries with y == 0 contributing nothing even where g is inf
-    n, m = y.shape
+    m = y.shape[1]
     zero = inv_t - inv_t
-    for i in nb.prange(n):
+    for i in range(lo, hi):
         dot = zero
         for j in range(m):
             dot += y[i, j] * g[i, j] if y[i, j] != 0 else zero
@@ -136,11 +139,11 @@ def _softmax_project(y, g, out, inv_t):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _log_softmax_project(y, g, out, inv_t, neg_inf, jvp):  # type: ignore[no-untyped-def]
+def _log_softmax_project(lo, hi, y, g, out, inv_t, neg_inf, jvp):  # type: ignore[no-untyped-def]
     # VJP: (g - p Σg) / T;  JVP: (v - <v, p>) / T;  0 where y == -inf (a dead entry)
-    n, m = y.shape
+    m = y.shape[1]
     zero = inv_t - inv_t
-    for i in nb.prange(n):
+    for i in range(lo, hi):
         acc = zero
         if jvp:
             for j in range(m):
@@ -180,8 +183,8 @@ def forward(x: np.ndarray, axis: int, mask: Any, temperature: float, log: bool) 
     xr = rows(x, axis)
     out = np.empty_like(xr)
     t = xr.dtype.type
-    over, over_t = _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log, overflow_bound(xr.dtype),
-                                          check_t)
+    over, over_t, _ = _forward_rows(xr.size)(xr, out, t(1.0 / temperature), t(-np.inf), log,
+                                             overflow_bound(xr.dtype), check_t)
     if over and log and temperature > 1.0:
         return None  # (z - max)/T may fit where z - max overflowed: the portable path computes it (and warns)
     warn_overflow(over, over_t)
@@ -210,11 +213,11 @@ def jvp(y: np.ndarray, v: np.ndarray, axis: int, temperature: float, log: bool) 
 
 
 @row_kernel
-def _jacobian_rows(y, p, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
+def _jacobian_rows(lo, hi, y, p, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
     # softmax: (δ_ab y_a - y_a y_b) / T;  log-softmax: (δ_ab - p_b) / T, rows with y_a = -inf zero
-    r, n = y.shape
+    n = y.shape[1]
     zero = inv_t - inv_t
-    for i in nb.prange(r):
+    for i in range(lo, hi):
         for a in range(n):
             ya = y[i, a]
             if log:

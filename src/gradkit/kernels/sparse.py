@@ -23,7 +23,7 @@ import numpy as np
 from ._exp import FASTMATH, _larger, row_kernel, row_max
 from .softmax import rows, unrows
 
-__all__ = ["BLOCK_MAX", "CHUNK", "LANES", "block_scratch", "chunk_rows", "forward", "forward_block", "forward_row", "jvp", "vjp"]
+__all__ = ["BLOCK_MAX", "LANES", "block_scratch", "forward", "forward_block", "forward_row", "jvp", "vjp"]
 
 #: candidates up to this many are sorted by insertion, more by numba's quicksort
 _INSERTION_MAX = 24
@@ -305,26 +305,23 @@ def block_scratch(x):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _forward_rows(x, out, scale, reach, entmax, chunk):  # type: ignore[no-untyped-def]
-    n, m = x.shape
-    nchunks = (n + chunk - 1) // chunk
+def _forward_rows(lo, hi, x, out, scale, reach, entmax):  # type: ignore[no-untyped-def]
+    m = x.shape[1]
     blocked = entmax and m <= BLOCK_MAX
-    for ch in nb.prange(nchunks):
-        buf, xt, ut, vec = block_scratch(x)
-        i = ch * chunk
-        stop = min(n, i + chunk)
-        by_row = i  # rows below this go one by one (a block that needs the row code)
-        while i < stop:  # one call site of the inlined row code: each copy costs seconds of compilation
-            if blocked and i >= by_row and i + LANES <= stop:
-                if forward_block(x, i, xt, ut, vec, scale, reach):
-                    for r in range(LANES):
-                        for j in range(m):
-                            out[i + r, j] = ut[j, r]
-                    i += LANES
-                    continue
-                by_row = i + LANES
-            forward_row(x, i, out, buf, scale, reach, entmax)
-            i += 1
+    buf, xt, ut, vec = block_scratch(x)
+    i = lo
+    by_row = i  # rows below this go one by one (a block that needs the row code)
+    while i < hi:  # one call site of the inlined row code: each copy costs seconds of compilation
+        if blocked and i >= by_row and i + LANES <= hi:
+            if forward_block(x, i, xt, ut, vec, scale, reach):
+                for r in range(LANES):
+                    for j in range(m):
+                        out[i + r, j] = ut[j, r]
+                i += LANES
+                continue
+            by_row = i + LANES
+        forward_row(x, i, out, buf, scale, reach, entmax)
+        i += 1
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -338,10 +335,10 @@ def _s(yj, zero, one, entmax):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
+def _project(lo, hi, y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
     # s ⊙ g_S - s <s, g_S>/Σs with g_S = g on the support only (an entry off it contributes nothing, even if g is inf)
-    n, m = y.shape
-    for i in nb.prange(n):
+    m = y.shape[1]
+    for i in range(lo, hi):
         total = zero
         dot = zero
         nan = 0
@@ -384,16 +381,6 @@ def _project(y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
             out[i, j] = s * g[i, j] - s * inv if s > zero else (off if s == zero else s)
 
 
-#: rows per scratch buffer (one allocation per chunk, not per row)
-CHUNK = 64
-
-
-def chunk_rows(m: int) -> int:
-    """Rows per chunk for rows of ``m`` entries: :data:`CHUNK`, more for short rows (a whole number of blocks of
-    :data:`LANES`), so that a chunk holds about 1,024 entries or more and its scratch is allocated rarely."""
-    return CHUNK if m > BLOCK_MAX else CHUNK * max(1, 64 // max(m, 1))
-
-
 def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> np.ndarray:
     """Sparsemax (``entmax=False``, ``scale=1``) or entmax-1.5 (``scale=0.5``) of ``x`` along ``axis``,
     equal to the portable ``method="sort"``; masked entries excluded."""
@@ -402,7 +389,7 @@ def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> 
     xr = rows(x, axis)
     out = np.empty_like(xr)
     t = xr.dtype.type
-    _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax, chunk_rows(xr.shape[1]))
+    _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax)
     return unrows(out, x, axis)
 
 

@@ -161,11 +161,11 @@ def _phi_inline(z, kind, c, rr):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _forward_rows(x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log, log2):  # type: ignore[no-untyped-def]
-    n, m = x.shape
+def _forward_rows(lo, hi, x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log, log2):  # type: ignore[no-untyped-def]
+    m = x.shape[1]
     one = c[0]
     zero = one - one
-    for i in nb.prange(n):
+    for i in range(lo, hi):
         done = False
         if not log:  # y = φ / Σφ directly where every live φ is a finite normal number and so is the sum
             if kind == TAYLOR:
@@ -354,45 +354,43 @@ def _softmax_of_a(out, i, mx, nan, c, log):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def _project_rows(x, mk, has_mask, y, g, out, kind, c, kf, root, rr, tiny, log, jvp):  # type: ignore[no-untyped-def]
+def _project_rows(lo, hi, x, mk, has_mask, y, g, out, kind, c, kf, root, rr, tiny, log, jvp):  # type: ignore[no-untyped-def]
     # VJP q ⊙ inner_vjp(g), JVP inner_jvp(q ⊙ v), inner = softmax / log-softmax of a given its output y
-    n, m = x.shape
     zero = tiny - tiny
     neg_inf = zero - np.inf
-    chunk = 64  # rows per scratch buffer (Taylor orders > 2 need one)
-    for ch in nb.prange((n + chunk - 1) // chunk):
-        buf = np.empty((1, m), dtype=x.dtype)
-        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
-            if kind == TAYLOR:
-                _q_taylor_row(x, mk, has_mask, i, out, buf, c)
-            else:
+    m = x.shape[1]
+    buf = np.empty((1, m), dtype=x.dtype)
+    for i in range(lo, hi):
+        if kind == TAYLOR:
+            _q_taylor_row(x, mk, has_mask, i, out, buf, c)
+        else:
+            for j in range(m):
+                out[i, j] = _q(x, mk, has_mask, i, j, kind, c, root, rr, tiny)
+        if jvp:
+            for j in range(m):
+                out[i, j] = out[i, j] * g[i, j]  # w = q ⊙ v
+        acc = zero
+        if log:
+            if jvp:  # w - <w, p> on live entries
                 for j in range(m):
-                    out[i, j] = _q(x, mk, has_mask, i, j, kind, c, root, rr, tiny)
-            if jvp:
+                    acc += out[i, j] * _exp(y[i, j]) if y[i, j] != neg_inf else zero
                 for j in range(m):
-                    out[i, j] = out[i, j] * g[i, j]  # w = q ⊙ v
-            acc = zero
-            if log:
-                if jvp:  # w - <w, p> on live entries
-                    for j in range(m):
-                        acc += out[i, j] * _exp(y[i, j]) if y[i, j] != neg_inf else zero
-                    for j in range(m):
-                        out[i, j] = out[i, j] - acc if y[i, j] != neg_inf else zero
-                else:  # q ⊙ (g - p Σg) on live entries
-                    for j in range(m):
-                        acc += g[i, j] if y[i, j] != neg_inf else zero
-                    for j in range(m):
-                        out[i, j] = out[i, j] * ((g[i, j] - _exp(y[i, j]) * acc) if y[i, j] != neg_inf else zero)
-            elif jvp:  # y ⊙ (w - <w, y>), entries with y == 0 contributing nothing
+                    out[i, j] = out[i, j] - acc if y[i, j] != neg_inf else zero
+            else:  # q ⊙ (g - p Σg) on live entries
                 for j in range(m):
-                    acc += y[i, j] * out[i, j] if y[i, j] != 0 else zero
+                    acc += g[i, j] if y[i, j] != neg_inf else zero
                 for j in range(m):
-                    out[i, j] = y[i, j] * (out[i, j] - acc) if y[i, j] != 0 else zero
-            else:  # q ⊙ y ⊙ (g - <g, y>)
-                for j in range(m):
-                    acc += y[i, j] * g[i, j] if y[i, j] != 0 else zero
-                for j in range(m):
-                    out[i, j] = out[i, j] * (y[i, j] * (g[i, j] - acc) if y[i, j] != 0 else zero)
+                    out[i, j] = out[i, j] * ((g[i, j] - _exp(y[i, j]) * acc) if y[i, j] != neg_inf else zero)
+        elif jvp:  # y ⊙ (w - <w, y>), entries with y == 0 contributing nothing
+            for j in range(m):
+                acc += y[i, j] * out[i, j] if y[i, j] != 0 else zero
+            for j in range(m):
+                out[i, j] = y[i, j] * (out[i, j] - acc) if y[i, j] != 0 else zero
+        else:  # q ⊙ y ⊙ (g - <g, y>)
+            for j in range(m):
+                acc += y[i, j] * g[i, j] if y[i, j] != 0 else zero
+            for j in range(m):
+                out[i, j] = out[i, j] * (y[i, j] * (g[i, j] - acc) if y[i, j] != 0 else zero)
 
 
 @lru_cache(maxsize=64)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numba as nb
 import numpy as np
 
 from .._array import mark_fresh
@@ -24,16 +23,16 @@ from .softmax import overflow_bound, rows, scaled_may_overflow, shift_overflows,
 __all__ = ["xent"]
 
 
-@row_kernel
-def _xent_rows(z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, check_t):  # type: ignore[no-untyped-def]
-    r, n = z.shape
+@row_kernel(counts=True)
+def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, check_t):  # type: ignore[no-untyped-def]
+    n = z.shape[1]
     zero = inv_t - inv_t
     keep = 1.0 - eps  # the label's share
     share = eps / n  # every class's share
     rare = 0
     over = 0  # shifts that overflowed to -inf from a finite logit (see softmax._forward_rows)
     over_t = 0
-    for i in nb.prange(r):
+    for i in range(lo, hi):
         mx = row_max(z, i, neg_inf)
         if not (mx > neg_inf and mx < -neg_inf):
             rare += 1
