@@ -106,6 +106,34 @@ def test_fit_reports_an_overflowing_update_with_the_epoch_and_keeps_everything(n
     _assert_unchanged(model, opt, snap)
 
 
+class _StepWithoutChecks(nn.SGD):
+    """A user's optimizer whose own step writes whatever it computes (no finite check)."""
+
+    def step(self, params, grads):
+        for name, p in params.items():
+            p -= self.lr * grads[name]
+
+
+@pytest.mark.parametrize("make", [lambda: nn.SGD(0.1), lambda: nn.Adam(0.1), _StepWithoutChecks],
+                         ids=["sgd", "adam", "own-step"])
+def test_fit_names_overflowing_gradients_and_keeps_the_weights(make):
+    """Finite loss, gradients that overflow (float32: x·g beyond 3.4e38): reported as such, nothing written. The
+    built-in steps find it in their check of the updates; a step of the user's own gets the gradients checked
+    first."""
+    X = np.full((8, 3), 3e20, dtype=np.float32)
+    y = np.zeros(8, dtype=np.float32)
+    dense = nn.Dense(3, 1, rng=0, dtype=np.float32)
+    dense.params["W"][...] = 1e-3  # z = 9e17, loss 8.1e35 (finite); dL/dW = 8 · 3e20 · 2.25e17 = 5.4e38 > 3.4e38
+    dense.params["b"][...] = 0
+    model = nn.Sequential([dense])
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(nn.DivergenceError, match=r"^the gradients overflowed at epoch 1, batch 1") as info:
+        nn.fit(model, X, y, loss="mse", optimizer=make(), epochs=1, batch_size=8)
+    assert info.value.reason == "the gradients overflowed"
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 def test_schedule_and_grads_are_checked():
     opt = nn.SGD(0.1, schedule=lambda epoch: float("nan"))
     with pytest.raises(ValueError, match=r"schedule\(0\) gave the learning rate"):

@@ -378,6 +378,10 @@ def fit(
     batch_size = min(batch_size, n)
     # preallocated activations and gradients where every layer allows it (the same arithmetic)
     step = BufferedStep.build(model, batch_size, X.shape[1])
+    # Optimizer.step computes every update and checks it before writing any: a non-finite gradient is caught
+    # there (its update is not finite), without a pass over the gradients per batch. A subclass with a step of
+    # its own may not check: the gradients are checked first for it
+    checks_updates = type(optimizer).step is Optimizer.step
     for epoch in range(epochs):
         start_time = time.perf_counter()
         optimizer.set_epoch(epoch)
@@ -398,13 +402,17 @@ def fit(
                     else:
                         step.backprop(grad)
                     grads = model.grads
-                    finite = all(_all_finite(g) for g in grads.values())  # one dot product per array
+                    if not checks_updates:
+                        finite = all(_all_finite(g) for g in grads.values())  # one dot product per array
             if not finite:
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
             try:  # computes every update, checks it is finite, then applies them all
                 optimizer.step(model.params, grads)
             except DivergenceError as exc:
-                raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr, exc.reason) from None
+                # a non-finite gradient makes its update non-finite: named as such
+                grads_finite = all(_all_finite(g) for g in grads.values())
+                raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr,
+                                         exc.reason if grads_finite else None) from None
             total += float(value) * len(idx)
             if labels is not None:
                 correct += int(np.sum(np.argmax(scores, axis=1) == labels[idx]))
