@@ -269,6 +269,13 @@ def row_kernel(body=None, *, counts=False):  # type: ignore[no-untyped-def]
     code is not compiled a second time inside numba's parallel transform (its compilation is most of a cold
     test run), and both variants run the same machine code: results do not depend on the thread count.
 
+    A body first takes its row arrays' rows ``lo:hi`` as views and loops over them from row 0. With a row index
+    that starts at a known 0, LLVM compiles the row code as it did in a whole-array kernel; indexing rows from an
+    unknown ``lo`` made softmax at 65536x10 30% slower, and its exp-and-sum loop was then compiled twice and
+    picked per call by where the output lay after the input, summing in two orders
+    (``tests/test_kernels_placement.py``). Arrays that are not per row (scratch, a dummy (1, 1) mask) may be
+    sliced too: a view past their end is empty and never read.
+
     Above :data:`PARALLEL_MIN` the threaded variant runs where numba's threading layer allows
     it (see :mod:`gradkit.kernels._threads`): always under tbb and omp, one thread at a time
     under workqueue (the others wait), never in a child forked from a process that started

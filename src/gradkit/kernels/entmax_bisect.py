@@ -56,9 +56,10 @@ def _kind(beta, one):  # type: ignore[no-untyped-def]
 
 @row_kernel
 def _forward_rows(lo, hi, x, prm, out, n_iter, normalize, slack):  # type: ignore[no-untyped-def]
+    x, prm, out = x[lo:hi], prm[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = x.shape[1]
     buf = np.empty(m, dtype=x.dtype)
-    for i in range(lo, hi):
+    for i in range(x.shape[0]):
         am1 = prm[i, 0]  # α - 1, 1/(α - 1) and the bracket's width, rounded from float64 as on the portable path
         beta = prm[i, 1]
         one = am1 / am1
@@ -96,14 +97,14 @@ def _forward_rows(lo, hi, x, prm, out, n_iter, normalize, slack):  # type: ignor
                 if u > -one:
                     buf[c] = u
                     c += 1
-        # the portable bracket: lo = -1, width 1 - n^(1-α), halved n_iter times
-        lo = -one
+        # the portable bracket: low = -1, width 1 - n^(1-α), halved n_iter times
+        low = -one
         dm = prm[i, 2]
-        mid = lo
+        mid = low
         for it in range(n_iter):
             dm = dm / (one + one)
-            mid = lo + dm
-            if mid == lo:  # the bracket cannot shrink any more: every later midpoint is lo
+            mid = low + dm
+            if mid == low:  # the bracket cannot shrink any more: every later midpoint is low
                 for _ in range(n_iter - 1 - it):  # dm ends as on the portable path (exact halvings)
                     dm = dm / (one + one)
                 break
@@ -111,8 +112,8 @@ def _forward_rows(lo, hi, x, prm, out, n_iter, normalize, slack):  # type: ignor
             for k in range(c):
                 mass += _root(buf[k] - mid, beta, kind, zero)
             if mass >= one:
-                lo = mid
-        # one Newton step on the support found, inside the last bracket [lo, lo + dm] (the portable path's)
+                low = mid
+        # one Newton step on the support found, inside the last bracket [low, low + dm] (the portable path's)
         mass = zero
         slope = zero
         for k in range(c):
@@ -122,7 +123,7 @@ def _forward_rows(lo, hi, x, prm, out, n_iter, normalize, slack):  # type: ignor
                 slope += _root(d, beta - one, 1 if beta == one + one else 0, zero)
         tau = mid + (mass - one) / (beta * (slope if slope > zero else one))
         room = dm + slack  # a safety net against wild steps (few bisection steps), not against rounding
-        tau = min(max(tau, lo - room), lo + dm + room)
+        tau = min(max(tau, low - room), low + dm + room)
         total = zero
         for j in range(m):
             yj = _root(out[i, j] - tau, beta, kind, zero)
@@ -137,8 +138,9 @@ def _forward_rows(lo, hi, x, prm, out, n_iter, normalize, slack):  # type: ignor
 @row_kernel
 def _project(lo, hi, y, g, power, out):  # type: ignore[no-untyped-def]
     # s ⊙ g_S - s <s, g_S>/Σs with s = y^(2-α) on the support; g_S = g on the support only
+    y, g, power, out = y[lo:hi], g[lo:hi], power[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = y.shape[1]
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         p = power[i]  # s = y^p, p = 2 - α
         one = p - p + 1
         zero = one - one

@@ -167,13 +167,16 @@ def _fy_block(x, labels, valid, i0, xt, ut, vec, c_keep, spread, eps,  # type: i
 def _fy_rows(lo, hi, x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
              scale, reach, entmax, omega_factor, grad, out):
     # x: scores with masked entries at -inf; grad receives y then y - t; out the items
+    x, soft, labels, valid, live, grad, out = (  # rows lo..hi as rows 0.. (see row_kernel)
+        x[lo:hi], soft[lo:hi], labels[lo:hi], valid[lo:hi], live[lo:hi], grad[lo:hi], out[lo:hi])
     m = x.shape[1]
     blocked = entmax and m <= BLOCK_MAX and mode == _LABELS and not masked  # (see sparse.BLOCK_MAX)
     buf, xt, ut, vec = block_scratch(x)
-    i = lo
+    n = x.shape[0]
+    i = 0
     by_row = i  # rows below this go one by one (a block that needs the row code)
-    while i < hi:  # one call site of the inlined row code (see kernels.sparse._forward_rows)
-        if blocked and i >= by_row and i + LANES <= hi:
+    while i < n:  # one call site of the inlined row code (see kernels.sparse._forward_rows)
+        if blocked and i >= by_row and i + LANES <= n:
             if _fy_block(x, labels, valid, i, xt, ut, vec, c_keep, c_spread, eps, scale, reach, omega_factor, grad,
                          out):
                 i += LANES

@@ -17,7 +17,8 @@ __all__ = ["take_rows"]
 @row_kernel
 def _take_rows(lo, hi, out, X, idx):  # type: ignore[no-untyped-def]
     # out first: the threaded variant splits the rows of its first argument
-    for r in range(lo, hi):
+    out, idx = out[lo:hi], idx[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
+    for r in range(out.shape[0]):
         src = X[idx[r]]
         dst = out[r]
         for j in range(src.shape[0]):

@@ -67,11 +67,13 @@ def _plain_row(x, mk, has_mask, log_y, q, i, kind, c, rr, tiny, log2):  # type: 
 @row_kernel
 def _rows(lo, hi, x, mk, has_mask, labels, valid, log_y, grad, loss,  # type: ignore[no-untyped-def]
           kind, c, kf, root, rr, tiny, log2, keep, eps, share_all):
+    x, mk, labels, valid, log_y, grad, loss = (  # rows lo..hi as rows 0.. (see row_kernel)
+        x[lo:hi], mk[lo:hi], labels[lo:hi], valid[lo:hi], log_y[lo:hi], grad[lo:hi], loss[lo:hi])
     zero = tiny - tiny
     neg_inf = zero - np.inf
     m = x.shape[1]
     buf = np.empty((1, m), dtype=x.dtype) if kind == TAYLOR else np.empty((1, 1), dtype=x.dtype)
-    for i in range(lo, hi):
+    for i in range(x.shape[0]):
         # log y as the forward kernel (spherical._log_forward_row), q as the VJP kernel; grad[i] holds q
         if kind != TAYLOR and _plain_row(x, mk, has_mask, log_y, grad, i, kind, c, rr, tiny, log2):
             _softmax_of_a(log_y, i, row_max(log_y, i, neg_inf), False, c, True)

@@ -27,10 +27,11 @@ __all__ = ["forward", "jacobian", "jvp", "rows", "unrows", "vjp"]
 def _forward_rows(lo, hi, x, out, inv_t, neg_inf, log, big, check_t):  # type: ignore[no-untyped-def]
     # returns how many finite entries had their shift x - max (over) or scaled shift (x - max)/T
     # (over_t) overflow to -inf: the portable path's NumPy warns for those (and a third count, 0)
+    x, out = x[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = x.shape[1]
     over = 0
     over_t = 0
-    for i in range(lo, hi):
+    for i in range(x.shape[0]):
         mx = row_max(x, i, neg_inf)  # NaN is skipped here; it reaches the sum below and spreads over the row
         if mx == neg_inf or mx == -neg_inf:  # rare rows: check for NaN explicitly
             for j in range(m):
@@ -65,14 +66,11 @@ def _forward_rows(lo, hi, x, out, inv_t, neg_inf, log, big, check_t):  # type: i
                 for j in range(m):
                     out[i, j] = (x[i, j] - mx) * inv_t - log_total
             else:
-                for j in range(m):
-                    out[i, j] = _exp((x[i, j] - mx) * inv_t)
-                # the sum in a loop of its own, over out alone: in a loop that also reads x, LLVM picks the
-                # vectorized or the scalar loop per call by where out lies after x, and the two sum in different
-                # orders (tests/test_kernels_placement.py)
                 total = mx - mx
                 for j in range(m):
-                    total += out[i, j]
+                    e = _exp((x[i, j] - mx) * inv_t)
+                    out[i, j] = e
+                    total += e
                 inv = 1.0 / total
                 for j in range(m):
                     out[i, j] = out[i, j] * inv
@@ -128,9 +126,10 @@ def warn_overflow(over: int, over_t: int) -> None:
 @row_kernel
 def _softmax_project(lo, hi, y, g, out, inv_t):  # type: ignore[no-untyped-def]
     # y ⊙ (g - <g, y>) / T, entries with y == 0 contributing nothing even where g is inf
+    y, g, out = y[lo:hi], g[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = y.shape[1]
     zero = inv_t - inv_t
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         dot = zero
         for j in range(m):
             dot += y[i, j] * g[i, j] if y[i, j] != 0 else zero
@@ -141,9 +140,10 @@ def _softmax_project(lo, hi, y, g, out, inv_t):  # type: ignore[no-untyped-def]
 @row_kernel
 def _log_softmax_project(lo, hi, y, g, out, inv_t, neg_inf, jvp):  # type: ignore[no-untyped-def]
     # VJP: (g - p Σg) / T;  JVP: (v - <v, p>) / T;  0 where y == -inf (a dead entry)
+    y, g, out = y[lo:hi], g[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = y.shape[1]
     zero = inv_t - inv_t
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         acc = zero
         if jvp:
             for j in range(m):
@@ -215,9 +215,10 @@ def jvp(y: np.ndarray, v: np.ndarray, axis: int, temperature: float, log: bool) 
 @row_kernel
 def _jacobian_rows(lo, hi, y, p, out, inv_t, neg_inf, log):  # type: ignore[no-untyped-def]
     # softmax: (δ_ab y_a - y_a y_b) / T;  log-softmax: (δ_ab - p_b) / T, rows with y_a = -inf zero
+    y, p, out = y[lo:hi], p[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     n = y.shape[1]
     zero = inv_t - inv_t
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         for a in range(n):
             ya = y[i, a]
             if log:

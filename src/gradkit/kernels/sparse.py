@@ -306,13 +306,15 @@ def block_scratch(x):  # type: ignore[no-untyped-def]
 
 @row_kernel
 def _forward_rows(lo, hi, x, out, scale, reach, entmax):  # type: ignore[no-untyped-def]
+    x, out = x[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = x.shape[1]
     blocked = entmax and m <= BLOCK_MAX
     buf, xt, ut, vec = block_scratch(x)
-    i = lo
+    n = x.shape[0]
+    i = 0
     by_row = i  # rows below this go one by one (a block that needs the row code)
-    while i < hi:  # one call site of the inlined row code: each copy costs seconds of compilation
-        if blocked and i >= by_row and i + LANES <= hi:
+    while i < n:  # one call site of the inlined row code: each copy costs seconds of compilation
+        if blocked and i >= by_row and i + LANES <= n:
             if forward_block(x, i, xt, ut, vec, scale, reach):
                 for r in range(LANES):
                     for j in range(m):
@@ -337,8 +339,9 @@ def _s(yj, zero, one, entmax):  # type: ignore[no-untyped-def]
 @row_kernel
 def _project(lo, hi, y, g, out, zero, one, entmax):  # type: ignore[no-untyped-def]
     # s ⊙ g_S - s <s, g_S>/Σs with g_S = g on the support only (an entry off it contributes nothing, even if g is inf)
+    y, g, out = y[lo:hi], g[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = y.shape[1]
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         total = zero
         dot = zero
         nan = 0

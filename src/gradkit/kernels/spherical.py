@@ -162,10 +162,11 @@ def _phi_inline(z, kind, c, rr):  # type: ignore[no-untyped-def]
 
 @row_kernel
 def _forward_rows(lo, hi, x, mk, has_mask, out, kind, c, kf, root, rr, tiny, log, log2):  # type: ignore[no-untyped-def]
+    x, mk, out = x[lo:hi], mk[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = x.shape[1]
     one = c[0]
     zero = one - one
-    for i in range(lo, hi):
+    for i in range(x.shape[0]):
         done = False
         if not log:  # y = φ / Σφ directly where every live φ is a finite normal number and so is the sum
             if kind == TAYLOR:
@@ -356,11 +357,12 @@ def _softmax_of_a(out, i, mx, nan, c, log):  # type: ignore[no-untyped-def]
 @row_kernel
 def _project_rows(lo, hi, x, mk, has_mask, y, g, out, kind, c, kf, root, rr, tiny, log, jvp):  # type: ignore[no-untyped-def]
     # VJP q ⊙ inner_vjp(g), JVP inner_jvp(q ⊙ v), inner = softmax / log-softmax of a given its output y
+    x, mk, y, g, out = x[lo:hi], mk[lo:hi], y[lo:hi], g[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     zero = tiny - tiny
     neg_inf = zero - np.inf
     m = x.shape[1]
     buf = np.empty((1, m), dtype=x.dtype)
-    for i in range(lo, hi):
+    for i in range(x.shape[0]):
         if kind == TAYLOR:
             _q_taylor_row(x, mk, has_mask, i, out, buf, c)
         else:

@@ -25,6 +25,8 @@ __all__ = ["xent"]
 
 @row_kernel(counts=True)
 def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, check_t):  # type: ignore[no-untyped-def]
+    z, labels, valid, grad, loss = (  # rows lo..hi as rows 0.. (see row_kernel)
+        z[lo:hi], labels[lo:hi], valid[lo:hi], grad[lo:hi], loss[lo:hi])
     n = z.shape[1]
     zero = inv_t - inv_t
     keep = 1.0 - eps  # the label's share
@@ -32,7 +34,7 @@ def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, c
     rare = 0
     over = 0  # shifts that overflowed to -inf from a finite logit (see softmax._forward_rows)
     over_t = 0
-    for i in range(lo, hi):
+    for i in range(z.shape[0]):
         mx = row_max(z, i, neg_inf)
         if not (mx > neg_inf and mx < -neg_inf):
             rare += 1
