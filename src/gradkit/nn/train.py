@@ -119,6 +119,11 @@ def cast_finite(a: np.ndarray, name: str, dtype: Any) -> np.ndarray:
     )
 
 
+def _grads_finite(grads: dict[str, np.ndarray]) -> bool:
+    """Whether every gradient is finite: one dot product per array (``_all_finite``)."""
+    return all(_all_finite(g) for g in grads.values())
+
+
 def _one_hot(labels: np.ndarray, n_classes: int, dtype: Any) -> np.ndarray:
     """One-hot rows for ``labels`` only (``len(labels) × n_classes``, never ``n_classes²``)."""
     rows = np.zeros((labels.shape[0], n_classes), dtype=dtype)
@@ -403,16 +408,15 @@ def fit(
                         step.backprop(grad)
                     grads = model.grads
                     if not checks_updates:
-                        finite = all(_all_finite(g) for g in grads.values())  # one dot product per array
+                        finite = _grads_finite(grads)
             if not finite:
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
             try:  # computes every update, checks it is finite, then applies them all
                 optimizer.step(model.params, grads)
             except DivergenceError as exc:
                 # a non-finite gradient makes its update non-finite: named as such
-                grads_finite = all(_all_finite(g) for g in grads.values())
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr,
-                                         exc.reason if grads_finite else None) from None
+                                         exc.reason if _grads_finite(grads) else None) from None
             total += float(value) * len(idx)
             if labels is not None:
                 correct += int(np.sum(np.argmax(scores, axis=1) == labels[idx]))
