@@ -163,26 +163,28 @@ def test_off_support_derivatives_are_positive_zero_as_on_the_portable_path(cls, 
 
 
 def _short_rows(rng, n, m, dtype, special_blocks):
-    """n rows of m scores (ties included); rows of the blocks in ``special_blocks`` get a NaN, an all -inf row, a
-    +inf entry or a masked-out (-inf) entry, so that those blocks of 16 rows take the row-by-row code."""
+    """n rows of m scores (ties included); in the blocks of LANES rows in ``special_blocks``, a row with a NaN, an
+    all -inf row and a row with a +inf entry (they take the row code, the block's other rows the block code)."""
+    from gradkit.kernels.sparse import LANES
+
     x = (rng.standard_normal((n, m)) * 2).astype(dtype)
     x[1::5, 0] = x[1::5, -1]  # ties
     x[3] = 0.5  # a row of equal scores
     for b in special_blocks:
-        x[16 * b + 2, rng.integers(m)] = np.nan
-        x[16 * b + 5] = -np.inf
-        x[16 * b + 7, rng.integers(m)] = np.inf
-    x[9, 0] = -np.inf  # a -inf entry in a finite row: still blocked
+        x[LANES * b + 2, rng.integers(m)] = np.nan
+        x[LANES * b + 5] = -np.inf
+        x[LANES * b + 7, rng.integers(m)] = np.inf
+    x[9, 0] = -np.inf  # a -inf entry in a finite row: the block code
     return x
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("m", [1, 2, 3, 10, 16, 17])
-def test_short_rows_blocked_sixteen_at_a_time_equal_the_portable_path(cls, dtype, m):
-    # 53 rows: three blocks of 16 (the second with NaN / -inf / +inf rows: row by row) and a tail of 5
+def test_short_rows_blocked_equal_the_portable_path(cls, dtype, m):
+    # 101 rows: three blocks of 32 (the second with NaN / -inf / +inf rows) and a short one of 5
     rng = np.random.default_rng(m)
-    x = _short_rows(rng, 53, m, dtype, special_blocks=[1])
+    x = _short_rows(rng, 101, m, dtype, special_blocks=[1])
     g = rng.standard_normal(x.shape).astype(dtype)
     act = cls()
     fast, ref = _both(lambda: act(x))
@@ -192,3 +194,72 @@ def test_short_rows_blocked_sixteen_at_a_time_equal_the_portable_path(cls, dtype
     big = _short_rows(rng, 70_000 // m + 33, m, dtype, special_blocks=[2, 40])  # threaded, tail included
     fast, ref = _both(lambda: act(big))
     _check(fast, ref, dtype)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_vjp_without_y_keeps_the_forward_in_the_thread_buffer(cls, dtype, monkeypatch):
+    """vjp(x, g) and jvp(x, v) write their forward output into this thread's scratch buffer (one allocation per
+    call, not two: see gradkit.kernels._scratch), with the same result as when y is passed."""
+    from gradkit.kernels import _scratch
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((300, 7)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    act = cls(axis=0)  # along axis 0: the kernels take a transposed copy
+    y = act(x)
+    calls = []
+    real = _scratch.transient
+    monkeypatch.setattr(_scratch, "transient", lambda shape, dt: calls.append(shape) or real(shape, dt))
+    first, second = act.vjp(x, g), act.jvp(x, -g)
+    assert calls == [(7, 300), (7, 300)]
+    np.testing.assert_array_equal(first, act.vjp(x, g, y=y))
+    np.testing.assert_array_equal(second, act.jvp(x, -g, y=y))
+    buffer = _scratch._local.buf
+    assert not np.shares_memory(first, buffer) and not np.shares_memory(second, buffer)
+    assert not np.shares_memory(first, second)
+    calls.clear()
+    act.vjp(x, g, y=y)
+    act(x)
+    assert calls == []  # a y the caller passed or gets back is never the scratch
+
+
+def test_the_thread_buffer_grows_and_is_per_thread():
+    import threading
+
+    from gradkit.kernels import _scratch
+
+    a = _scratch.transient((10, 3), np.float32)
+    b = _scratch.transient((4, 2), np.float64)  # the same buffer, as another dtype
+    assert a.flags.c_contiguous and b.flags.c_contiguous and b.dtype == np.float64 and b.shape == (4, 2)
+    assert np.shares_memory(a, b)
+    big = _scratch.transient((_scratch.SCRATCH_MAX // 8 + 1,), np.float64)  # over the limit: a new array
+    assert not np.shares_memory(big, _scratch._local.buf)
+    grown = _scratch.transient((1 << 15,), np.float64)  # 256 KiB: the buffer grows
+    assert np.shares_memory(grown, _scratch._local.buf) and _scratch._local.buf.nbytes >= grown.nbytes
+    other = []
+    thread = threading.Thread(target=lambda: other.append(_scratch.transient((10, 3), np.float32)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0], _scratch.transient((10, 3), np.float32))
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_vjp_without_y_from_racing_threads(cls):
+    """Each thread has its own scratch buffer: concurrent vjp(x, g) calls give each its own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(12)
+    inputs = [(rng.standard_normal((200 + 37 * k, 9)).astype(np.float32),
+               rng.standard_normal((200 + 37 * k, 9)).astype(np.float32)) for k in range(6)]
+    act = cls()
+    expected = [act.vjp(x, g, y=act(x)) for x, g in inputs]
+
+    def work(k):
+        x, g = inputs[k % len(inputs)]
+        return k % len(inputs), [act.vjp(x, g) for _ in range(20)]
+
+    with ThreadPoolExecutor(6) as pool:
+        for k, results in pool.map(work, range(36)):
+            for r in results:
+                np.testing.assert_array_equal(r, expected[k])

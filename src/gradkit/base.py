@@ -86,7 +86,7 @@ class Activation:
         """Return ``gᵀ J``: the gradient w.r.t. ``x`` given the upstream gradient ``g`` w.r.t. ``y``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         gc = like(g, xc, xp, "g")
-        yc = self._output(xp, xc, y, axis, mask)
+        yc = self._output(xp, xc, y, axis, mask, transient=True)
         return cast(xp, self.compute_vjp(xp, xc, yc, gc, axis, mask), out_dtype)
 
     def jvp(
@@ -95,7 +95,7 @@ class Activation:
         """Return ``J v``: the change of ``y`` along the direction ``v`` in ``x``."""
         xp, xc, out_dtype, axis, mask = self._prepare(x, where)
         vc = like(v, xc, xp, "v")
-        yc = self._output(xp, xc, y, axis, mask)
+        yc = self._output(xp, xc, y, axis, mask, transient=True)
         return cast(xp, self.compute_jvp(xp, xc, yc, vc, axis, mask), out_dtype)
 
     def jacobian(self, x: ArrayLike, y: ArrayLike | None = None, *, where: ArrayLike | None = None) -> Array:
@@ -124,8 +124,10 @@ class Activation:
             mask = mask_like(where, xc, xp)
         return xp, xc, out_dtype, axis, mask
 
-    def _output(self, xp: Any, xc: Any, y: Any, axis: int, mask: Any) -> Any:
+    def _output(self, xp: Any, xc: Any, y: Any, axis: int, mask: Any, transient: bool = False) -> Any:
         if y is None:
+            if transient:  # only the VJP or JVP uses it
+                return self.compute_forward_transient(xp, xc, axis, mask)
             return self.compute_forward(xp, xc, axis, mask)
         return like(y, xc, xp, "y")
 
@@ -149,6 +151,13 @@ class Activation:
     def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         """Return ``y = f(x)`` along ``axis``."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_forward")
+
+    def compute_forward_transient(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        """Return ``y = f(x)`` for :meth:`vjp` or :meth:`jvp` called without ``y``: their ``compute_vjp`` /
+        ``compute_jvp`` is its only use, and it must not return ``y`` or a view of it. The default is
+        :meth:`compute_forward`; a kernel may write ``y`` into reusable memory instead
+        (:mod:`gradkit.kernels._scratch`)."""
+        return self.compute_forward(xp, x, axis, mask)
 
     def compute_vjp(self, xp: Any, x: Any, y: Any, g: Any, axis: int, mask: Any) -> Any:
         """Return ``gᵀ J`` (shape of ``x``)."""

@@ -238,5 +238,5 @@ class GumbelSoftmax(AxisActivation):
     def compute_jvp(self, xp: Any, x: Any, y: Any, v: Any, axis: int, mask: Any) -> Any:
         return self._softmax.compute_jvp(xp, x, self._soft(xp, x, axis, mask, draw=False), v, axis, mask)
 
-    def _output(self, xp: Any, xc: Any, y: Any, axis: int, mask: Any) -> Any:
+    def _output(self, xp: Any, xc: Any, y: Any, axis: int, mask: Any, transient: bool = False) -> Any:
         return None  # the derivatives recompute the soft sample from the noise

@@ -127,6 +127,11 @@ class _Sparse(AxisActivation):
         # the support is {u > lo}; τ in closed form on it
         return self._tau_on_support(xp, u, u > lo, axis)
 
+    def compute_forward_transient(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
+        if self.method == "sort" and (fast := _kernel(xp, x, mask)):  # y only for the VJP / JVP kernel
+            return fast.forward(x, axis, mask, self.scale, entmax=self.power == 2, transient=True)
+        return self.compute_forward(xp, x, axis, mask)
+
     def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
         # the kernel serves method="sort" (exact, without a full sort); "bisect" with few steps may misplace
         # a support entry and renormalize, a documented approximation the kernel does not reproduce

@@ -267,7 +267,10 @@ def row_kernel(body=None, *, counts=False):  # type: ignore[no-untyped-def]
 
     The body is compiled once; the threaded variant is a ``prange`` over chunks that calls it, so that the row
     code is not compiled a second time inside numba's parallel transform (its compilation is most of a cold
-    test run), and both variants run the same machine code: results do not depend on the thread count.
+    test run). On one thread or more the threaded variant runs its one compiled code, so results do not depend on
+    the thread count. The serial variant is the body compiled on its own: LLVM inlines the body into the threaded
+    variant and optimizes it again there, and the two may round differently in the last bit (1 ulp in some rows of
+    a float64 softmax, depending on where the input lies: ``tests/test_kernels.py``).
 
     A body first takes its row arrays' rows ``lo:hi`` as views and loops over them from row 0. With a row index
     that starts at a known 0, LLVM compiles the row code as it did in a whole-array kernel; indexing rows from an

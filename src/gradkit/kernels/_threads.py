@@ -190,9 +190,9 @@ def _balanced(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
 def variant(threaded: Callable[..., Any], serial: Callable[..., Any], guarded: Callable[..., Any]) -> Callable[..., Any]:
     """The variant of a kernel large enough to thread that is safe in this process and thread now.
 
-    The threaded code on :func:`num_threads` threads, one included (see :func:`_balanced`); it runs the serial
-    variant's compiled row code on each chunk, so that results do not depend on the thread count. The serial
-    variant alone where the parent's layer cannot be used after ``fork()``.
+    The threaded code on :func:`num_threads` threads, one included (see :func:`_balanced`); its one compiled row
+    code runs on each chunk, so that results do not depend on the thread count. The serial variant alone where the
+    parent's layer cannot be used after ``fork()``.
     """
     if _serial_only:
         return serial

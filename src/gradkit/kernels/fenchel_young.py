@@ -23,7 +23,7 @@ import numpy as np
 from .._array import mark_fresh
 from ._exp import FASTMATH, row_kernel
 from .softmax import rows, unrows
-from .sparse import BLOCK_MAX, LANES, block_scratch, forward_block, forward_row
+from .sparse import BLOCK_MAX, block_scratch, forward_block, forward_row
 
 __all__ = ["items"]
 
@@ -123,44 +123,50 @@ def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="never", cache=True)
-def _fy_block(x, labels, valid, i0, xt, ut, vec, c_keep, spread, eps,  # type: ignore[no-untyped-def]
-              scale, reach, omega_factor, grad, out):
-    """The entmax-1.5 loss of rows ``i0`` to ``i0 + LANES`` with labels and no mask, short rows: :func:`_fy_row`'s
-    numbers, one vector per column (:func:`~gradkit.kernels.sparse.forward_block`). False (nothing written) where a
-    row needs ``_fy_row``."""
-    if not forward_block(x, i0, xt, ut, vec, scale, reach):
-        return False
+def _fy_block(x, labels, valid, i0, rows, xt, ut, vec, c_keep, spread, eps,  # type: ignore[no-untyped-def]
+              scale, reach, entmax, omega_factor, grad, out):
+    """The loss of rows ``i0`` to ``i0 + rows`` with labels and no mask, short rows: :func:`_fy_row`'s numbers, one
+    vector per column (:func:`~gradkit.kernels.sparse.forward_block`). Rows marked in ``vec[7]`` are not written:
+    they need ``_fy_row``."""
+    forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax)
     m = x.shape[1]
+    lanes = xt.shape[1]  # a count read at run time (see kernels.sparse.LANES)
     one = scale / scale
     zero = one - one
     half = one / (one + one)
-    mx, mass, t_hit, t_rest, inner, omega_y, omega_t = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6]
-    for r in range(LANES):
+    mx, mass, t_hit, t_rest, inner, omega_y, omega_t, bad, label = (vec[0], vec[1], vec[2], vec[3], vec[4], vec[5],
+                                                                     vec[6], vec[7], vec[8])
+    for r in range(rows):
+        label[r] = labels[i0 + r]  # a class index, exact in the row's type
+    for r in range(rows, lanes):
+        label[r] = -one  # lanes past the rows: no class
+    for r in range(lanes):
         mass[r] = one if eps == zero else zero
     if eps != zero:
         for j in range(m):
-            for r in range(LANES):
-                mass[r] += (c_keep if j == labels[i0 + r] else zero) + spread
-    for r in range(LANES):  # each row's two target values (see _fy_row)
+            for r in range(lanes):
+                mass[r] += (c_keep if j == label[r] else zero) + spread
+    for r in range(lanes):  # each row's two target values (see _fy_row)
         t_hit[r] = _div(c_keep + spread, mass[r])
         t_rest[r] = _div(spread, mass[r])
         inner[r] = zero
         omega_y[r] = zero
         omega_t[r] = zero
     for j in range(m):
-        for r in range(LANES):
-            tj = t_hit[r] if j == labels[i0 + r] else t_rest[r]
-            a, b, c = _terms(xt, ut, j, r, tj, half * mx[r], half, zero, True)  # transposed: entry (j, r)
+        for r in range(lanes):
+            tj = t_hit[r] if j == label[r] else t_rest[r]
+            a, b, c = _terms(xt, ut, j, r, tj, half * mx[r], half, zero, entmax)  # transposed: entry (j, r)
             inner[r] += a
             omega_y[r] += b
             omega_t[r] += c
-    for r in range(LANES):
+    for r in range(rows):
+        if bad[r] != zero:
+            continue
         i = i0 + r
         keep = valid[i] and mass[r] > zero  # ignore_index or no target mass: loss 0, gradient 0
         out[i] = (inner[r] + inner[r]) - omega_factor * omega_y[r] + omega_factor * omega_t[r] if keep else zero
         for j in range(m):
             grad[i, j] = ut[j, r] if keep else zero
-    return True
 
 
 @row_kernel
@@ -170,21 +176,20 @@ def _fy_rows(lo, hi, x, soft, labels, valid, live, masked, mode, c_keep, c_sprea
     x, soft, labels, valid, live, grad, out = (  # rows lo..hi as rows 0.. (see row_kernel)
         x[lo:hi], soft[lo:hi], labels[lo:hi], valid[lo:hi], live[lo:hi], grad[lo:hi], out[lo:hi])
     m = x.shape[1]
-    blocked = entmax and m <= BLOCK_MAX and mode == _LABELS and not masked  # (see sparse.BLOCK_MAX)
+    blocked = m <= BLOCK_MAX and mode == _LABELS and not masked  # (see sparse.BLOCK_MAX)
     buf, xt, ut, vec = block_scratch(x)
+    lanes = xt.shape[1] if blocked else 1
+    bad = vec[7]
     n = x.shape[0]
-    i = 0
-    by_row = i  # rows below this go one by one (a block that needs the row code)
-    while i < n:  # one call site of the inlined row code (see kernels.sparse._forward_rows)
-        if blocked and i >= by_row and i + LANES <= n:
-            if _fy_block(x, labels, valid, i, xt, ut, vec, c_keep, c_spread, eps, scale, reach, omega_factor, grad,
-                         out):
-                i += LANES
-                continue
-            by_row = i + LANES
-        _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach, entmax,
-                omega_factor, grad, out, buf, i)
-        i += 1
+    for i0 in range(0, n, lanes):
+        rows = min(lanes, n - i0)
+        if blocked:
+            _fy_block(x, labels, valid, i0, rows, xt, ut, vec, c_keep, c_spread, eps, scale, reach, entmax,
+                      omega_factor, grad, out)
+        for r in range(rows):  # one call site of the inlined row code (see kernels.sparse._forward_rows)
+            if not blocked or bad[r] != 0:
+                _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps, scale, reach, entmax,
+                        omega_factor, grad, out, buf, i0 + r)
 
 
 def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid: Any, soft: Any,

@@ -8,6 +8,10 @@ sort-based formula of the portable path runs on them: its prefix sums are the sa
 numbers in the same order, so the result equals the portable ``method="sort"``.
 A row whose entries are all candidates (e.g. all equal) costs one full sort.
 
+Short rows (up to :data:`BLOCK_MAX` entries) go :data:`LANES` at a time through :func:`forward_block`, one vector
+operation per column and no branch per row: entmax-1.5's threshold by ranking all the row's entries, sparsemax's
+by Michelot's projection. Their thresholds are the portable formula's up to the order of the sums.
+
 Semantics equal the portable path (:mod:`gradkit.activations.sparse`): masked
 entries arrive as ``-inf``; a row with no live entry gives zeros; ``+inf`` entries
 share the mass equally; a NaN score makes its row NaN.
@@ -20,6 +24,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+from . import _scratch
 from ._exp import FASTMATH, _larger, row_kernel, row_max
 from .softmax import rows, unrows
 
@@ -212,34 +217,76 @@ def forward_row(x, i, out, buf, scale, reach, entmax):  # type: ignore[no-untype
     return mx, bad
 
 
-#: entmax-1.5's rows of up to this many entries take the blocked forward (:func:`forward_block`), LANES rows at
-#: a time: 2x faster than row by row at 65536x10 (no branch per row on its 8-10 candidates). Sparsemax stays row
-#: by row (3-5 candidates a row; blocked it was 2x slower)
+#: rows of up to this many entries take the blocked forward (:func:`forward_block`), LANES rows at a time, with no
+#: branch per row: at 65536x10, entmax-1.5 2x and sparsemax 3x faster than row by row
 BLOCK_MAX = 16
-#: rows per block: the scratch holds one block transposed, so that each column is one vector of LANES rows
-LANES = 16
+#: rows per block: the scratch holds one block transposed, so that each column is one vector of LANES rows. The
+#: loops over a block's rows take their count from the scratch's shape, not from this constant: over a count
+#: known at compile time numba unrolls them and LLVM keeps them scalar, over one read at run time it vectorizes
+#: them (sparsemax at 65536x10: 3.2 against 1.2 ms a thread)
+LANES = 32
+
+
+@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+def _tau_block_sparsemax(ut, m, tau, total, count, size, one):  # type: ignore[no-untyped-def]
+    """Sparsemax's threshold of each row of a transposed block ``ut`` (far entries at -2) into ``tau``, by
+    Michelot's projection: from the candidates ``u >= -1``, a superset of the support, τ = (Σ_S u - 1)/|S| and
+    S = {u > τ} until no row's S changes size. τ rises and S shrinks to the support, whose τ is the sorted
+    formula's (the same numbers summed in another order); each step drops an entry from a row or ends it."""
+    zero = one - one
+    lanes = tau.shape[0]
+    for r in range(lanes):
+        total[r] = zero
+        count[r] = zero
+    for j in range(m):
+        for r in range(lanes):
+            u = ut[j, r]
+            near = u >= -one
+            total[r] += u if near else zero
+            count[r] += one if near else zero
+    for r in range(lanes):
+        tau[r] = (total[r] - one) / count[r]  # count >= 1: the max is a candidate
+        size[r] = count[r]
+    for _ in range(m):
+        for r in range(lanes):
+            total[r] = zero
+            count[r] = zero
+        for j in range(m):
+            for r in range(lanes):
+                u = ut[j, r]
+                inside = u > tau[r]
+                total[r] += u if inside else zero
+                count[r] += one if inside else zero
+        changed = 0
+        for r in range(lanes):
+            tau[r] = (total[r] - one) / count[r]  # the max stays inside: τ <= -1/|S| < 0
+            changed += count[r] != size[r]
+            size[r] = count[r]
+        if changed == 0:
+            break
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one):  # type: ignore[no-untyped-def]
     """:func:`_tau_entmax_ranked` of each row of a transposed block ``ut`` into ``tau``."""
     zero = one - one
-    for r in range(LANES):
+    lanes = tau.shape[0]
+    for r in range(lanes):
         tau[r] = zero
         best[r] = zero
     for a in range(m):
-        for r in range(LANES):
+        for r in range(lanes):
             s1[r] = zero
             s2[r] = zero
             kf[r] = zero
         for b in range(m):
-            for r in range(LANES):
+            for r in range(lanes):
                 ub = ut[b, r]
                 ge = ub >= ut[a, r]
                 s1[r] += ub if ge else zero
                 s2[r] += ub * ub if ge else zero
                 kf[r] += one if ge else zero
-        for r in range(LANES):
+        for r in range(lanes):
             mean = s1[r] / kf[r]
             mean_sq = s2[r] / kf[r]
             delta = (one - kf[r] * (mean_sq - mean * mean)) / kf[r]
@@ -250,80 +297,97 @@ def _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one):  # type: ignore[no-unt
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="never", cache=True)
-def forward_block(x, i0, xt, ut, vec, scale, reach):  # type: ignore[no-untyped-def]
-    """Entmax-1.5 of the ``LANES`` rows from ``i0`` of ``x`` (short rows), transposed: ``xt[j, r] = x[i0 + r, j]``,
-    ``ut[j, r]`` the output, ``vec[0]`` the rows' max. Returns False (and ``ut`` means nothing) where a row holds
-    a NaN or has no finite max: those take :func:`forward_row`.
+def forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax):  # type: ignore[no-untyped-def]
+    """The map of rows ``i0`` to ``i0 + rows`` of ``x`` (short rows, ``rows`` at most the block's ``lanes``, the
+    columns of ``xt``), transposed: ``xt[j, r] = x[i0 + r, j]``, ``ut[j, r]`` the output, ``vec[0]`` the rows' max.
+    Returns how many of the rows need :func:`forward_row` instead (a NaN, no finite max), marked by ``vec[7][r]
+    != 0``; ``ut`` means nothing for them, nor for the lanes past ``rows`` (zeros, computed and dropped).
 
-    Each step is a loop over the block's rows inside a loop over columns, one vector operation per column; the
-    threshold is the ranked one of :func:`forward_row` over all the row's entries (an entry below the candidates
-    never gives a valid prefix), the same numbers summed in the same order. Sparsemax stays row by row: its rows
-    have 3-5 candidates, and blocked it was no faster (numba unrolls the loops over a constant 16 lanes rather
-    than vectorizing them).
+    Every other row takes this code wherever it lies (in a full block or a chunk's last, short one), so that its
+    result does not depend on how the rows are split among threads. Each step is a loop over the block's lanes
+    inside a loop over columns, one vector operation per column. The threshold: entmax-1.5's is the ranked one of
+    :func:`forward_row` over all the row's entries (an entry below the candidates never gives a valid prefix);
+    sparsemax's is found by Michelot's projection (:func:`_tau_block_sparsemax`), whose few passes over the block
+    have no branch per row.
     """
     m = x.shape[1]
+    lanes = xt.shape[1]  # a count read at run time (see LANES)
     one = scale / scale
     zero = one - one
     neg_inf = -one / zero
     far = -(one + one)
-    mx, nan, tau, s1, s2, kf, best = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6]
-    for r in range(LANES):
+    mx, nan, tau, s1, s2, kf, best, bad = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7]
+    for r in range(rows):
         for j in range(m):
             xt[j, r] = x[i0 + r, j]
-    for r in range(LANES):
+    for r in range(rows, lanes):
+        for j in range(m):
+            xt[j, r] = zero
+    for r in range(lanes):
         mx[r] = neg_inf
         nan[r] = zero
     for j in range(m):
-        for r in range(LANES):
+        for r in range(lanes):
             v = xt[j, r]
             mx[r] = _larger(v, mx[r])
             nan[r] += one if v != v else zero  # noqa: PLR0124
-    ok = True
-    for r in range(LANES):
-        ok &= (nan[r] == zero) & ((mx[r] - mx[r]) == zero)
-    if not ok:
-        return False
+    n_bad = 0
+    for r in range(lanes):
+        b = (nan[r] != zero) | ((mx[r] - mx[r]) != zero)
+        bad[r] = one if b else zero
+        n_bad += b
+    if n_bad:  # such a lane computes a row of zeros instead, its result dropped
+        for j in range(m):
+            for r in range(lanes):
+                xt[j, r] = zero if bad[r] != zero else xt[j, r]
+        for r in range(lanes):
+            mx[r] = zero if bad[r] != zero else mx[r]
     for j in range(m):
-        for r in range(LANES):
+        for r in range(lanes):
             xj = xt[j, r]
             ut[j, r] = scale * (xj - mx[r]) if xj >= mx[r] - reach else far
-    _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one)
-    for j in range(m):
-        for r in range(LANES):
-            d = max(zero, ut[j, r] - tau[r])
-            ut[j, r] = d * d
-    return True
+    if entmax:
+        _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one)
+        for j in range(m):
+            for r in range(lanes):
+                d = max(zero, ut[j, r] - tau[r])
+                ut[j, r] = d * d
+    else:
+        _tau_block_sparsemax(ut, m, tau, s1, s2, kf, one)
+        for j in range(m):
+            for r in range(lanes):
+                ut[j, r] = max(zero, ut[j, r] - tau[r])
+    return n_bad
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def block_scratch(x):  # type: ignore[no-untyped-def]
     """One chunk's scratch for rows of ``x``: a row (:func:`forward_row`), a block transposed in and out and the
-    block's vectors (:func:`forward_block`)."""
+    block's vectors (:func:`forward_block`; the Fenchel-Young loss's block uses them too)."""
     m = x.shape[1]
     return (np.empty(m, dtype=x.dtype), np.empty((m, LANES), dtype=x.dtype), np.empty((m, LANES), dtype=x.dtype),
-            np.empty((7, LANES), dtype=x.dtype))
+            np.empty((9, LANES), dtype=x.dtype))
 
 
 @row_kernel
 def _forward_rows(lo, hi, x, out, scale, reach, entmax):  # type: ignore[no-untyped-def]
     x, out = x[lo:hi], out[lo:hi]  # rows lo..hi as rows 0.. (see row_kernel)
     m = x.shape[1]
-    blocked = entmax and m <= BLOCK_MAX
+    blocked = m <= BLOCK_MAX
     buf, xt, ut, vec = block_scratch(x)
+    lanes = xt.shape[1] if blocked else 1
+    bad = vec[7]
     n = x.shape[0]
-    i = 0
-    by_row = i  # rows below this go one by one (a block that needs the row code)
-    while i < n:  # one call site of the inlined row code: each copy costs seconds of compilation
-        if blocked and i >= by_row and i + LANES <= n:
-            if forward_block(x, i, xt, ut, vec, scale, reach):
-                for r in range(LANES):
-                    for j in range(m):
-                        out[i + r, j] = ut[j, r]
-                i += LANES
-                continue
-            by_row = i + LANES
-        forward_row(x, i, out, buf, scale, reach, entmax)
-        i += 1
+    for i0 in range(0, n, lanes):
+        rows = min(lanes, n - i0)
+        if blocked:
+            forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax)
+            for r in range(rows):
+                for j in range(m):
+                    out[i0 + r, j] = ut[j, r]
+        for r in range(rows):  # one call site of the inlined row code: each copy costs seconds of compilation
+            if not blocked or bad[r] != 0:
+                forward_row(x, i0 + r, out, buf, scale, reach, entmax)
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
@@ -384,13 +448,14 @@ def _project(lo, hi, y, g, out, zero, one, entmax):  # type: ignore[no-untyped-d
             out[i, j] = s * g[i, j] - s * inv if s > zero else (off if s == zero else s)
 
 
-def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool) -> np.ndarray:
+def forward(x: np.ndarray, axis: int, mask: Any, scale: float, entmax: bool, transient: bool = False) -> np.ndarray:
     """Sparsemax (``entmax=False``, ``scale=1``) or entmax-1.5 (``scale=0.5``) of ``x`` along ``axis``,
-    equal to the portable ``method="sort"``; masked entries excluded."""
+    equal to the portable ``method="sort"``; masked entries excluded. ``transient``: the result is written into
+    this thread's scratch buffer (:func:`~gradkit.kernels._scratch.transient`), for a caller that drops it."""
     if mask is not None:
         x = np.where(mask, x, x.dtype.type(-np.inf))
     xr = rows(x, axis)
-    out = np.empty_like(xr)
+    out = _scratch.transient(xr.shape, xr.dtype) if transient else np.empty_like(xr)
     t = xr.dtype.type
     _forward_rows(xr.size)(xr, out, t(scale), t(2.0 / scale), entmax)
     return unrows(out, x, axis)
