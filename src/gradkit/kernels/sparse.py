@@ -230,24 +230,16 @@ LANES = 32
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def _tau_block_sparsemax(ut, m, tau, total, count, size, one):  # type: ignore[no-untyped-def]
     """Sparsemax's threshold of each row of a transposed block ``ut`` (far entries at -2) into ``tau``, by
-    Michelot's projection: from the candidates ``u >= -1``, a superset of the support, τ = (Σ_S u - 1)/|S| and
-    S = {u > τ} until no row's S changes size. τ rises and S shrinks to the support, whose τ is the sorted
-    formula's (the same numbers summed in another order); each step drops an entry from a row or ends it."""
+    Michelot's projection: from every entry within reach (``u > -2``), a superset of the support,
+    τ = (Σ_S u - 1)/|S| and S = {u > τ} until no row's S changes size. τ rises and S shrinks to the support, whose
+    τ is the sorted formula's (the same numbers summed in another order); each step drops an entry from a row or
+    ends it."""
     zero = one - one
     lanes = tau.shape[0]
     for r in range(lanes):
-        total[r] = zero
-        count[r] = zero
-    for j in range(m):
-        for r in range(lanes):
-            u = ut[j, r]
-            near = u >= -one
-            total[r] += u if near else zero
-            count[r] += one if near else zero
-    for r in range(lanes):
-        tau[r] = (total[r] - one) / count[r]  # count >= 1: the max is a candidate
-        size[r] = count[r]
-    for _ in range(m):
+        tau[r] = -(one + one)  # far: S is every entry within reach
+        size[r] = -one  # (the first step always goes on)
+    for _ in range(m + 1):
         for r in range(lanes):
             total[r] = zero
             count[r] = zero
