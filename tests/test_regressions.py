@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
 import gradkit as gk
+from gradkit import kernels
 
 torch = pytest.importorskip("torch")
 
@@ -188,3 +191,19 @@ def test_masked_entries_take_no_part_in_elementwise_losses(loss):
     v = rng.standard_normal(z.shape)
     np.testing.assert_allclose(head.jvp(z, t, v, where=where), np.sum(dz * v), rtol=1e-10)
     assert gk.gradcheck(f, z, vjp=lambda x, g: g * head.grad(x, t, where=where)).ok
+
+
+@pytest.mark.parametrize("use_kernels", [True, False], ids=["kernel", "portable"])
+@pytest.mark.parametrize("name", ["sparsemax_loss", "entmax15_loss", "entmax_bisect_loss"])
+def test_fenchel_young_mean_stays_finite_when_an_item_is_the_float_maximum(name, use_kernels):
+    # found by hypothesis: the second item is the float32 maximum to within rounding, and the float32
+    # item (2·Σ (y - t)(z/2 - max/2)) rounded past it to inf, so the mean (half the maximum) was inf
+    p = np.array([[0.0, 0.0, 0.0], [0.0, np.finfo(np.float32).max, 0.0]], np.float32)
+    t = np.array([[0.09636218, 0.09636218, 0.09636218], [0.0625, 0.0, 0.09636218]], np.float32)
+    exact = gk.losses.get(name, reduction="none")(p.astype(np.float64), t.astype(np.float64))
+    context = contextlib.nullcontext() if use_kernels else kernels.disabled()
+    with context:
+        mean, grad = gk.losses.get(name).value_and_grad(p, t)
+        head_mean = gk.compose(name.removesuffix("_loss"), name)(p, t)
+    assert mean.dtype == np.float32 and np.isfinite(grad).all()
+    np.testing.assert_allclose([mean, head_mean], exact.mean(), rtol=1e-6)

@@ -280,7 +280,7 @@ class Composed:
             items, grad, denom, *computed = fused
             prediction = computed[0] if computed else None
             if sums:
-                value, gz = xp.sum(items), grad
+                value, gz = loss.sum_items(xp, items), grad
             else:
                 upstream = None if g is None else loss._upstream(xp, g, items)
                 value, gz = loss._reduce(xp, items, grad, denom, upstream, in_place=True)
@@ -294,7 +294,7 @@ class Composed:
 
             def backward(raw: Any) -> tuple[Any, Any]:
                 if sums:
-                    return xp.sum(items), act.compute_vjp(xp, zc, p, loss.sum_grad(raw), axis, mask)
+                    return loss.sum_items(xp, items), act.compute_vjp(xp, zc, p, loss.sum_grad(raw), axis, mask)
                 value, gp = loss._reduce(xp, items, raw, denom, upstream)
                 return value, act.compute_vjp(xp, zc, p, gp, axis, mask)
 

@@ -1,4 +1,4 @@
-"""numba kernels for the Fenchel–Young losses of sparsemax and entmax-1.5: per-item value and gradient ``y - t``.
+"""numba kernels for the Fenchel–Young losses of sparsemax and entmax-1.5: half of each item and the gradient ``y - t``.
 
 One pass per row: the sparse map's forward (:func:`gradkit.kernels.sparse.forward_row`, the same code as the
 activation's kernel) writes ``y`` into the gradient's row, then the loss is summed and ``y - t`` written in place
@@ -56,7 +56,7 @@ def _terms(x, grad, i, j, tj, shift, half, zero, entmax):  # type: ignore[no-unt
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
 def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
             scale, reach, entmax, omega_factor, grad, out, buf, i):
-    """Row ``i``: ``y - t`` into ``grad[i]``, the item into ``out[i]`` (any row: masks, soft targets, NaN, ±inf)."""
+    """Row ``i``: ``y - t`` into ``grad[i]``, half the item into ``out[i]`` (any row: masks, soft targets, NaN, ±inf)."""
     m = x.shape[1]
     one = scale / scale
     zero = one - one
@@ -117,7 +117,7 @@ def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  
             inner += a
             omega_y += b
             omega_t += c
-    out[i] = (inner + inner) - omega_factor * omega_y + omega_factor * omega_t
+    out[i] = inner - omega_factor * omega_y + omega_factor * omega_t  # half the item
     if bad:  # (max(NaN, 0) may drop the NaN from Ω(y))
         out[i] = zero / zero
 
@@ -164,7 +164,7 @@ def _fy_block(x, labels, valid, i0, rows, xt, ut, vec, c_keep, spread, eps,  # t
             continue
         i = i0 + r
         keep = valid[i] and mass[r] > zero  # ignore_index or no target mass: loss 0, gradient 0
-        out[i] = (inner[r] + inner[r]) - omega_factor * omega_y[r] + omega_factor * omega_t[r] if keep else zero
+        out[i] = inner[r] - omega_factor * omega_y[r] + omega_factor * omega_t[r] if keep else zero
         for j in range(m):
             grad[i, j] = ut[j, r] if keep else zero
 
@@ -172,7 +172,7 @@ def _fy_block(x, labels, valid, i0, rows, xt, ut, vec, c_keep, spread, eps,  # t
 @row_kernel
 def _fy_rows(lo, hi, x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
              scale, reach, entmax, omega_factor, grad, out):
-    # x: scores with masked entries at -inf; grad receives y then y - t; out the items
+    # x: scores with masked entries at -inf; grad receives y then y - t; out half the items
     x, soft, labels, valid, live, grad, out = (  # rows lo..hi as rows 0.. (see row_kernel)
         x[lo:hi], soft[lo:hi], labels[lo:hi], valid[lo:hi], live[lo:hi], grad[lo:hi], out[lo:hi])
     m = x.shape[1]
@@ -194,7 +194,8 @@ def _fy_rows(lo, hi, x, soft, labels, valid, live, masked, mode, c_keep, c_sprea
 
 def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid: Any, soft: Any,
           label_smoothing: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item loss and gradient ``y - t`` of the sparsemax (``entmax=False``) or entmax-1.5 loss.
+    """Half of each item of the sparsemax (``entmax=False``) or entmax-1.5 loss (the losses' ``item_factor``:
+    an item that rounds past the float maximum where the mean is finite stays finite), and the gradient ``y - t``.
 
     Either ``labels`` (int64, ``z``'s shape less ``axis``, ignored ones at any valid class) with ``valid``
     (bool, same shape) and ``label_smoothing``, or ``soft``: per-class targets of ``z``'s shape, already
@@ -222,6 +223,6 @@ def items(z: np.ndarray, axis: int, mask: Any, entmax: bool, labels: Any, valid:
     scale = 0.5 if entmax else 1.0
     _fy_rows(xr.size)(xr, soft_r, lab, val, live, mask is not None and soft is None, mode, c_keep, c_spread, t(eps),
                       t(scale), t(2.0 / scale), entmax,
-                      t(4.0 / 3.0 if entmax else 0.5), grad, out)
+                      t(2.0 / 3.0 if entmax else 0.25), grad, out)  # half Ω's factor: half items
     item_shape = np.moveaxis(z, axis, -1).shape[:-1]
     return out.reshape(item_shape), mark_fresh(unrows(grad, z, axis))

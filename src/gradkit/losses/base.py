@@ -38,7 +38,8 @@ Writing a loss: subclass :class:`ElementwiseLoss` (one item per element) or
 public hook ``compute_terms(xp, p, t) -> (values, derivatives)``, optionally
 ``check_values(xp, p, t)``; set ``name`` and, for a bounded domain, ``input_domain``.
 A loss of any other shape subclasses :class:`Loss` and implements ``compute_items``
-(and ``item_axis``). ``grad_factor`` lets a hook return a scaled gradient (MSE).
+(and ``item_axis``). ``grad_factor`` lets a hook return a scaled gradient (MSE), and
+``item_factor`` scaled items (the Fenchel–Young losses return half of each item).
 The hooks get the namespace ``xp`` and validated arrays; the public methods here do
 the rest. :func:`gradkit.custom_loss` builds an elementwise one from two functions.
 """
@@ -92,6 +93,10 @@ class Loss:
     #: (MSE returns ``(p - t)/2`` for ``2(p - t)``, factor 4): the factor is applied after the division by
     #: the mean's denominator, so a gradient whose mean is finite does not overflow on the way
     grad_factor: ClassVar[float] = 1.0
+    #: the true items are this factor times the ones ``compute_items`` returns (the Fenchel–Young
+    #: losses return half: an item near the float maximum whose mean is finite does not overflow on the way);
+    #: applied after the division by the mean's denominator, like ``grad_factor``
+    item_factor: ClassVar[float] = 1.0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
@@ -183,6 +188,7 @@ class Loss:
         ``grad_factor``), and the mean's denominator (an int, or a 0-d array that may be 0).
 
         ``p`` is validated and inside ``input_domain``; ``target`` is as the caller gave it.
+        The items may be returned divided by ``item_factor``.
         ``live`` is the mask of a masked activation upstream (class losses drop the
         target mass on masked classes; elementwise losses zero masked entries). Subclasses
         of :class:`ElementwiseLoss` or :class:`~gradkit.losses.ClassLoss` implement
@@ -219,6 +225,7 @@ class Loss:
         scaled in place (:func:`~gradkit._array.scale_fresh`).
         """
         if self.reduction == "none":
+            items = self.true_items(items)
             if g is None:
                 return items, grad if self.grad_factor == 1.0 else grad * self.grad_factor
             axis = self.item_axis(grad.ndim)
@@ -233,17 +240,32 @@ class Loss:
             else:  # an array: the sum of item weights, which may be 0 (all ignored)
                 ok = denom > 0
                 inv = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)
-            mean = value * inv
+            # item_factor joins 1/D before either touches the sum (half items: 2/D)
+            mean = value * (inv if self.item_factor == 1.0 else inv * self.item_factor)
             if is_traced(mean):  # no value to branch on: both, selected
-                mean = xp.where(xp.isinf(mean) & xp.all(xp.isfinite(items)), xp.sum(items * inv), mean)
+                mean = xp.where(xp.isinf(mean) & xp.all(xp.isfinite(items)), self._scaled_sum(xp, items, inv), mean)
             elif bool(xp.isinf(mean)) and bool(xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
-                mean = xp.sum(items * inv)
+                mean = self._scaled_sum(xp, items, inv)
             value, scale = mean, inv * scale
+        elif self.item_factor != 1.0:
+            value = value * self.item_factor
         if g is not None:
             scale = scale * g
         if not (isinstance(scale, float) and scale == 1.0):
             grad = scale_fresh(grad, scale) if in_place else grad * scale  # a scalar: one pass over grad
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
+
+    def _scaled_sum(self, xp: Any, items: Any, inv: Any) -> Any:
+        """The mean as a sum of scaled items (for a sum that overflows where the mean need not)."""
+        return xp.sum(items * inv) if self.item_factor == 1.0 else xp.sum(items * inv) * self.item_factor
+
+    def true_items(self, items: Any) -> Any:
+        """The items from ``compute_items``' (which omit ``item_factor``)."""
+        return items if self.item_factor == 1.0 else items * self.item_factor
+
+    def sum_items(self, xp: Any, items: Any) -> Any:
+        """The items' sum from ``compute_items``' items (which omit ``item_factor``)."""
+        return self.true_items(xp.sum(items))
 
     def sum_grad(self, grad: Any) -> Any:
         """The gradient of the items' sum from ``compute_items``' gradient (which omits ``grad_factor``)."""

@@ -40,6 +40,8 @@ class FenchelYoungLoss(ClassLoss):
     """Base: the Fenchel–Young loss of ``mapping`` with regularizer ``compute_omega``."""
 
     input_domain = (-math.inf, math.inf)  # scores
+    #: ``compute_items`` returns half of each item (from half the shifted scores, which cannot overflow)
+    item_factor = 2.0
     mapping_cls: type[_Sparse] = Sparsemax
 
     def __init__(
@@ -85,8 +87,9 @@ class FenchelYoungLoss(ClassLoss):
         # halved: z/2 - m/2 cannot overflow where z - m can (a row spanning [-max, max]); halving is exact
         half_shifted = 0.5 * z - 0.5 * xp.where(xp.isfinite(m), m, 0.0)
         # 0 where y = t (masked or -inf classes: their score must not reach the loss)
-        inner = 2.0 * xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, half_shifted, 0.0), 0.0), axis=axis)
-        items = inner - self.compute_omega(xp, y, axis) + self.compute_omega(xp, t, axis)
+        half_inner = xp.sum(xp.where(diff != 0, diff * xp.where(diff != 0, half_shifted, 0.0), 0.0), axis=axis)
+        # half items (item_factor): an item rounding past the float maximum where the mean is finite stays finite
+        items = half_inner - 0.5 * self.compute_omega(xp, y, axis) + 0.5 * self.compute_omega(xp, t, axis)
         items = xp.where(xp.squeeze(has_mass, axis=axis), items, 0.0)
         return items, xp.where(has_mass, diff, 0.0), tgt.denom
 
