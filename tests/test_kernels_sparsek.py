@@ -182,16 +182,19 @@ def _short_rows(rng, n, m, dtype, special_blocks):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("m", [1, 2, 3, 10, 16, 17])
 def test_short_rows_blocked_equal_the_portable_path(cls, dtype, m):
-    # 101 rows: three blocks of 32 (the second with NaN / -inf / +inf rows) and a short one of 5
+    from gradkit.kernels.sparse import LANES
+
+    # three blocks of LANES rows (the second with NaN / -inf / +inf rows) and a short one of 5
     rng = np.random.default_rng(m)
-    x = _short_rows(rng, 101, m, dtype, special_blocks=[1])
+    x = _short_rows(rng, 3 * LANES + 5, m, dtype, special_blocks=[1])
     g = rng.standard_normal(x.shape).astype(dtype)
     act = cls()
     fast, ref = _both(lambda: act(x))
     _check(fast, ref, dtype)
     fast, ref = _both(lambda: act.vjp(x, g))
     _check(fast, ref, dtype, derivative=True)
-    big = _short_rows(rng, 70_000 // m + 33, m, dtype, special_blocks=[2, 40])  # threaded, tail included
+    n = 70_000 // m + 33  # threaded, a short block at the end
+    big = _short_rows(rng, n, m, dtype, special_blocks=[2, n // LANES - 1])
     fast, ref = _both(lambda: act(big))
     _check(fast, ref, dtype)
 

@@ -125,9 +125,10 @@ def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="never", cache=True)
 def _fy_block(x, labels, valid, i0, rows, xt, ut, vec, c_keep, spread, eps,  # type: ignore[no-untyped-def]
               scale, reach, entmax, omega_factor, grad, out):
-    """The loss of rows ``i0`` to ``i0 + rows`` with labels and no mask, short rows: :func:`_fy_row`'s numbers, one
-    vector per column (:func:`~gradkit.kernels.sparse.forward_block`). Rows marked in ``vec[7]`` are not written:
-    they need ``_fy_row``."""
+    """The loss of rows ``i0`` to ``i0 + rows`` with labels and no mask, short rows: :func:`_fy_row`'s numbers to
+    rounding (Ω(t) from the row's two target values), one vector per column
+    (:func:`~gradkit.kernels.sparse.forward_block`). Rows marked in ``vec[7]`` are not written: they need
+    ``_fy_row``."""
     forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax)
     m = x.shape[1]
     lanes = xt.shape[1]  # a count read at run time (see kernels.sparse.LANES)
@@ -146,19 +147,30 @@ def _fy_block(x, labels, valid, i0, rows, xt, ut, vec, c_keep, spread, eps,  # t
         for j in range(m):
             for r in range(lanes):
                 mass[r] += (c_keep if j == label[r] else zero) + spread
-    for r in range(lanes):  # each row's two target values (see _fy_row)
-        t_hit[r] = _div(c_keep + spread, mass[r])
-        t_rest[r] = _div(spread, mass[r])
+    mo = zero
+    for j in range(1, m):
+        mo += one  # m - 1, in the row's type
+    for r in range(lanes):  # each row's two target values (see _fy_row); a division by 1 is exact
+        t_hit[r] = c_keep + spread if mass[r] == one else _div(c_keep + spread, mass[r])
+        t_rest[r] = spread if mass[r] == one else _div(spread, mass[r])
         inner[r] = zero
         omega_y[r] = zero
-        omega_t[r] = zero
+        # Ω(t) of a label's row: one entry t_hit, m - 1 entries t_rest
+        th, tr = t_hit[r], t_rest[r]
+        omega_t[r] = th * np.sqrt(th) + mo * (tr * np.sqrt(tr)) if entmax else th * th + mo * (tr * tr)
+    # three loops over the columns, each touching few arrays: LLVM vectorizes a loop over the lanes only where
+    # its run-time checks that the arrays do not overlap stay few
     for j in range(m):
-        for r in range(lanes):
-            tj = t_hit[r] if j == label[r] else t_rest[r]
-            a, b, c = _terms(xt, ut, j, r, tj, half * mx[r], half, zero, entmax)  # transposed: entry (j, r)
-            inner[r] += a
-            omega_y[r] += b
-            omega_t[r] += c
+        for r in range(lanes):  # Ω(y)
+            yj = ut[j, r]
+            omega_y[r] += yj * np.sqrt(max(yj, zero)) if entmax else yj * yj
+    for j in range(m):
+        for r in range(lanes):  # y - t
+            ut[j, r] -= t_hit[r] if j == label[r] else t_rest[r]
+    for j in range(m):
+        for r in range(lanes):  # <y - t, z/2 - max z/2>, 0 where y = t (a -inf score must not reach the loss)
+            d = ut[j, r]
+            inner[r] += d * (half * xt[j, r] - half * mx[r]) if d != zero else zero
     for r in range(rows):
         if bad[r] != zero:
             continue
