@@ -355,6 +355,40 @@ def test_buffered_step_trains_exactly_as_the_layer_by_layer_step(monkeypatch, la
                               nn.Sequential(_STEP_MODELS[layers](dtype)).params["0.W" if "0.W" in fast.params else "1.W"])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_relu_kernels_are_numpys_arithmetic(dtype):
+    # the buffered step's fused bias + ReLU (forward) and ReLU VJP + bias gradient (backward) against the NumPy
+    # they replace, bit for bit, with NaN, ±inf and zeros of both signs among the entries
+    from gradkit import kernels
+
+    if not kernels.available():
+        pytest.skip("numba not installed or disabled")
+    from gradkit.kernels import dense
+
+    rng = np.random.default_rng(11)
+    h = rng.standard_normal((37, 23)).astype(dtype)
+    h[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    h[1:3] = 0.0  # ties at the ReLU's kink
+    b = rng.standard_normal(23).astype(dtype)
+    b[4:6] = [-0.0, 0.0]
+    ref = h + b
+    np.maximum(ref, 0.0, out=ref)
+    out = h.copy()
+    dense.bias_relu(out, b)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(ref))
+    g = rng.standard_normal(h.shape).astype(dtype)
+    g[5, :2] = [np.inf, np.nan]
+    ref_g = g.copy()
+    with np.errstate(invalid="ignore"):  # inf · 0
+        np.multiply(ref_g, ref > 0, out=ref_g)
+    ref_b = np.sum(ref_g, axis=0)
+    gb = np.full(23, 7.0, dtype)
+    dense.relu_grad_bias(g, ref, gb)
+    np.testing.assert_array_equal(g, ref_g)
+    np.testing.assert_array_equal(gb, ref_b)
+
+
 def test_buffered_step_is_used_for_dense_and_activation_layers_only(monkeypatch):
     from gradkit.nn import _step
 

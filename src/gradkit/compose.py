@@ -101,7 +101,8 @@ def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any,
     if result is None:
         return None
     items, grad = result
-    return items, grad, xp.sum(xp.astype(valid, z.dtype))
+    # the mean's denominator as prepare_target sums it: the count of valid items, in the dtype
+    return items, grad, z.dtype.type(np.count_nonzero(valid))
 
 
 def _log_phi_nll(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, ...] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import cache
 from typing import Any
 
 import numba as nb
@@ -93,8 +94,10 @@ def shift_overflows(x, i, mx, inv_t, neg_inf):  # type: ignore[no-untyped-def]
     return o, ot
 
 
+@cache
 def overflow_bound(dtype: Any) -> Any:
-    """The row maximum from which ``x - max`` can overflow (``shift_overflows``)."""
+    """The row maximum from which ``x - max`` can overflow (``shift_overflows``); cached per dtype (a head calls it
+    per batch)."""
     info = np.finfo(dtype)
     return dtype.type(info.max * info.eps / 4)
 

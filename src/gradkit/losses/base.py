@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Self
 
+import numpy as np
 from array_api_compat import array_namespace, device
 
 from .._array import (
@@ -237,6 +238,9 @@ class Loss:
         if self.reduction == "mean":
             if isinstance(denom, int):  # elementwise losses: the element count, > 0
                 inv: Any = 1.0 / denom
+            elif isinstance(denom, np.generic):  # a NumPy scalar (the kernels' count): the same numbers, no 0-d arrays
+                d: Any = denom
+                inv = d.dtype.type(1.0) / d if d > 0 else d.dtype.type(0.0)
             else:  # an array: the sum of item weights, which may be 0 (all ignored)
                 ok = denom > 0
                 inv = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)
@@ -244,7 +248,8 @@ class Loss:
             mean = value * (inv if self.item_factor == 1.0 else inv * self.item_factor)
             if is_traced(mean):  # no value to branch on: both, selected
                 mean = xp.where(xp.isinf(mean) & xp.all(xp.isfinite(items)), self._scaled_sum(xp, items, inv), mean)
-            elif bool(xp.isinf(mean)) and bool(xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
+            elif (math.isinf(mean) if isinstance(mean, np.generic) else bool(xp.isinf(mean))) and bool(
+                    xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
                 mean = self._scaled_sum(xp, items, inv)
             value, scale = mean, inv * scale
         elif self.item_factor != 1.0:

@@ -35,6 +35,17 @@ def _take_rows() -> Any:
     return take_rows
 
 
+def _dense_kernels() -> Any:
+    """:mod:`gradkit.kernels.dense` (bias + ReLU each way in one pass) when the kernels are in use, else None."""
+    from .. import kernels
+
+    if not kernels.enabled():
+        return None
+    from ..kernels import dense
+
+    return dense
+
+
 class BufferedStep:
     """Forward, head and backward of one batch; parameter gradients land in the layers' ``grads``.
 
@@ -67,6 +78,11 @@ class BufferedStep:
         self._inputs: list[np.ndarray] = []
         #: the threaded row gather of the numba kernels (np.take without them)
         self._take = _take_rows()
+        #: the bias + ReLU kernels (None without numba): a Dense layer followed by an in-place ReLU adds its
+        #: bias and applies the ReLU in one pass, and the ReLU's VJP gives that layer's bias gradient in the same pass
+        self._dense = _dense_kernels()
+        self.relu_after = [self._dense is not None and k + 1 < len(self.layers) and self.in_place_relu[k + 1]
+                           for k in range(len(self.layers))]
 
     @classmethod
     def build(cls, model: Sequential, batch_size: int, n_features: int) -> BufferedStep | None:
@@ -96,9 +112,13 @@ class BufferedStep:
             if isinstance(layer, Dense):
                 out = self.out[k]
                 x = np.matmul(x, layer.params["W"], out=out[:rows])  # type: ignore[index]
-                x += layer.params["b"]  # as Dense.forward: the product, then the bias
+                if self.relu_after[k]:  # the bias, then the next layer's ReLU, in one pass
+                    self._dense.bias_relu(x, layer.params["b"])
+                else:
+                    x += layer.params["b"]  # as Dense.forward: the product, then the bias
             elif self.in_place_relu[k]:
-                np.maximum(x, 0.0, out=x)  # ReLU.compute_value on NumPy
+                if not self.relu_after[k - 1]:
+                    np.maximum(x, 0.0, out=x)  # ReLU.compute_value on NumPy
             else:
                 x = layer.forward(x, training=True)
         inputs.append(x)
@@ -108,12 +128,15 @@ class BufferedStep:
         """Fill every layer's ``grads`` from ``g``, the gradient w.r.t. the model's output."""
         rows = g.shape[0]
         last = len(self.layers) - 1
+        bias_done = False  # the bias gradient of the Dense layer next in the loop is already there
         for k in range(last, -1, -1):
             layer = self.layers[k]
             if isinstance(layer, Dense):
                 grads = layer.grads
                 np.matmul(inputs[k].T, g, out=grads["W"])  # as Dense.backward
-                np.sum(g, axis=0, out=grads["b"])
+                if not bias_done:
+                    np.sum(g, axis=0, out=grads["b"])
+                bias_done = False
                 if k:
                     buf = self.grad_in[k]
                     g = np.matmul(g, layer.params["W"].T, out=buf[:rows])  # type: ignore[index]
@@ -121,7 +144,12 @@ class BufferedStep:
                 y = inputs[k + 1]  # the ReLU's output (the next layer's input, or what the head saw)
                 # ReLU's VJP, g · [x > 0]; [y > 0] is the same mask (y = max(x, 0); NaN: 0 either way,
                 # and a NaN pre-activation has made the loss NaN before any backward)
-                np.multiply(g, y > 0, out=g)
+                gb = self.layers[k - 1].grads["b"]
+                if self.relu_after[k - 1] and g.dtype == gb.dtype and g.flags.writeable:
+                    self._dense.relu_grad_bias(g, y, gb)  # and the Dense layer's bias gradient, Σ_rows g
+                    bias_done = True
+                else:
+                    np.multiply(g, y > 0, out=g)
             else:  # an activation layer: its forward kept its input and output
                 g = cast(ActivationLayer, layer).backward(g)
 
