@@ -139,3 +139,42 @@ def test_a_custom_loss_returning_an_array_it_keeps_gets_it_back_unscaled():
     _, grad = Linear().value_and_grad(np.ones((2, 3)), np.zeros((2, 3)))
     np.testing.assert_array_equal(kept, before)
     np.testing.assert_allclose(grad, before / 6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_xent_batch_labels_checked_in_the_kernel_equal_the_checked_path(dtype, ignore_index, smoothing):
+    # a 2-d batch with int64 labels skips the label checks' passes: the kernel checks each label on its way and
+    # hands a label out of range or at ignore_index back to the checked path; the numbers are the checked path's
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((37, 5)).astype(dtype)
+    head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss(ignore_index=ignore_index, label_smoothing=smoothing))
+    labels = rng.integers(0, 5, 37)
+    labels[labels == ignore_index] = 0
+    as_int32 = labels.astype(np.int32)  # not int64: the checked path
+    for target in (labels, np.where(np.arange(37) % 6 == 0, ignore_index, labels)):
+        fast = head.value_and_grad(z, target)
+        checked = head.value_and_grad(z, target.astype(np.int32))
+        np.testing.assert_array_equal(fast[0], checked[0])
+        np.testing.assert_array_equal(fast[1], checked[1])
+    assert head(z, labels) == head(z, as_int32)
+    for bad in (5, -1):
+        with pytest.raises(ValueError, match=r"target labels must be in \[0, 4\]"):
+            head(z, np.where(np.arange(37) == 11, bad, labels))
+
+
+def test_softmax_xent_batch_labels_skip_the_check_passes(monkeypatch):
+    from gradkit import kernels
+
+    if not kernels.available():
+        pytest.skip("numba not installed or disabled")
+    head = gk.compose(gk.Softmax(), gk.CrossEntropyLoss())
+    z = np.random.default_rng(2).standard_normal((8, 3)).astype(np.float32)
+    calls = []
+    real = gk.CrossEntropyLoss.check_labels
+    monkeypatch.setattr(gk.CrossEntropyLoss, "check_labels", lambda self, *a: calls.append(1) or real(self, *a))
+    head.value_and_grad(z, np.array([0, 1, 2, 0, 1, 2, 0, 1]))
+    assert calls == []
+    head.value_and_grad(z, np.array([0, 1, 2, 0, 1, 2, 0, -100]))  # an ignored label: the checked path
+    assert calls == [1]

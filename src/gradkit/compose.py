@@ -91,12 +91,19 @@ def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any,
 
     if loss.weight is not None or (mask is not None and loss.label_smoothing) or not kernels.usable(xp, z, mask):
         return None
+    from .kernels.xent import xent
+
+    if (mask is None and type(target) is np.ndarray and target.dtype == np.int64 and z.ndim == 2 and axis == 1
+            and target.shape == z.shape[:1]):
+        # a training batch's labels: checked by the kernel on its way (out of range or ignore_index: None, then
+        # the checked path below), not by two reductions and a mask first
+        result = xent(z, axis, target, None, None, temperature, loss.label_smoothing, loss.ignore_index)
+        if result is not None:
+            return *result, z.dtype.type(target.shape[0])
     checked = loss.check_labels(xp, z, target)
     if checked is None:
         return None
     labels, valid = checked
-    from .kernels.xent import xent
-
     result = xent(z, axis, labels, valid, mask, temperature, loss.label_smoothing)
     if result is None:
         return None

@@ -22,11 +22,18 @@ from .softmax import overflow_bound, rows, scaled_may_overflow, shift_overflows,
 
 __all__ = ["xent"]
 
+#: ``valid`` of unchecked labels (never read)
+_NO_VALID = np.ones(1, dtype=np.bool_)
+
 
 @row_kernel(counts=True)
-def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, check_t):  # type: ignore[no-untyped-def]
-    z, labels, valid, grad, loss = (  # rows lo..hi as rows 0.. (see row_kernel)
-        z[lo:hi], labels[lo:hi], valid[lo:hi], grad[lo:hi], loss[lo:hi])
+def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, check_t,  # type: ignore[no-untyped-def]
+               checked, ignore):
+    # checked: labels validated and ignored ones marked in valid; else valid is unused and a label out of
+    # [0, n) or at ignore counts as rare (the caller then takes the checked path, which reports or ignores it)
+    z, labels, grad, loss = z[lo:hi], labels[lo:hi], grad[lo:hi], loss[lo:hi]  # rows lo..hi as rows 0.. (row_kernel)
+    if checked:
+        valid = valid[lo:hi]
     n = z.shape[1]
     zero = inv_t - inv_t
     keep = 1.0 - eps  # the label's share
@@ -36,14 +43,15 @@ def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, c
     over_t = 0
     for i in range(z.shape[0]):
         mx = row_max(z, i, neg_inf)
-        if not (mx > neg_inf and mx < -neg_inf):
+        c = labels[i]
+        if not (mx > neg_inf and mx < -neg_inf) or (not checked and (c < 0 or c >= n or c == ignore)):
             rare += 1
             continue
         if mx >= big or check_t:  # a shift may overflow (the portable path shifts ignored rows too)
             o, ot = shift_overflows(z, i, mx, inv_t, neg_inf)
             over += o
             over_t += ot
-        if not valid[i]:
+        if checked and not valid[i]:
             loss[i] = zero
             for j in range(n):
                 grad[i, j] = zero
@@ -56,7 +64,6 @@ def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, c
             total += e
             n_live += z[i, j] != neg_inf
         log_total = math.log(total)
-        c = labels[i]
         label_live = z[i, c] != neg_inf
         value = zero
         if keep != 0:
@@ -79,12 +86,15 @@ def _xent_rows(lo, hi, z, labels, valid, grad, loss, inv_t, neg_inf, eps, big, c
 
 
 def xent(
-    z: np.ndarray, axis: int, labels: np.ndarray, valid: np.ndarray, mask: Any, temperature: float, eps: float
+    z: np.ndarray, axis: int, labels: np.ndarray, valid: np.ndarray | None, mask: Any, temperature: float, eps: float,
+    ignore_index: int = -100,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-item losses and the gradient of their sum w.r.t. ``z``; None if a row needs the portable path.
 
     Under a mask, a label on a masked class carries no target mass (as in the portable
     path): its item gives loss 0 and gradient 0 but still counts in the mean.
+    ``valid`` None: ``labels`` (int64) are a training batch's, not checked yet, and no mask: a label out of range
+    or at ``ignore_index`` gives None (the caller checks them then), which spares the checks' passes per batch.
     """
     check_t = scaled_may_overflow(z, temperature)
     if mask is not None:
@@ -95,9 +105,10 @@ def xent(
     grad = np.empty_like(zr)
     loss = np.empty(zr.shape[0], dtype=zr.dtype)
     t = zr.dtype.type
+    checked = valid is not None
     rare, over, over_t = _xent_rows(zr.size)(
-        zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1),
-        grad, loss, t(1.0 / temperature), t(-np.inf), t(eps), overflow_bound(zr.dtype), check_t)
+        zr, np.ascontiguousarray(labels).reshape(-1), np.ascontiguousarray(valid).reshape(-1) if checked else _NO_VALID,
+        grad, loss, t(1.0 / temperature), t(-np.inf), t(eps), overflow_bound(zr.dtype), check_t, checked, ignore_index)
     if rare or (over and temperature > 1.0):  # the portable path keeps (z - max)/T finite there
         return None
     warn_overflow(over, over_t)
