@@ -87,12 +87,9 @@ def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask:
 def _fused_kernel(xp: Any, loss: Any, z: Any, target: Any, axis: int, mask: Any, temperature: float) -> Any:
     """The numba kernel's ``(items, grad, denom)`` for integer labels without class weights
     (and without label smoothing under a mask); None where the portable path is needed."""
-    from . import kernels
-
     if loss.weight is not None or (mask is not None and loss.label_smoothing) or not kernels.usable(xp, z, mask):
         return None
-    from .kernels.xent import xent
-
+    xent = _xent_kernel().xent
     if (mask is None and type(target) is np.ndarray and target.dtype == np.int64 and z.ndim == 2 and axis == 1
             and target.shape == z.shape[:1]):
         # a training batch's labels: checked by the kernel on its way (out of range or ignore_index: None, then
@@ -128,6 +125,14 @@ def _log_phi_nll(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: 
                                                         loss.label_smoothing)
     # the mean's denominator as prepare_target sums it: the count of valid items, in the dtype
     return items, grad, z.dtype.type(np.count_nonzero(valid)), log_y
+
+
+@lru_cache(maxsize=1)
+def _xent_kernel() -> Any:
+    """:mod:`gradkit.kernels.xent`, imported on first use (as :func:`_log_phi_kernel`)."""
+    from .kernels import xent
+
+    return xent
 
 
 @lru_cache(maxsize=1)

@@ -233,7 +233,7 @@ class Loss:
             per_item = g * self.grad_factor
             return items, grad * (per_item if axis is None else xp.expand_dims(per_item, axis=axis))
         with numpy_errstate(xp, over="ignore"):  # NumPy: a sum that overflows where the mean does not is redone below
-            value = xp.sum(items)
+            value = items.sum() if type(items) is np.ndarray else xp.sum(items)  # (NumPy: the method, no wrappers)
         scale: Any = self.grad_factor
         if self.reduction == "mean":
             if isinstance(denom, int):  # elementwise losses: the element count, > 0

@@ -83,6 +83,9 @@ class BufferedStep:
         self._dense = _dense_kernels()
         self.relu_after = [self._dense is not None and k + 1 < len(self.layers) and self.in_place_relu[k + 1]
                            for k in range(len(self.layers))]
+        #: per Dense layer: its gradients' dict (the property ensures the buffers once, not per batch)
+        self.grads: list[dict[str, np.ndarray] | None] = [
+            layer.grads if isinstance(layer, Dense) else None for layer in self.layers]
 
     @classmethod
     def build(cls, model: Sequential, batch_size: int, n_features: int) -> BufferedStep | None:
@@ -131,11 +134,11 @@ class BufferedStep:
         bias_done = False  # the bias gradient of the Dense layer next in the loop is already there
         for k in range(last, -1, -1):
             layer = self.layers[k]
-            if isinstance(layer, Dense):
-                grads = layer.grads
+            grads = self.grads[k]
+            if grads is not None:  # a Dense layer
                 np.matmul(inputs[k].T, g, out=grads["W"])  # as Dense.backward
                 if not bias_done:
-                    np.sum(g, axis=0, out=grads["b"])
+                    np.add.reduce(g, axis=0, out=grads["b"])  # np.sum's reduction, without its wrappers
                 bias_done = False
                 if k:
                     buf = self.grad_in[k]
@@ -144,7 +147,7 @@ class BufferedStep:
                 y = inputs[k + 1]  # the ReLU's output (the next layer's input, or what the head saw)
                 # ReLU's VJP, g · [x > 0]; [y > 0] is the same mask (y = max(x, 0); NaN: 0 either way,
                 # and a NaN pre-activation has made the loss NaN before any backward)
-                gb = self.layers[k - 1].grads["b"]
+                gb = self.grads[k - 1]["b"]  # type: ignore[index]
                 if self.relu_after[k - 1] and g.dtype == gb.dtype and g.flags.writeable:
                     self._dense.relu_grad_bias(g, y, gb)  # and the Dense layer's bias gradient, Σ_rows g
                     bias_done = True

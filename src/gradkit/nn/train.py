@@ -392,9 +392,12 @@ def fit(
         optimizer.set_epoch(epoch)
         order = rng.permutation(n)
         total, correct = 0.0, 0
+        # the buffered step writes the layers' own gradient arrays in place: their dicts once an epoch, not per batch
+        params, step_grads = (model.params, model.grads) if step is not None else (None, None)
         for b, start in enumerate(range(0, n, batch_size)):
             idx = order[start : start + batch_size]
             yb = y[idx]
+            batch_labels = yb if labels is y else None if labels is None else labels[idx]
             if one_hot is not None:
                 yb = _one_hot(yb, one_hot, model.dtype)
             with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the epoch
@@ -406,20 +409,20 @@ def fit(
                         model.backward(grad, input_grad=False)
                     else:
                         step.backprop(grad)
-                    grads = model.grads
+                    grads = model.grads if step_grads is None else step_grads
                     if not checks_updates:
                         finite = _grads_finite(grads)
             if not finite:
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
             try:  # computes every update, checks it is finite, then applies them all
-                optimizer.step(model.params, grads)
+                optimizer.step(model.params if params is None else params, grads)
             except DivergenceError as exc:
                 # a non-finite gradient makes its update non-finite: named as such
                 raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr,
                                          exc.reason if _grads_finite(grads) else None) from None
             total += float(value) * len(idx)
-            if labels is not None:
-                correct += int(np.sum(np.argmax(scores, axis=1) == labels[idx]))
+            if batch_labels is not None:
+                correct += int(np.count_nonzero(np.argmax(scores, axis=1) == batch_labels))
         logs = {"loss": total / n}
         if labels is not None:
             logs["accuracy"] = correct / n
