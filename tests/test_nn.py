@@ -312,6 +312,30 @@ def test_compiled_and_numpy_steps_agree_bitwise(make, layout):
     assert fast["w"].dtype == dtype and fast["w"].flags.f_contiguous == (layout == "F")
 
 
+def test_compiled_step_reuses_its_views_only_for_the_same_arrays():
+    # a training loop passes the same parameter and gradient arrays every step: the compiled step keeps their flat
+    # views; a new gradient array, or one that is the parameter itself, is looked at afresh
+    from gradkit import kernels
+
+    rng = np.random.default_rng(4)
+    p0 = rng.standard_normal((6, 5)).astype(np.float32)
+    fast, slow = {"w": p0.copy()}, {"w": p0.copy()}
+    g = {"w": np.empty_like(p0)}
+    a, b = nn.SGD(0.1), nn.SGD(0.1)
+    for _ in range(3):  # the same gradient array, new values in place
+        g["w"][...] = rng.standard_normal(p0.shape)
+        a.step(fast, g)
+        with kernels.disabled():
+            b.step(slow, g)
+        np.testing.assert_array_equal(fast["w"], slow["w"])
+    for grads in ({"w": rng.standard_normal(p0.shape).astype(np.float32)}, None):  # a new array; the parameter
+        a.step(fast, grads if grads is not None else {"w": fast["w"]})
+        with kernels.disabled():
+            b.step(slow, grads if grads is not None else {"w": slow["w"]})
+        np.testing.assert_array_equal(fast["w"], slow["w"])
+    assert "w" in a._views and pickle.loads(pickle.dumps(a))._views == {}
+
+
 _STEP_MODELS = {
     "relu": lambda dt: [nn.Dense(6, 9, rng=0, dtype=dt), "relu", nn.Dense(9, 4, rng=1, dtype=dt)],
     "two relu": lambda dt: [nn.Dense(6, 9, rng=0, dtype=dt), "relu", nn.Dense(9, 7, rng=2, dtype=dt), gk.ReLU(),

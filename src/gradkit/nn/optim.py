@@ -94,8 +94,10 @@ def _all_finite(a: np.ndarray) -> bool:
 
 
 @functools.cache
+@functools.cache
 def _compiled() -> Any:
-    """:mod:`gradkit.kernels.optim` (imports numba), loaded at the first compiled step."""
+    """:mod:`gradkit.kernels.optim` (imports numba), loaded at the first compiled step (then cached: an import
+    statement per parameter and step costs more than the lookup)."""
     from ..kernels import optim
 
     return optim
@@ -136,6 +138,8 @@ class Optimizer:
         self.steps = 0
         self._scratch: dict[str, dict[str, np.ndarray]] = {}
         self._lr_checked: dict[np.dtype, float] = {}
+        #: per parameter name, the last (parameter, gradient) pair and their flat views (see _flat)
+        self._views: dict[str, tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]] = {}
 
     def _repr_args(self) -> dict[str, Any]:
         """The constructor arguments :func:`repr` shows (besides weight decay and schedule)."""
@@ -154,10 +158,12 @@ class Optimizer:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_scratch"] = {}  # working memory: rebuilt by the next step
+        state["_views"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_scratch", {})
+        state.setdefault("_views", {})
         state.setdefault("_lr_checked", {})
         self.__dict__.update(state)
 
@@ -276,22 +282,42 @@ class Optimizer:
         where it does not apply (then :meth:`_compute` runs)."""
         return None
 
-    @staticmethod
-    def _flat(p: np.ndarray, g: np.ndarray, *state: np.ndarray | None) -> list[np.ndarray] | None:
+    def _flat(self, name: str, p: np.ndarray, g: np.ndarray, *state: np.ndarray | None) -> list[np.ndarray] | None:
         """1-d views of ``p``, ``g`` and the current state arrays for a compiled kernel: all
-        C-contiguous, float32 or float64 alike, ``p`` writeable and apart from ``g``; else None."""
-        dtype, flags = p.dtype, p.flags
-        if dtype.char not in "fd" or not dtype.isnative or not (flags.c_contiguous and flags.writeable) or not p.size:
+        C-contiguous, float32 or float64 alike, ``p`` writeable and apart from ``g``; else None.
+
+        The views of ``p`` and ``g`` and their checks are kept for the next step while both are the same
+        array objects (a training loop's): only ``p``'s writeable flag can change on the same array. One entry per
+        parameter name, as the working buffers."""
+        if not p.flags.writeable:
             return None
-        out = [p.reshape(-1)]
-        for a in (g, *state):
+        hit = self._views.get(name)
+        if hit is not None and hit[0] is p and hit[1] is g:
+            pair = hit[2]
+        else:
+            pair = self._flat_pair(p, g)
+            self._views[name] = (p, g, pair)
+        if pair is None:
+            return None
+        out = list(pair)
+        dtype = p.dtype
+        for a in state:
             if a is None:
                 out.append(None)  # type: ignore[arg-type]
             elif (a.dtype is not dtype and a.dtype != dtype) or not a.flags.c_contiguous:
                 return None
             else:
                 out.append(a.reshape(-1))
-        return None if np.may_share_memory(p, g) else out
+        return out
+
+    @staticmethod
+    def _flat_pair(p: np.ndarray, g: np.ndarray) -> list[np.ndarray] | None:
+        dtype, flags = p.dtype, p.flags
+        if dtype.char not in "fd" or not dtype.isnative or not flags.c_contiguous or not p.size:
+            return None
+        if (g.dtype is not dtype and g.dtype != dtype) or not g.flags.c_contiguous or np.may_share_memory(p, g):
+            return None
+        return [p.reshape(-1), g.reshape(-1)]
 
     def _state_finite(self, state: dict[str, np.ndarray]) -> bool:
         """Whether the new state is finite where a finite new parameter does not already imply it."""
@@ -345,7 +371,7 @@ class SGD(Optimizer):
     def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
         state: dict[str, np.ndarray] = {}
         spare, current = self._spare(name, "v", p) if self.momentum else (p, None)
-        flat = self._flat(p, g, current)
+        flat = self._flat(name, p, g, current)
         if flat is None:
             return None
         pf, gf, vf = flat
@@ -413,7 +439,7 @@ class Adam(Optimizer):
     def _fused(self, name: str, p: np.ndarray, g: np.ndarray, t: int) -> Fused | None:
         m, m_old = self._spare(name, "m", p)
         v, v_old = self._spare(name, "v", p)
-        flat = self._flat(p, g, m_old, v_old)
+        flat = self._flat(name, p, g, m_old, v_old)
         if flat is None or (m_old is None) != (v_old is None):
             return None
         pf, gf, mf, vf = flat
