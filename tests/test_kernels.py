@@ -169,13 +169,13 @@ def test_threaded_and_serial_variants_do_not_share_a_cache_entry():
     """numba's disk cache is keyed by qualified name: a shared one made both variants serial. The threaded
     variant (a prange over chunks calling the compiled body) is checked against the body's source file, so an
     edit of the kernel recompiles it too."""
-    from gradkit.kernels import entmax_bisect, fenchel_young, gather, log_phi_nll, sparse, spherical, xent
+    from gradkit.kernels import entmax_bisect, fenchel_young, log_phi_nll, sparse, spherical, xent
     from gradkit.kernels import softmax as fast_softmax
 
     for kernel in (fast_softmax._forward_rows, fast_softmax._softmax_project, fast_softmax._log_softmax_project,
                    fast_softmax._jacobian_rows, xent._xent_rows, sparse._forward_rows, sparse._project,
                    fenchel_young._fy_rows, spherical._forward_rows, spherical._project_rows, log_phi_nll._rows,
-                   entmax_bisect._forward_rows, entmax_bisect._project, gather._take_rows):
+                   entmax_bisect._forward_rows, entmax_bisect._project):
         threaded, body = kernel.threaded.py_func, kernel.body.py_func
         assert threaded.__qualname__ == body.__qualname__ + "_threaded"
         assert threaded.__module__ == body.__module__

@@ -76,7 +76,7 @@ class BufferedStep:
                 self.grad_in.append(None)
             previous = layer
         self._inputs: list[np.ndarray] = []
-        #: the threaded row gather of the numba kernels (np.take without them)
+        #: the row gather of the numba kernels, on this thread (np.take without them)
         self._take = _take_rows()
         #: the bias + ReLU kernels (None without numba): a Dense layer followed by an in-place ReLU adds its
         #: bias and applies the ReLU in one pass, and the ReLU's VJP gives that layer's bias gradient in the same pass
