@@ -333,7 +333,8 @@ def test_compiled_step_reuses_its_views_only_for_the_same_arrays():
         with kernels.disabled():
             b.step(slow, grads if grads is not None else {"w": slow["w"]})
         np.testing.assert_array_equal(fast["w"], slow["w"])
-    assert "w" in a._views and pickle.loads(pickle.dumps(a))._views == {}
+    assert ("w" in a._views) == kernels.enabled()  # (without numba there is no compiled step)
+    assert pickle.loads(pickle.dumps(a))._views == {}
 
 
 _STEP_MODELS = {
