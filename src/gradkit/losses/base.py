@@ -247,22 +247,18 @@ class Loss:
             # item_factor joins 1/D before either touches the sum (half items: 2/D)
             mean = value * (inv if self.item_factor == 1.0 else inv * self.item_factor)
             if is_traced(mean):  # no value to branch on: both, selected
-                mean = xp.where(xp.isinf(mean) & xp.all(xp.isfinite(items)), self._scaled_sum(xp, items, inv), mean)
+                mean = xp.where(xp.isinf(mean) & xp.all(xp.isfinite(items)), self.true_items(xp.sum(items * inv)), mean)
             elif (math.isinf(mean) if isinstance(mean, np.generic) else bool(xp.isinf(mean))) and bool(
                     xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
-                mean = self._scaled_sum(xp, items, inv)
+                mean = self.true_items(xp.sum(items * inv))
             value, scale = mean, inv * scale
-        elif self.item_factor != 1.0:
-            value = value * self.item_factor
+        else:
+            value = self.true_items(value)
         if g is not None:
             scale = scale * g
         if not (isinstance(scale, float) and scale == 1.0):
             grad = scale_fresh(grad, scale) if in_place else grad * scale  # a scalar: one pass over grad
         return value[()], grad  # one scalar type (np.float64 for NumPy) whatever the path
-
-    def _scaled_sum(self, xp: Any, items: Any, inv: Any) -> Any:
-        """The mean as a sum of scaled items (for a sum that overflows where the mean need not)."""
-        return xp.sum(items * inv) if self.item_factor == 1.0 else xp.sum(items * inv) * self.item_factor
 
     def true_items(self, items: Any) -> Any:
         """The items from ``compute_items``' (which omit ``item_factor``)."""

@@ -94,10 +94,8 @@ def _all_finite(a: np.ndarray) -> bool:
 
 
 @functools.cache
-@functools.cache
 def _compiled() -> Any:
-    """:mod:`gradkit.kernels.optim` (imports numba), loaded at the first compiled step (then cached: an import
-    statement per parameter and step costs more than the lookup)."""
+    """:mod:`gradkit.kernels.optim` (imports numba), loaded at the first compiled step."""
     from ..kernels import optim
 
     return optim
