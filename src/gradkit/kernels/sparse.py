@@ -294,8 +294,8 @@ def _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one):  # type: ignore[no-unt
 def forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax):  # type: ignore[no-untyped-def]
     """The map of rows ``i0`` to ``i0 + rows`` of ``x`` (short rows, ``rows`` at most the block's ``lanes``, the
     columns of ``xt``), transposed: ``xt[j, r] = x[i0 + r, j]``, ``ut[j, r]`` the output, ``vec[0]`` the rows' max.
-    Returns how many of the rows need :func:`forward_row` instead (a NaN, no finite max), marked by ``vec[7][r]
-    != 0``; ``ut`` means nothing for them, nor for the lanes past ``rows`` (zeros, computed and dropped).
+    Rows that need :func:`forward_row` instead (a NaN, no finite max) are marked by ``vec[7][r] != 0``; ``ut``
+    means nothing for them, nor for the lanes past ``rows`` (zeros, computed and dropped).
 
     Every other row takes this code wherever it lies (in a full block or a chunk's last, short one), so that its
     result does not depend on how the rows are split among threads. Each step is a loop over the block's lanes
@@ -351,7 +351,6 @@ def forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax):  # type: igno
         for j in range(m):
             for r in range(lanes):
                 ut[j, r] = max(zero, ut[j, r] - tau[r])
-    return n_bad
 
 
 @nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)

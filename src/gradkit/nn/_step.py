@@ -24,26 +24,17 @@ from .model import Sequential
 __all__ = ["BufferedStep"]
 
 
-def _take_rows() -> Any:
-    """:func:`gradkit.kernels.gather.take_rows` when the kernels are in use, else None."""
+def _step_kernels() -> tuple[Any, Any]:
+    """:func:`gradkit.kernels.gather.take_rows` and :mod:`gradkit.kernels.dense` (bias + ReLU each way in one
+    pass) when the kernels are in use, else ``(None, None)``."""
     from .. import kernels
 
     if not kernels.enabled():
-        return None
+        return None, None
+    from ..kernels import dense
     from ..kernels.gather import take_rows
 
-    return take_rows
-
-
-def _dense_kernels() -> Any:
-    """:mod:`gradkit.kernels.dense` (bias + ReLU each way in one pass) when the kernels are in use, else None."""
-    from .. import kernels
-
-    if not kernels.enabled():
-        return None
-    from ..kernels import dense
-
-    return dense
+    return take_rows, dense
 
 
 class BufferedStep:
@@ -76,11 +67,10 @@ class BufferedStep:
                 self.grad_in.append(None)
             previous = layer
         self._inputs: list[np.ndarray] = []
-        #: the row gather of the numba kernels, on this thread (np.take without them)
-        self._take = _take_rows()
-        #: the bias + ReLU kernels (None without numba): a Dense layer followed by an in-place ReLU adds its
-        #: bias and applies the ReLU in one pass, and the ReLU's VJP gives that layer's bias gradient in the same pass
-        self._dense = _dense_kernels()
+        #: the row gather of the numba kernels, on this thread (np.take without them), and their bias + ReLU
+        #: kernels (None without numba): a Dense layer followed by an in-place ReLU adds its bias and applies the
+        #: ReLU in one pass, and the ReLU's VJP gives that layer's bias gradient in the same pass
+        self._take, self._dense = _step_kernels()
         self.relu_after = [self._dense is not None and k + 1 < len(self.layers) and self.in_place_relu[k + 1]
                            for k in range(len(self.layers))]
         #: per Dense layer: its gradients' dict (the property ensures the buffers once, not per batch)
