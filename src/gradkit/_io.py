@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-__all__ = ["atomic_open", "open_regular", "resolve_target", "save_png", "staged_outputs", "writable_dir"]
+__all__ = ["atomic_open", "open_regular", "remove_stale_temps", "resolve_target", "save_png", "staged_outputs", "temp_prefix",
+           "writable_dir"]
 
 _TEMP_NAME_CHARS = 100  # of the target's name kept in a temp file's name (names are at most 255 bytes)
 
@@ -50,15 +51,16 @@ def resolve_target(path: str | os.PathLike[str]) -> Path:
                          f"(a symlink loop has no file at its end)") from None
 
 
-def _temp_prefix(target: Path) -> str:
-    return f".{target.name[:_TEMP_NAME_CHARS]}.gradkit-"
+def temp_prefix(name: str) -> str:
+    """The start of a temp file's name for the file ``name``: ``.<name>.gradkit-`` (``name`` cut to 100 characters)."""
+    return f".{name[:_TEMP_NAME_CHARS]}.gradkit-"
 
 
 def _make_temp(target: Path) -> tuple[int, str]:
     """Create ``.<name>.gradkit-<pid>-<hex>.tmp`` beside ``target`` exclusively (mode 0600 until chmod)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        name = f"{_temp_prefix(target)}{os.getpid()}-{secrets.token_hex(8)}.tmp"
+        name = f"{temp_prefix(target.name)}{os.getpid()}-{secrets.token_hex(8)}.tmp"
         tmp = os.path.join(target.parent, name)
         try:
             return os.open(tmp, flags, 0o600), tmp
@@ -77,8 +79,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_temps(target: Path) -> None:
-    """Remove temp files of ``target`` left by writers that were killed (their process is gone).
+def remove_stale_temps(directory: Path, name: str) -> None:
+    """Remove temp files of ``directory / name`` left by writers that were killed (their process is gone).
 
     Only names this module makes are considered, only regular files, only those of a
     process that no longer exists (never this one's: another thread may be writing).
@@ -86,9 +88,9 @@ def _remove_stale_temps(target: Path) -> None:
     """
     if os.name != "posix":
         return
-    pattern = re.compile(re.escape(_temp_prefix(target)) + r"(\d+)-[0-9a-f]{16}\.tmp\Z")
+    pattern = re.compile(re.escape(temp_prefix(name)) + r"(\d+)-[0-9a-f]{16}\.tmp\Z")
     own = os.getpid()
-    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
         for entry in entries:
             found = pattern.match(entry.name)
             if found is None or int(found.group(1)) == own or _pid_alive(int(found.group(1))):
@@ -137,7 +139,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp)
         raise
     _fsync_directory(target.parent)
-    _remove_stale_temps(target)
+    remove_stale_temps(target.parent, target.name)
 
 
 def save_png(fig: Any, path: str | os.PathLike[str]) -> None:

