@@ -16,6 +16,13 @@ and fork-safe. A layer chosen with ``NUMBA_THREADING_LAYER`` is kept, and made s
 under ``omp`` (GNU OpenMP, not fork-safe) a child forked after the parent started it
 runs the serial kernels; under ``workqueue`` (not thread-safe) threads take turns in
 the threaded kernels. Details in :mod:`gradkit.kernels._threads`.
+
+The compiled kernels are cached on disk where numba caches (``__pycache__`` next to the source, or
+``NUMBA_CACHE_DIR``), each file with a SHA-256 digest. A cache file that is truncated, corrupted, copied
+over from another kernel, unreadable or not a regular file is deleted and its kernel recompiled, with one
+``RuntimeWarning`` (``KernelCacheWarning``) naming the cache folder; the next run is clean again. Where no
+cache folder is writable the kernels are compiled in memory, with one warning per process. Details in
+:mod:`gradkit.kernels._cache`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from . import _threads
+from ._cache import njit
 
 #: fastmath without ``nnan``/``ninf``: inf and NaN keep their IEEE meaning
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -51,7 +52,7 @@ def _i64_as_f64(typingctx, x):  # type: ignore[no-untyped-def]
 #: compiled on its own (not inlined at numba's level), so a calling kernel's ``reassoc`` does not reach it: that
 #: would merge the two-part ln 2 (float32: 3 ulp, float64: 2). LLVM still inlines it, keeping these flags, and
 #: vectorizes the caller's loop
-_own_flags = nb.njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="never", cache=True)
+_own_flags = njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="never")
 
 
 @intrinsic
@@ -134,7 +135,7 @@ def log64(x):  # type: ignore[no-untyped-def]
     return value if x >= 0.0 else (x - x) / 0.0
 
 
-@nb.njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="always")
 def exp32(x):  # type: ignore[no-untyped-def]
     lo = np.float32(-87.0)
     xc = max(x, lo)
@@ -154,7 +155,7 @@ def exp32(x):  # type: ignore[no-untyped-def]
 
 
 
-@nb.njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=_EXP_FLAGS, error_model="numpy", inline="always")
 def exp64(x):  # type: ignore[no-untyped-def]
     lo = -708.0
     xc = max(x, lo)
@@ -178,12 +179,12 @@ def exp64(x):  # type: ignore[no-untyped-def]
     return 0.0 if x < lo else value
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _larger(a, b):  # type: ignore[no-untyped-def]
     return a if a > b else b  # noqa: FURB136 - this comparison is row_max's NaN rule; keep it spelled out
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def row_max(x, i, start):  # type: ignore[no-untyped-def]
     """``max(start, x[i, :])`` skipping NaN, with 8 independent accumulators.
 
@@ -286,8 +287,8 @@ def row_kernel(body=None, *, counts=False):  # type: ignore[no-untyped-def]
     """
     if body is None:
         return lambda fn: row_kernel(fn, counts=counts)
-    options = {"fastmath": FASTMATH, "error_model": "numpy", "cache": True}
-    compiled = nb.njit(**options)(body)
+    options = {"fastmath": FASTMATH, "error_model": "numpy"}
+    compiled = njit(**options)(body)
     template = (_over_chunks_counting if counts else _over_chunks).__code__
     # numba's on-disk cache is keyed by the qualified name and checked against the stamp of the function's
     # source file: the body's, so that an edit of the kernel's module recompiles its threaded variant too
@@ -297,7 +298,7 @@ def row_kernel(body=None, *, counts=False):  # type: ignore[no-untyped-def]
                                        body.__name__ + "_threaded")
     over_chunks.__qualname__ = body.__qualname__ + "_threaded"
     over_chunks.__module__ = body.__module__
-    threaded = nb.njit(parallel=True, **options)(over_chunks)
+    threaded = njit(parallel=True, **options)(over_chunks)
     guarded = _threads.one_region_at_a_time(threaded)
 
     def serial(*args):  # type: ignore[no-untyped-def]

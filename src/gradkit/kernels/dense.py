@@ -11,12 +11,12 @@ layer-by-layer step's bit for bit.
 
 from __future__ import annotations
 
-import numba as nb
+from ._cache import njit
 
 __all__ = ["bias_relu", "relu_grad_bias"]
 
 
-@nb.njit(boundscheck=False, error_model="numpy", cache=True)  # no fastmath: NaN must survive
+@njit(boundscheck=False, error_model="numpy")  # no fastmath: NaN must survive
 def bias_relu(h, b):  # type: ignore[no-untyped-def]
     """``h ← max(h + b, 0)`` in place, ``h`` 2-d C-contiguous, ``b`` of its columns (NaN stays NaN)."""
     zero = b.dtype.type(0)
@@ -26,7 +26,7 @@ def bias_relu(h, b):  # type: ignore[no-untyped-def]
             h[i, j] = v if (v >= zero or v != v) else zero  # noqa: PLR0124 - np.maximum(v, 0): NaN kept
 
 
-@nb.njit(boundscheck=False, error_model="numpy", cache=True)
+@njit(boundscheck=False, error_model="numpy")
 def relu_grad_bias(g, y, gb):  # type: ignore[no-untyped-def]
     """``g ← g·[y > 0]`` in place (the ReLU's VJP from its output ``y``) and ``gb ← Σ_rows g``; ``g`` has at
     least one row."""

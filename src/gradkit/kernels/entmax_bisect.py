@@ -20,16 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba as nb
 import numpy as np
 
+from ._cache import njit
 from ._exp import FASTMATH, row_kernel, row_max
 from .softmax import rows, unrows
 
 __all__ = ["forward", "jvp", "newton_slack", "vjp"]
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _root(d, beta, kind, zero):  # type: ignore[no-untyped-def]
     """``max(d, 0) ** beta`` (kind 1: beta = 1, 2: beta = 2, 3: beta = 1/2, 0: any); NaN stays NaN."""
     if not d > zero:
@@ -43,7 +43,7 @@ def _root(d, beta, kind, zero):  # type: ignore[no-untyped-def]
     return d**beta
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _kind(beta, one):  # type: ignore[no-untyped-def]
     if beta == one:
         return 1
@@ -161,7 +161,7 @@ def _project(lo, hi, y, g, power, out):  # type: ignore[no-untyped-def]
             out[i, j] = s * g[i, j] - s * inv if s > zero else (off if s == zero else s)
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _s(yj, p, kind, zero, one):  # type: ignore[no-untyped-def]
     """``y^p`` on the support (``y > 0``), ``y`` itself where it is 0 or NaN."""
     if not yj > zero:

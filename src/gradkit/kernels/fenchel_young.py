@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba as nb
 import numpy as np
 
 from .._array import mark_fresh
+from ._cache import njit
 from ._exp import FASTMATH, row_kernel
 from .softmax import rows, unrows
 from .sparse import BLOCK_MAX, block_scratch, forward_block, forward_row
@@ -31,7 +31,7 @@ __all__ = ["items"]
 _SOFT, _LABELS = 0, 1
 
 
-@nb.njit(fastmath=False, error_model="numpy", inline="never", cache=True)
+@njit(fastmath=False, error_model="numpy", inline="never")
 def _div(a, b):  # type: ignore[no-untyped-def]
     """``a / b`` in strict IEEE arithmetic: under the kernel's ``arcp`` it would be ``a · (1/b)``, and ``1/b``
     overflows for a subnormal target mass (float32 ``t = [1e-45, 1e-45]``: inf · 1e-45, then NaN). Not inlined
@@ -39,7 +39,7 @@ def _div(a, b):  # type: ignore[no-untyped-def]
     return a / b
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _terms(x, grad, i, j, tj, shift, half, zero, entmax):  # type: ignore[no-untyped-def]
     """Entry ``j`` of row ``i``: writes ``y - t`` over ``y`` in ``grad``; returns its parts of <y - t, z/2 - max z/2>,
     of Ω(y) and of Ω(t) (up to the factor)."""
@@ -53,7 +53,7 @@ def _terms(x, grad, i, j, tj, shift, half, zero, entmax):  # type: ignore[no-unt
     return inner, yj * yj, tj * tj
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  # type: ignore[no-untyped-def]
             scale, reach, entmax, omega_factor, grad, out, buf, i):
     """Row ``i``: ``y - t`` into ``grad[i]``, half the item into ``out[i]`` (any row: masks, soft targets, NaN, ±inf)."""
@@ -122,7 +122,7 @@ def _fy_row(x, soft, labels, valid, live, masked, mode, c_keep, c_spread, eps,  
         out[i] = zero / zero
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="never", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="never")
 def _fy_block(x, labels, valid, i0, rows, xt, ut, vec, c_keep, spread, eps,  # type: ignore[no-untyped-def]
               scale, reach, entmax, omega_factor, grad, out):
     """The loss of rows ``i0`` to ``i0 + rows`` with labels and no mask, short rows: :func:`_fy_row`'s numbers to

@@ -10,13 +10,14 @@ and signed zeros included).
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from ._cache import njit
 
 __all__ = ["take_rows"]
 
 
-@nb.njit(boundscheck=False, cache=True)
+@njit(boundscheck=False)
 def _take_rows(out, X, idx):  # type: ignore[no-untyped-def]
     for r in range(out.shape[0]):
         src = X[idx[r]]

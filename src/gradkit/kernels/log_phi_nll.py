@@ -25,10 +25,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import numba as nb
 import numpy as np
 
 from .._array import mark_fresh
+from ._cache import njit
 from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
 from .softmax import rows, unrows
@@ -47,7 +47,7 @@ from .spherical import (
 __all__ = ["log_phi_nll"]
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _plain_row(x, mk, has_mask, log_y, q, i, kind, c, rr, tiny, log2):  # type: ignore[no-untyped-def]
     """``a = log φ`` into ``log_y[i]`` (``spherical._log_phi_plain``, branch-free) and ``q = φ'/φ`` into ``q[i]``
     for Taylor order 2 and the spherical map: the numbers of ``spherical._q`` where ``u² + c`` is a finite normal

@@ -15,12 +15,13 @@ the scalars must be of that dtype too (a float64 ``lr`` would promote a float32 
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from ._cache import njit
 
 __all__ = ["adam", "sgd"]
 
-@nb.njit(boundscheck=False, error_model="numpy", cache=True)  # no fastmath: inf and NaN must survive
+@njit(boundscheck=False, error_model="numpy")  # no fastmath: inf and NaN must survive
 def sgd(p, g, v, v_new, lr, mu, wd, momentum, nesterov, first, write):  # type: ignore[no-untyped-def]
     """``p - lr·d`` with ``d = g'`` (no momentum), ``v' = μv + g'`` (``g'`` on the first step),
     ``d = v'`` or, Nesterov, ``d = g' + μv'``; ``g' = g + wd·p``. Returns whether every
@@ -43,7 +44,7 @@ def sgd(p, g, v, v_new, lr, mu, wd, momentum, nesterov, first, write):  # type: 
     return not bad
 
 
-@nb.njit(boundscheck=False, error_model="numpy", cache=True)  # no fastmath: inf and NaN must survive
+@njit(boundscheck=False, error_model="numpy")  # no fastmath: inf and NaN must survive
 def adam(p, g, m, v, m_new, v_new, b1, c1, b2, c2, step, eps, wd, decay, decoupled, first, write):  # type: ignore[no-untyped-def]
     """``m' = b1·m + c1·g'``, ``v' = b2·v + c2·g'²`` (from zeros on the first step) and
     ``base - step·m' / (√v' + eps)`` with ``base = p·decay`` (decoupled) or ``p``, ``g' = g + wd·p``

@@ -15,9 +15,9 @@ import warnings
 from functools import cache
 from typing import Any
 
-import numba as nb
 import numpy as np
 
+from ._cache import njit
 from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
 
@@ -78,7 +78,7 @@ def _forward_rows(lo, hi, x, out, inv_t, neg_inf, log, big, check_t):  # type: i
     return over, over_t, 0
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def shift_overflows(x, i, mx, inv_t, neg_inf):  # type: ignore[no-untyped-def]
     """How many finite entries of row ``i`` have ``x - mx`` (and ``(x - mx)·(1/T)``) overflow to -inf.
 

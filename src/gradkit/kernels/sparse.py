@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba as nb
 import numpy as np
 
 from . import _scratch
+from ._cache import njit
 from ._exp import FASTMATH, _larger, row_kernel, row_max
 from .softmax import rows, unrows
 
@@ -34,7 +34,7 @@ __all__ = ["BLOCK_MAX", "LANES", "block_scratch", "forward", "forward_block", "f
 _INSERTION_MAX = 24
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _sort_prefix(buf, c):  # type: ignore[no-untyped-def]
     """Sort ``buf[:c]`` ascending, in place."""
     if c <= _INSERTION_MAX:
@@ -49,7 +49,7 @@ def _sort_prefix(buf, c):  # type: ignore[no-untyped-def]
         buf[:c].sort()
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _tau_sparsemax(buf, c, one):  # type: ignore[no-untyped-def]
     # τ = max_k (Σ_{j≤k} u_(j) - 1)/k over the candidates in descending order (the portable formula)
     cs = one - one
@@ -67,7 +67,7 @@ def _tau_sparsemax(buf, c, one):  # type: ignore[no-untyped-def]
 _RANKED_MAX = 16
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _tau_sparsemax_ranked(buf, c, one):  # type: ignore[no-untyped-def]
     # τ = max over candidates a of (Σ_{u_b >= u_a} u_b - 1)/#{u_b >= u_a}: the sorted formula's prefixes at the
     # end of each group of ties, where its maximum lies (within a group of value u the prefix average moves
@@ -86,7 +86,7 @@ def _tau_sparsemax_ranked(buf, c, one):  # type: ignore[no-untyped-def]
     return best
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _tau_entmax_ranked(buf, c, one):  # type: ignore[no-untyped-def]
     # the sorted formula's τ_k at the end of each group of ties: for candidate a, the top k are the
     # u_b >= u_a; the support is the largest such k with τ_k <= u_a (within a group the prefix
@@ -116,7 +116,7 @@ def _tau_entmax_ranked(buf, c, one):  # type: ignore[no-untyped-def]
     return tau
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _tau_entmax(buf, c, one):  # type: ignore[no-untyped-def]
     # with the top k in the support: k τ² - 2 τ Σu + Σu² = 1, the smaller root; the support is
     # the count of k with τ_k <= u_(k) (a prefix); τ is τ_k at that count (the portable formula)
@@ -152,7 +152,7 @@ def _tau_entmax(buf, c, one):  # type: ignore[no-untyped-def]
     return tau
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def forward_row(x, i, out, buf, scale, reach, entmax):  # type: ignore[no-untyped-def]
     """The map of row ``i`` of ``x`` into ``out[i]`` (``buf``: scratch of the row's length); returns the
     row's max (NaN skipped) and whether the row holds a NaN (then ``out[i]`` is NaN).
@@ -229,7 +229,7 @@ BLOCK_MAX = 16
 LANES = 128
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _tau_block_sparsemax(ut, m, tau, total, count, size, one):  # type: ignore[no-untyped-def]
     """Sparsemax's threshold of each row of a transposed block ``ut`` (far entries at -2) into ``tau``, by
     Michelot's projection: from every entry within reach (``u > -2``), a superset of the support,
@@ -260,7 +260,7 @@ def _tau_block_sparsemax(ut, m, tau, total, count, size, one):  # type: ignore[n
             break
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one):  # type: ignore[no-untyped-def]
     """:func:`_tau_entmax_ranked` of each row of a transposed block ``ut`` into ``tau``."""
     zero = one - one
@@ -290,7 +290,7 @@ def _tau_block_entmax(ut, m, tau, s1, s2, kf, best, one):  # type: ignore[no-unt
             best[r] = kf[r] if take else best[r]
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="never", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="never")
 def forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax):  # type: ignore[no-untyped-def]
     """The map of rows ``i0`` to ``i0 + rows`` of ``x`` (short rows, ``rows`` at most the block's ``lanes``, the
     columns of ``xt``), transposed: ``xt[j, r] = x[i0 + r, j]``, ``ut[j, r]`` the output, ``vec[0]`` the rows' max.
@@ -353,7 +353,7 @@ def forward_block(x, i0, rows, xt, ut, vec, scale, reach, entmax):  # type: igno
                 ut[j, r] = max(zero, ut[j, r] - tau[r])
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def block_scratch(x):  # type: ignore[no-untyped-def]
     """One chunk's scratch for rows of ``x``: a row (:func:`forward_row`), a block transposed in and out and the
     block's vectors (:func:`forward_block`; the Fenchel-Young loss's block uses them too)."""
@@ -383,7 +383,7 @@ def _forward_rows(lo, hi, x, out, scale, reach, entmax):  # type: ignore[no-unty
                 forward_row(x, i0 + r, out, buf, scale, reach, entmax)
 
 
-@nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 def _s(yj, zero, one, entmax):  # type: ignore[no-untyped-def]
     """The Jacobian's vector at one entry: sqrt(y) (entmax-1.5) or [y > 0] (sparsemax); NaN stays NaN."""
     if entmax:

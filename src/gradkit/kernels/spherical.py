@@ -30,9 +30,9 @@ import math
 from functools import lru_cache
 from typing import Any
 
-import numba as nb
 import numpy as np
 
+from ._cache import njit
 from ._exp import FASTMATH, row_kernel, row_max
 from ._exp import exp as _exp
 from ._exp import log as _log
@@ -46,8 +46,8 @@ TAYLOR2, TAYLOR, SPHERICAL = 0, 1, 2
 #: φ itself in strict IEEE arithmetic, as the portable path: under ``arcp``/``reassoc`` ``2·(z/h)/h``
 #: becomes ``2z/(h·h)``, and ``h·h`` underflows to 0 for tiny ε (then 0·inf = NaN). Not inlined at
 #: numba's level, so the flags of the calling kernel do not apply (LLVM inlines it, flags kept).
-_strict = nb.njit(fastmath=False, error_model="numpy", inline="never", cache=True)
-_inlined = nb.njit(fastmath=FASTMATH, error_model="numpy", inline="always", cache=True)
+_strict = njit(fastmath=False, error_model="numpy", inline="never")
+_inlined = njit(fastmath=FASTMATH, error_model="numpy", inline="always")
 
 
 @_strict
