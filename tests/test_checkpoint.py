@@ -101,16 +101,59 @@ def test_round_trip_is_exact(tmp_path, dtype, as_path):
 def test_file_format_is_the_documented_one(saved):
     path, model, arrays, header = saved
     assert sorted(arrays) == sorted(model.params) == ["0.W", "0.b", "2.W", "2.b", "5.W", "5.b", "7.W", "7.b"]
+    def dense(n_in, n_out, init="he"):
+        return {"name": "Dense", "builtin": True,
+                "params": {"in_features": n_in, "out_features": n_out, "init": init, "dtype": "float32"}}
+
     assert header == {
         "format": "gradkit.nn.checkpoint",
-        "format_version": 1,
+        "format_version": 2,
         "gradkit_version": gk.__version__,
         "architecture": model.config(),
         "params": {k: {"shape": list(v.shape), "dtype": "float32"} for k, v in model.params.items()},
+        "identity": [
+            dense(5, 16), {"name": "relu", "builtin": True, "params": {"axis": -1}},
+            dense(16, 16, "glorot"),
+            {"name": "leaky_relu", "builtin": True, "params": {"negative_slope": 0.2, "axis": -1}},
+            {"name": "Dropout", "builtin": True, "params": {"rate": 0.25}},
+            dense(16, 8), {"name": "gelu", "builtin": True, "params": {"approximate": "tanh", "axis": -1}},
+            dense(8, 4), {"name": "softmax", "builtin": True, "params": {"axis": -1, "temperature": 2.0}},
+        ],
         "metadata": {"classes": ["a", "b", "c", "d"]},
     }
     with np.load(path, allow_pickle=False) as f:
         assert f[HEADER].dtype == np.uint8 and f[HEADER].ndim == 1
+
+
+def _softsign(x):
+    return x / (1 + abs(x))
+
+
+def _softsign_vjp(x, g, y):
+    return g / (1 + abs(x)) ** 2
+
+
+def test_a_checkpoint_of_format_version_1_still_loads(tmp_path):
+    """The layout format version 1 wrote, generated here field by field: no "identity" in the header."""
+    act = gk.custom_activation(_softsign, _softsign_vjp, name="old_softsign", elementwise=True)
+    gk.activations.register("old_softsign", act)
+    try:
+        model = _model()
+        model.layers.append(nn.ActivationLayer(act))
+        header = {"format": "gradkit.nn.checkpoint", "format_version": 1, "gradkit_version": "0.1.0",
+                  "architecture": model.config(),
+                  "params": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in model.params.items()},
+                  "metadata": {"classes": [1, 2]}}
+        assert [layer["type"] for layer in header["architecture"]].count("Activation") == 5
+        path = _write(tmp_path / "old.npz", model.params, header)
+        loaded = nn.load(path)
+        assert loaded.config() == model.config() and loaded.metadata == {"classes": [1, 2]}
+        np.testing.assert_array_equal(loaded.forward(_x()), model.forward(_x()))
+        assert loaded.layers[-1].activation == act and loaded.layers[3].activation.negative_slope == 0.2
+        nn.save(loaded, tmp_path / "new.npz")  # saved again: the current format, with the identity
+        assert _parts(tmp_path / "new.npz")[1]["format_version"] == 2
+    finally:
+        gk.activations.unregister("old_softsign")
 
 
 def test_numpy_metadata_is_converted_and_none_stays_none(tmp_path):
@@ -291,17 +334,18 @@ _DELETE = object()
     [
         ({"format": "keras"}, "not a gradkit checkpoint: format is 'keras', expected 'gradkit.nn.checkpoint'"),
         ({"format": _DELETE}, "not a gradkit checkpoint: format is None"),
-        ({"format_version": 2},
-         rf"the file has format_version 2; this gradkit \({re.escape(gk.__version__)}\) reads format_version 1"),
-        ({"format_version": True}, "the file has format_version True; .* reads format_version 1"),
+        ({"format_version": 3},
+         rf"the file has format_version 3; this gradkit \({re.escape(gk.__version__)}\) reads format_version 1 or 2"),
+        ({"format_version": True}, "the file has format_version True; .* reads format_version 1 or 2"),
         ({"format_version": "1"}, "the file has format_version '1'"),
         ({"architecture": []}, "the architecture must be a non-empty list"),
         ({"architecture": {"0": "Dense"}}, "the header's 'architecture' is missing or of the wrong type"),
         ({"params": _DELETE}, "the header's 'params' is missing or of the wrong type"),
         ({"metadata": [1, 2]}, "the header's 'metadata' is missing or of the wrong type"),
+        ({"identity": _DELETE}, "the header's 'identity' is missing or of the wrong type; got None"),
     ],
-    ids=["format", "no-format", "version-2", "version-true", "version-str", "arch-empty", "arch-dict",
-         "no-params", "metadata-list"],
+    ids=["format", "no-format", "version-3", "version-true", "version-str", "arch-empty", "arch-dict",
+         "no-params", "metadata-list", "no-identity"],
 )
 def test_bad_header_fields(saved, tmp_path, changes, pattern):
     bad = _write(tmp_path / "bad.npz", saved[2], _edit(saved[3], **changes))
@@ -485,6 +529,7 @@ def test_a_crafted_huge_dense_is_refused_before_allocation(tmp_path):
         arrays = {k: f[k] for k in f.files}
     header = json.loads(bytes(arrays["__gradkit__"]).decode())
     header["architecture"][0].update(in_features=100_000, out_features=100_000)
+    header["identity"][0]["params"].update(in_features=100_000, out_features=100_000)  # consistent: the arrays decide
     arrays["__gradkit__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
     tracemalloc.start()
