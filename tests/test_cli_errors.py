@@ -1,5 +1,5 @@
 """The CLI's front door: usage errors exit 2, failed runs exit 1, one line each, no traceback;
-what was read from a user's file is said; outputs appear together or not at all (issue 14)."""
+what was read from a user's file is said; outputs appear together or not at all."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``gradkit bench``: gradkit against its peers, measured the way the goals of issue 17 are judged.
+"""``gradkit bench``: gradkit against its peers, each speed target judged as a ratio to the peers timed in the same run.
 
 Method:
 
@@ -48,7 +48,7 @@ __all__ = ["Case", "Goal", "Timed", "alternate", "machine_info", "run", "write_m
 
 SHAPES = [(4096, 1024), (65536, 10), (256, 32768)]
 SPARSE_SHAPES = [(4096, 1024), (65536, 10)]
-#: the steadiness goal of a kernel next to other libraries' thread pools (issue 17)
+#: the steadiness goal: a kernel run right after another library's thread pool worked (torch, OpenBLAS) at most this many times its time alone
 STEADY = 1.3
 #: seconds of sleep before each timed contender (not in --quick): OpenBLAS's threads spin about 0.1 s
 #: after a call, and the pools of PyTorch (OpenMP) and JAX (XLA) spin too; measured on 2 cores, gradkit's
