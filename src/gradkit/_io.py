@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-__all__ = ["atomic_open", "open_regular", "remove_stale_temps", "resolve_target", "save_png", "staged_outputs", "temp_prefix",
+__all__ = ["atomic_open", "file_kind", "open_regular", "remove_stale_temps", "resolve_target", "save_png", "staged_outputs", "temp_prefix",
            "writable_dir"]
 
 _TEMP_NAME_CHARS = 100  # of the target's name kept in a temp file's name (names are at most 255 bytes)
@@ -193,8 +193,18 @@ def staged_outputs(out: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+_UNKNOWN_KIND = "a file of an unknown kind"
+
+
+def file_kind(mode: int) -> str | None:
+    """What a file of ``st_mode`` ``mode`` is, in words, if not a regular file (``"a FIFO (named pipe)"``)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), _UNKNOWN_KIND)
 
 
 class open_regular:
@@ -212,11 +222,10 @@ class open_regular:
         self.handle: BinaryIO | None = None
 
     def _check(self, info: os.stat_result) -> None:
-        for test, kind in _FILE_KINDS:
-            if test(info.st_mode):
-                raise ValueError(f"{self.source}: not {self.what}: it is {kind}, not a regular file")
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{self.source}: not {self.what}: not a regular file")
+        kind = file_kind(info.st_mode)
+        if kind is not None:
+            what = "not a regular file" if kind == _UNKNOWN_KIND else f"it is {kind}, not a regular file"
+            raise ValueError(f"{self.source}: not {self.what}: {what}")
         if info.st_size == 0:
             raise ValueError(f"{self.source}: not {self.what}: the file is empty "
                              f"(0 bytes; pseudo-files such as /proc/self/mem report 0 bytes too)")

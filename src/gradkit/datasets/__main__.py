@@ -6,17 +6,14 @@ import argparse
 import sys
 
 from .download import printable
-from .fetch import FASHION_SOURCE, TIMEOUT, fetch_fashion_mnist, fetch_mnist
+from .fetch import FASHION_SOURCE, TIMEOUT, check_timeout, fetch_fashion_mnist, fetch_mnist
 
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        return check_timeout(float(text))
     except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

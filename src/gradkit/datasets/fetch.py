@@ -64,7 +64,8 @@ def index_url() -> str:
     return "https://pypi.org/simple"
 
 
-def _check_timeout(timeout: object) -> float:
+def check_timeout(timeout: object) -> float:
+    """``timeout`` as seconds: a positive finite number, else a ``ValueError`` naming it."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return float(timeout)
@@ -146,7 +147,7 @@ def fetch_mnist(directory: str | os.PathLike[str] | None = None, *, index: str |
     simple-API index URL (default :func:`index_url`); ``timeout``: seconds each request may take
     in all (connection, headers, body).
     """
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
     target = Path(directory) if directory is not None else data_home() / "mnist"
     try:
         read_checked("mnist", MNIST_FILES, target)

@@ -29,21 +29,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from .._io import remove_stale_temps, temp_prefix
+from .._io import file_kind, remove_stale_temps, temp_prefix
 
 __all__ = ["DataFolder", "UnsafeTarget"]
 
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 _DIR_FD = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd and os.replace in os.supports_dir_fd
 
 
 class UnsafeTarget(ValueError):
     """A name in the data folder that gradkit will not replace: not a regular file."""
-
-
-def _kind(mode: int) -> str:
-    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
 class DataFolder:
@@ -103,12 +97,13 @@ class DataFolder:
             info = os.stat(where, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             return
-        if not stat.S_ISREG(info.st_mode):
+        kind = file_kind(info.st_mode)
+        if kind is not None:
             link = ""
             if stat.S_ISLNK(info.st_mode):
                 with contextlib.suppress(OSError):
                     link = f" to {os.readlink(where, dir_fd=fd)!r}"
-            raise UnsafeTarget(f"{self.path / name} is {_kind(info.st_mode)}{link}, not a regular file: gradkit does "
+            raise UnsafeTarget(f"{self.path / name} is {kind}{link}, not a regular file: gradkit does "
                                f"not write through links nor replace devices, FIFOs or folders; remove it, or choose "
                                f"another folder")
 
