@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gradkit import _optional
-from gradkit.cli import main
+from gradkit.apps.cli import main
 
 
 def _err_lines(capsys) -> list[str]:
@@ -125,7 +125,7 @@ def test_out_that_cannot_be_created_fails_before_training(capsys):
 
 
 def test_a_failed_run_leaves_no_partial_outputs(tmp_path, capsys, monkeypatch):
-    from gradkit import training_job
+    from gradkit.apps import train_job as training_job
 
     def broken_save(*args, **kwargs):
         raise OSError(28, "No space left on device", "model.npz")
@@ -147,7 +147,7 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
 
 
 def test_broken_pipe_ends_quietly():
-    proc = subprocess.run(f"{sys.executable} -m gradkit.cli check all | head -1", shell=True,
+    proc = subprocess.run(f"{sys.executable} -m gradkit.apps.cli check all | head -1", shell=True,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.stdout.startswith("activation")
     assert proc.stderr == ""
@@ -232,8 +232,8 @@ def test_npz_claiming_80_terabytes_is_refused_before_allocating(tmp_path, capsys
     path = tmp_path / "huge.npz"
     _npz_claiming(path, (10**7, 10**6))
     assert _train(tmp_path, path) == 1
-    assert "declares shape (10000000, 1000000) of float64 (80,000,000,000,000 bytes) but holds" in \
-        _err_lines(capsys)[-1]
+    assert "is a float64 array of shape (10000000, 1000000) (80000000000000 bytes after a 128-byte .npy header) " \
+        "but its member declares 192 bytes" in _err_lines(capsys)[-1]
 
 
 @pytest.mark.parametrize("make,fragment", [
@@ -261,7 +261,7 @@ def test_history_records_what_was_read(tmp_path):
 
 def test_bench_distributed_claims_only_a_measured_crossover():
     pytest.importorskip("distributed")
-    from gradkit.bench_distributed import _crossover
+    from gradkit.apps.bench_distributed import _crossover
 
     def rows(*measured):
         return [{"rows": n, "dask_2_workers_ms": d, "single_ms": s} for n, d, s in measured]

@@ -1,4 +1,4 @@
-"""``gradkit compare`` reports each pair's median epoch time and its ratio to the first pair's (issue 17)."""
+"""``gradkit compare`` reports each pair's median epoch time and its ratio to the first pair's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gradkit.cli import main
+from gradkit.apps.cli import main
 
 
 def test_compare_prints_and_writes_median_epoch_time_and_ratio_to_softmax(tmp_path, capsys):

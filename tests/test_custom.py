@@ -509,7 +509,7 @@ PLUGIN = textwrap.dedent('''
 
 
 def _cli(args, cwd, timeout=120):
-    return subprocess.run([sys.executable, "-m", "gradkit.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "gradkit.apps.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, check=False)
 
 

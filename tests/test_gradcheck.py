@@ -107,11 +107,11 @@ def test_large_inputs_are_sampled():
 
 
 # -- dtype-aware step and tolerances ----------------------------------------------------------------------------
-gradcheck_module = importlib.import_module("gradkit.gradcheck")
+gradcheck_module = importlib.import_module("gradkit.check.checks")
 
 
 def test_default_step_is_the_cube_root_of_epsilon():
-    from gradkit.gradcheck import default_step, default_tolerances
+    from gradkit.check import default_step, default_tolerances
 
     for dtype in (np.float64, np.float32, np.float16):
         assert default_step(dtype) == pytest.approx(float(np.finfo(dtype).eps) ** (1 / 3), rel=1e-12)

@@ -9,7 +9,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import nn
-from gradkit.gradcheck import random_target
+from gradkit.check import random_target
 
 torch = pytest.importorskip("torch")
 

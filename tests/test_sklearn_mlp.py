@@ -1,5 +1,5 @@
 """gradkit.sklearn as a drop-in scikit-learn MLP: parameters, solvers, schedules, stopping rules,
-fitted attributes and the inputs scikit-learn takes (issue 15).
+fitted attributes and the inputs scikit-learn takes.
 
 scikit-learn's own estimators serve as the oracle where the two must agree (same initialization,
 shuffling, solvers and stopping rules give the same weights to rounding); the rest is checked

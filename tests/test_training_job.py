@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradkit._io import atomic_open
-from gradkit.cli import main
+from gradkit.apps.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,13 +5,13 @@ every loss its value and gradient; :func:`compose` chains any activation into
 any loss; :func:`gradcheck` tells where a derivative is wrong.
 """
 
-from . import activations, losses, nn, testing
+from . import activations, check, losses, nn, testing
 from .activations import *
 from .base import Activation, AxisActivation, ElementwiseActivation
-from .compose import Composed, compose
+from .check import GradcheckReport, gradcheck
+from .composition import Composed, compose
 from .config import config_context, get_config, set_config
 from .custom import custom_activation, custom_loss
-from .gradcheck import GradcheckReport, gradcheck
 from .losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -48,6 +48,7 @@ __all__ = [
     "NLLLoss",
     "SparsemaxLoss",
     "activations",
+    "check",
     "compose",
     "config_context",
     "custom_activation",

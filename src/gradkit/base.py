@@ -18,7 +18,7 @@ receive the array namespace ``xp`` and must use only its functions (the Array AP
 one implementation serves NumPy, PyTorch, JAX and CuPy and traces under ``jax.jit`` and
 ``torch.compile``; see the guide "Write your own activation" (docs/guides/custom.md).
 
-Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.compose`.
+Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.composition`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ import numpy as np
 from ._array import check_int, check_positive
 from ._optional import require
 from ._rng import RNGLike, check_rng, root_seed, seed_alias
-from .compose import Composed
+from .composition import Composed
 from .nn.layers import ActivationLayer, Dropout
 from .nn.model import Sequential
 from .nn.optim import Adam, Optimizer

@@ -1,4 +1,4 @@
-"""Property: finite input -> finite output, or a documented error (issue 13).
+"""Property: finite input -> finite output, or a documented error.
 
 Over every activation (the registry, with the constructor variants of ``tests/cases.py``),
 every loss and every composable head (each pair ``compose`` accepts): forward, VJP, JVP

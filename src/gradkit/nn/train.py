@@ -16,7 +16,7 @@ from .. import losses
 from .._array import check_int, check_positive, to_array
 from .._rng import RNGLike, as_generator, seed_alias
 from ..activations import Identity
-from ..compose import Composed, compose
+from ..composition import Composed, compose
 from ..losses.classification import ClassLoss
 from ._step import BufferedStep
 from .model import Sequential

@@ -12,22 +12,35 @@ Every decision is made from the content and reported back in :attr:`Table.descri
   are refused, as are non-finite or complex features.
 
 CSV values are parsed by ``numpy.loadtxt`` (a C parser: memory in proportion to the result, no
-per-field limit); an ``.npz`` is read with ``allow_pickle=False`` after its members' declared
-sizes are checked against the archive, so a crafted file cannot make it allocate more than
-``max_bytes``.
+per-field limit); an ``.npz`` is read by the reader checkpoints use (:mod:`gradkit._archive`): the
+zip directory, every member's flags, compression and declared size are checked before anything is
+read, arrays are read with bounded reads and never unpickled, so a crafted file cannot make it
+allocate more than :data:`MAX_NPZ_ARRAY_BYTES` an array.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 import os
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .._archive import (
+    MAX_NPY_HEADER,
+    ArchiveKind,
+    check_directory,
+    check_expansion,
+    check_signature,
+    list_members,
+    name_list,
+    read_member,
+)
+from .._io import open_regular
 
 __all__ = ["Table", "read_table"]
 
@@ -35,6 +48,8 @@ _SNIFF_BYTES = 1 << 20
 _DELIMITERS = ",;\t|"
 #: the largest array an ``.npz`` member may declare (bytes); more is refused before reading
 MAX_NPZ_ARRAY_BYTES = 8 << 30
+#: how the shared archive reader names a table in its messages
+TABLE = ArchiveKind(".npz table", "an .npz table", "an .npz table of arrays X and y", ".npz tables")
 
 
 @dataclass(frozen=True)
@@ -168,18 +183,27 @@ def _short(exc: Exception) -> str:
 
 
 def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Arrays ``X`` and ``y`` read with the checkpoints' untrusting reader (:mod:`gradkit._archive`)."""
     try:
-        with zipfile.ZipFile(p) as zf:
-            infos = {i.filename: i for i in zf.infolist()}
-            for name in ("X.npy", "y.npy"):
-                if name not in infos:
-                    raise ValueError(f"{option} {p}: an .npz needs arrays 'X' and 'y'; "
-                                     f"found {sorted(n.removesuffix('.npy') for n in infos)}")
-                _check_npy_member(zf, infos[name], option, p)
-        with np.load(p, allow_pickle=False) as f:
-            X, y = f["X"], f["y"]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
-        raise ValueError(f"{option} {p}: not a readable .npz archive ({_short(exc)})") from None
+        with open_regular(p, TABLE.a) as (handle, size):
+            check_signature(handle, p, TABLE)
+            check_directory(handle, size, p, TABLE)
+            try:
+                archive = zipfile.ZipFile(handle)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error) as exc:
+                raise ValueError(f"{p}: not a readable .npz archive ({_short(exc)})") from None
+            with archive:
+                members = list_members(archive, size, p, TABLE)
+                for name in ("X", "y"):
+                    if name not in members:
+                        raise ValueError(f"{p}: an .npz needs arrays 'X' and 'y'; found {name_list(members)}")
+                    if members[name].file_size > MAX_NPZ_ARRAY_BYTES + MAX_NPY_HEADER:
+                        raise ValueError(f"{p}: member {name}.npy declares {members[name].file_size:,} bytes; "
+                                         f"at most {MAX_NPZ_ARRAY_BYTES:,} are read")
+                check_expansion({k: members[k] for k in ("X", "y")}, size, p)
+                X, y = (read_member(archive, members[k], k, p, kind=TABLE) for k in ("X", "y"))
+    except ValueError as exc:
+        raise ValueError(f"{option} {exc}") from None
     if X.dtype.kind == "c" or y.dtype.kind == "c":
         raise ValueError(f"{option} {p}: complex data is not supported (X is {X.dtype}, y is {y.dtype})")
     if X.dtype.kind not in "biuf":
@@ -192,26 +216,6 @@ def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
         if np.all(np.isfinite(y)) and np.all(y == np.round(y)):
             y = y.astype(np.int64)
     return np.asarray(X, dtype=np.float64), y, "arrays X and y"
-
-
-def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, option: str, p: Path) -> None:
-    """Refuse a member whose ``.npy`` header declares more than :data:`MAX_NPZ_ARRAY_BYTES`, or more
-    than it can hold, before anything is allocated."""
-    if info.flag_bits & 0x1:
-        raise ValueError(f"{option} {p}: member {info.filename} is encrypted")
-    with zf.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read is None:
-            raise ValueError(f"{option} {p}: member {info.filename} has .npy format version {version}; "
-                             "1.0 and 2.0 are read")
-        shape, _, dtype = read(member, max_header_size=10_000)
-    declared = math.prod(shape) * dtype.itemsize
-    if dtype.hasobject:
-        raise ValueError(f"{option} {p}: member {info.filename} holds Python objects, which are never loaded")
-    if declared > MAX_NPZ_ARRAY_BYTES or declared > info.file_size:
-        raise ValueError(f"{option} {p}: member {info.filename} declares shape {shape} of {dtype} "
-                         f"({declared:,} bytes) but holds {info.file_size:,} bytes")
 
 
 def _check(X: np.ndarray, y: np.ndarray, p: Path, option: str) -> None:

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, losses
-from ._io import atomic_open, save_png, staged_outputs, writable_dir
-from ._optional import require
-from ._rng import RNGLike, as_generator, check_rng, seed_alias
-from .compose import Composed, compose
-from .losses.classification import ClassLoss
-from .nn import Adam, Dense, Sequential, fit, save
-from .nn.train import predicted_classes
+from .. import activations, losses
+from .._io import atomic_open, save_png, staged_outputs, writable_dir
+from .._optional import require
+from .._rng import RNGLike, as_generator, check_rng, seed_alias
+from ..composition import Composed, compose
+from ..losses.classification import ClassLoss
+from ..nn import Adam, Dense, Sequential, fit, save
+from ..nn.train import predicted_classes
 from .tabular import read_table
 
 __all__ = ["DATASETS", "TrainConfig", "build_mlp", "load_data", "load_split", "run", "split_and_scale"]
@@ -50,7 +50,7 @@ class TrainConfig:
 
 def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Features, integer class indices and what was read, in words: digits by default, else a
-    ``.csv`` or ``.npz`` file read by :func:`gradkit.tabular.read_table` (see there for the rules)."""
+    ``.csv`` or ``.npz`` file read by :func:`gradkit.apps.tabular.read_table` (see there for the rules)."""
     if path is None:
         from sklearn.datasets import load_digits
 
@@ -71,7 +71,7 @@ def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) 
     if data in DATASETS:
         if label is not None:
             raise ValueError(f"--label applies to CSV files; {data} has its labels")
-        from . import datasets
+        from .. import datasets
 
         loader = datasets.load_mnist if data == "mnist" else datasets.load_fashion_mnist
         X_train, y_train, X_test, y_test = loader()
@@ -86,7 +86,7 @@ def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) 
     return X_train, X_test, y_train, y_test, (scaler.mean_, scaler.scale_), name
 
 
-@seed_alias("gradkit.training_job.build_mlp")
+@seed_alias("gradkit.apps.train_job.build_mlp")
 def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, rng: RNGLike = None) -> Sequential:
     """Dense layers with ``activation`` between them (He init), a Glorot output layer.
 
@@ -108,7 +108,7 @@ def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, r
     return Sequential(layers)
 
 
-@seed_alias("gradkit.training_job.split_and_scale")
+@seed_alias("gradkit.apps.train_job.split_and_scale")
 def split_and_scale(X: np.ndarray, y: np.ndarray, rng: RNGLike = None) -> tuple[Any, ...]:
     """A stratified 80/20 train/test split, standardized on the training part;
     returns ``X_train, X_test, y_train, y_test`` and the fitted scaler.

@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, activations, losses
-from ._optional import MissingExtraError, require
+from .. import __version__, activations, losses
+from .._optional import MissingExtraError, require
+from ..check import gradcheck, random_target
+from ..composition import compose
 from ._text import plural
-from .compose import compose
-from .gradcheck import gradcheck, random_target
 
 __all__ = ["build_parser", "main"]
 
@@ -244,7 +244,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training_job import TrainConfig, run
+    from .train_job import TrainConfig, run
 
     config = TrainConfig(data=args.data, label=args.label, hidden=_hidden_for(args), activation=args.activation,
                          output=args.output, loss=args.loss, epochs=args.epochs, lr=args.lr,
@@ -284,7 +284,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _hidden_for(args: argparse.Namespace) -> tuple[int, ...]:
     """``--hidden``, or its default: one layer of 256, of 512 for the MNIST datasets (784 inputs)."""
-    from .training_job import DATASETS
+    from .train_job import DATASETS
 
     return args.hidden if args.hidden is not None else ((512,) if args.data in DATASETS else (256,))
 

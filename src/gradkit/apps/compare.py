@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, losses
-from ._io import atomic_open, save_png, staged_outputs, writable_dir
-from ._optional import require
+from .. import activations, losses
+from .._io import atomic_open, save_png, staged_outputs, writable_dir
+from .._optional import require
+from ..composition import compose
+from ..nn import Adam, fit
 from ._text import plural
-from .compose import compose
-from .nn import Adam, fit
-from .training_job import DATASETS, build_mlp, load_data, load_split, split_and_scale
+from .train_job import DATASETS, build_mlp, load_data, load_split, split_and_scale
 
 __all__ = ["PAIRS", "PAPER_PAIRS", "CompareConfig", "run"]
 
