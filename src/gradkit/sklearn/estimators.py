@@ -60,7 +60,7 @@ _PARAMS_DOC = """
     momentum : float in [0, 1], default=0.9
     nesterovs_momentum : bool, default=True
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified for single-label classification),
+        Hold out ``validation_fraction`` of the data (stratified for binary classification only, as scikit-learn),
         stop when its score has not improved for ``n_iter_no_change`` epochs, and keep the best
         weights.
     validation_fraction : float in [0, 1), default=0.1
@@ -238,9 +238,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, T, w
 
     def _stratify_by(self, T: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-        if self._multilabel():
+        # scikit-learn stratifies the validation split only where its binarized y has one column (binary y),
+        # by that boolean column; multiclass and multilabel splits are not stratified
+        if self._multilabel() or len(self.classes_) > 2:
             return None
-        return T.astype(bool) if T.ndim == 2 else y  # binary: the positive-class column, as scikit-learn
+        return (y == self.classes_[-1]).reshape(-1, 1)
 
     def _encoded_targets(self, Y: np.ndarray) -> np.ndarray:
         Y = Y.reshape(Y.shape[0], -1)
