@@ -257,6 +257,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict_job import run
+
+    run(args.model, args.data, out=args.out, proba=args.proba, label=args.label)
+    return 0
+
+
+def _add_predict(sub: Any) -> None:
+    p = _subparser(sub, "predict", "predict the classes of new rows with a model from 'gradkit train' (its scaling "
+                                   "and class names come with it)")
+    p.add_argument("--model", required=True, metavar="PATH", help="a checkpoint written by 'gradkit train'")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="a .csv (the model's feature columns, optionally a label column) or an .npz with X "
+                        "(optionally y); with labels the accuracy is reported")
+    p.add_argument("--label", default=None, metavar="COLUMN", help="the CSV's label column by header name")
+    p.add_argument("--out", default=None, metavar="PATH", help="write the predictions there (CSV) instead of stdout")
+    p.add_argument("--proba", action="store_true", help="also a probability column per class")
+    p.set_defaults(func=_cmd_predict)
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import CompareConfig, run
 
@@ -343,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+    _add_predict(sub)
 
     p = _subparser(sub, "compare", "train one MLP with softmax and each alternative (Taylor, spherical, "
                    "sparsemax, entmax) over seeds; table and plot")

@@ -105,11 +105,11 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
     out = writable_dir(config.out)
     fixed: tuple[Any, ...] | None = None
     if config.data in DATASETS:  # its own split, the same for every seed
-        X_train, X_test, y_train, y_test, _, name = load_split(config.data, config.label)
+        X_train, X_test, y_train, y_test, _, name, _ = load_split(config.data, config.label)
         fixed = (X_train, X_test, y_train, y_test)
         y = np.concatenate([y_train, y_test])
     else:
-        X, y, name = load_data(config.data, config.label)
+        X, y, name, _ = load_data(config.data, config.label)
     print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in heads}

@@ -27,6 +27,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from .._archive import (
 )
 from .._io import open_regular
 
-__all__ = ["Table", "read_table"]
+__all__ = ["Features", "Table", "read_features", "read_table"]
 
 _SNIFF_BYTES = 1 << 20
 _DELIMITERS = ",;\t|"
@@ -50,6 +51,15 @@ _DELIMITERS = ",;\t|"
 MAX_NPZ_ARRAY_BYTES = 8 << 30
 #: how the shared archive reader names a table in its messages
 TABLE = ArchiveKind(".npz table", "an .npz table", "an .npz table of arrays X and y", ".npz tables")
+
+
+@dataclass(frozen=True)
+class Features:
+    """Features ``X`` (float64, 2-d), the labels ``y`` where the file has them (else None) and what was read."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    description: str
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,61 @@ def read_table(path: str | os.PathLike[str], label: str | None = None, *, option
     t.csv: 3 rows × 2 features, label column 'kind' (the last; no column is named 'label'); delimiter ';', header row, 2 classes
     >>> d.cleanup()
     """
+    p = _regular_file(path, option)
+    if p.suffix.lower() == ".npz":
+        X, y, how = _read_npz(p, option)
+    else:
+        X, y, how = _read_csv(p, label, option)
+    _check(X, y, p, option)
+    classes = np.unique(y)
+    return Table(X, y, f"{p.name}: {X.shape[0]} rows × {X.shape[1]} features, {how}, {len(classes)} classes")
+
+
+def read_features(path: str | os.PathLike[str], n_features: int, label: str | None = None, *,
+                  option: str = "--data") -> Features:
+    """Features for a model of ``n_features`` inputs, and labels where the file has them (to score against).
+
+    A CSV with ``n_features`` columns is all features; with one more, the label column is chosen by
+    :func:`read_table`'s rules (``label=``, a column named ``label``, else the last). An ``.npz`` holds
+    ``X`` and, optionally, ``y``. Errors are ``ValueError`` naming ``option``.
+
+    >>> import tempfile, os
+    >>> d = tempfile.TemporaryDirectory()
+    >>> p = os.path.join(d.name, "new.csv")
+    >>> _ = open(p, "w").write("a,b\\n1,2\\n3,4\\n")
+    >>> f = read_features(p, 2)
+    >>> f.X.tolist(), f.y is None, f.description
+    ([[1.0, 2.0], [3.0, 4.0]], True, "new.csv: 2 rows × 2 features, no labels; delimiter ',', header row")
+    >>> d.cleanup()
+    """
+    p = _regular_file(path, option)
+    if p.suffix.lower() == ".npz":
+        X, y, how = _read_npz(p, option, labels=False)
+    else:
+        delimiter, first, header = _sniff(p, option)
+        if label is not None or len(first) == n_features + 1:
+            X, y, how = _read_csv(p, label, option)
+        elif len(first) == n_features:
+            try:
+                X = np.loadtxt(p, delimiter=delimiter, skiprows=int(header), dtype=np.float64, ndmin=2,
+                               encoding="utf-8-sig", comments=None, quotechar='"')
+            except ValueError as exc:
+                raise ValueError(f"{option} {p}: feature columns must be numeric and every row must have "
+                                 f"{len(first)} fields ({_short(exc)})") from None
+            y, sep = None, {"\t": "TAB"}.get(delimiter, delimiter)
+            how = f"no labels; delimiter {sep!r}, {'header row' if header else 'no header row'}"
+        else:
+            raise ValueError(f"{option} {p}: {len(first)} columns; the model takes {n_features} features "
+                             f"(and, optionally, a label column)")
+    _check_features(X, p, option)
+    if X.shape[1] != n_features:
+        raise ValueError(f"{option} {p}: {X.shape[1]} features; the model takes {n_features}")
+    if y is not None and y.shape[0] != X.shape[0]:
+        raise ValueError(f"{option} {p}: X has {X.shape[0]} rows but y has {y.shape[0]}")
+    return Features(X, y, f"{p.name}: {X.shape[0]} rows × {X.shape[1]} features, {how}")
+
+
+def _regular_file(path: str | os.PathLike[str], option: str) -> Path:
     p = Path(path)
     try:
         is_file = p.is_file()
@@ -95,15 +160,9 @@ def read_table(path: str | os.PathLike[str], label: str | None = None, *, option
     if not is_file:
         reason = "no such file" if not p.exists() else "not a regular file"
         raise ValueError(f"{option} {str(path)!r}: {reason}")
-    if p.suffix.lower() == ".npz":
-        X, y, how = _read_npz(p, option)
-    elif p.suffix.lower() in (".csv", ".txt", ".tsv"):
-        X, y, how = _read_csv(p, label, option)
-    else:
+    if p.suffix.lower() not in (".npz", ".csv", ".txt", ".tsv"):
         raise ValueError(f"{option} must be a .csv or .npz file; got {str(path)!r}")
-    _check(X, y, p, option)
-    classes = np.unique(y)
-    return Table(X, y, f"{p.name}: {X.shape[0]} rows × {X.shape[1]} features, {how}, {len(classes)} classes")
+    return p
 
 
 def _numeric(text: str) -> bool:
@@ -114,7 +173,8 @@ def _numeric(text: str) -> bool:
     return True
 
 
-def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _sniff(p: Path, option: str) -> tuple[str, list[str], bool]:
+    """The delimiter, the first row's fields and whether it is a header, from the first MiB."""
     with open(p, "rb") as handle:
         raw = handle.read(_SNIFF_BYTES)
     try:
@@ -135,10 +195,15 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
     except csv.Error as exc:  # e.g. a field over csv's 128 KiB limit: no number is that long
         raise ValueError(f"{option} {p}: cannot read the first rows as CSV ({exc})") from None
     first = [f.strip() for f in rows[0]]
+    header = len(rows) > 1 and any(not _numeric(a) and _numeric(b) for a, b in zip(first, rows[1]))
+    return delimiter, first, header
+
+
+def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+    delimiter, first, header = _sniff(p, option)
     if len(first) < 2:
         raise ValueError(f"{option} {p}: found 1 column (looked for the delimiters , ; TAB |); "
                          "need at least one feature column and a label column")
-    header = len(rows) > 1 and any(not _numeric(a) and _numeric(b) for a, b in zip(first, rows[1]))
     if header:
         if label is not None and label not in first:
             raise ValueError(f"--label {label!r} is not a column of {p.name}; its columns: {', '.join(first)}")
@@ -182,7 +247,7 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _read_npz(p: Path, option: str, labels: bool = True) -> tuple[np.ndarray, Any, str]:
     """Arrays ``X`` and ``y`` read with the checkpoints' untrusting reader (:mod:`gradkit._archive`)."""
     try:
         with open_regular(p, TABLE.a) as (handle, size):
@@ -194,20 +259,24 @@ def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
                 raise ValueError(f"{p}: not a readable .npz archive ({_short(exc)})") from None
             with archive:
                 members = list_members(archive, size, p, TABLE)
-                for name in ("X", "y"):
+                names = ("X", "y") if labels or "y" in members else ("X",)
+                for name in names:
                     if name not in members:
                         raise ValueError(f"{p}: an .npz needs arrays 'X' and 'y'; found {name_list(members)}")
                     if members[name].file_size > MAX_NPZ_ARRAY_BYTES + MAX_NPY_HEADER:
                         raise ValueError(f"{p}: member {name}.npy declares {members[name].file_size:,} bytes; "
                                          f"at most {MAX_NPZ_ARRAY_BYTES:,} are read")
-                check_expansion({k: members[k] for k in ("X", "y")}, size, p)
-                X, y = (read_member(archive, members[k], k, p, kind=TABLE) for k in ("X", "y"))
+                check_expansion({k: members[k] for k in names}, size, p)
+                X = read_member(archive, members["X"], "X", p, kind=TABLE)
+                y = read_member(archive, members["y"], "y", p, kind=TABLE) if "y" in names else None
     except ValueError as exc:
         raise ValueError(f"{option} {exc}") from None
-    if X.dtype.kind == "c" or y.dtype.kind == "c":
-        raise ValueError(f"{option} {p}: complex data is not supported (X is {X.dtype}, y is {y.dtype})")
+    if X.dtype.kind == "c" or (y is not None and y.dtype.kind == "c"):
+        raise ValueError(f"{option} {p}: complex data is not supported (X is {X.dtype}, y is {getattr(y, 'dtype', None)})")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{option} {p}: X must be numeric; got dtype {X.dtype}")
+    if y is None:
+        return np.asarray(X, dtype=np.float64), None, "array X, no labels"
     if y.ndim != 1:
         raise ValueError(f"{option} {p}: y must be 1-d (one label per row); got shape {y.shape}")
     if y.dtype.kind == "f":
@@ -218,17 +287,21 @@ def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
     return np.asarray(X, dtype=np.float64), y, "arrays X and y"
 
 
-def _check(X: np.ndarray, y: np.ndarray, p: Path, option: str) -> None:
+def _check_features(X: np.ndarray, p: Path, option: str) -> None:
     if X.ndim != 2:
         raise ValueError(f"{option} {p}: X must be 2-d (samples, features); got shape {X.shape}")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"{option} {p}: X has {X.shape[0]} rows but y has {y.shape[0]}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{option} {p}: no data (X has shape {X.shape})")
     bad = ~np.isfinite(X)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
         raise ValueError(f"{option} {p}: X contains NaN or infinity ({int(bad.sum())} value(s), first in row {row})")
+
+
+def _check(X: np.ndarray, y: np.ndarray, p: Path, option: str) -> None:
+    if X.ndim == 2 and X.shape[0] != y.shape[0]:
+        raise ValueError(f"{option} {p}: X has {X.shape[0]} rows but y has {y.shape[0]}")
+    _check_features(X, p, option)
     if y.dtype.kind == "f":
         raise ValueError(f"{option} {p}: the labels are non-integer numbers ({len(np.unique(y))} distinct values, "
                          "e.g. " + ", ".join(f"{v:g}" for v in y[:3]) + "): a regression target; this job classifies")

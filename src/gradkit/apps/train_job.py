@@ -48,22 +48,23 @@ class TrainConfig:
     quiet: bool = False
 
 
-def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Features, integer class indices and what was read, in words: digits by default, else a
-    ``.csv`` or ``.npz`` file read by :func:`gradkit.apps.tabular.read_table` (see there for the rules)."""
+def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, np.ndarray, str, list[Any]]:
+    """Features, integer class indices, what was read, in words, and the class names (index ``i`` is
+    ``names[i]``): digits by default, else a ``.csv`` or ``.npz`` file read by
+    :func:`gradkit.apps.tabular.read_table` (see there for the rules)."""
     if path is None:
         from sklearn.datasets import load_digits
 
         X, y = load_digits(return_X_y=True)
-        return X.astype(np.float64), y, "digits (scikit-learn): 1797 rows × 64 features, 10 classes"
+        return X.astype(np.float64), y, "digits (scikit-learn): 1797 rows × 64 features, 10 classes", list(range(10))
     table = read_table(path, label)
-    _, y = np.unique(table.y, return_inverse=True)
-    return table.X, y, table.description
+    names, y = np.unique(table.y, return_inverse=True)
+    return table.X, y, table.description, names.tolist()
 
 
 def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) -> tuple[Any, ...]:
-    """``X_train, X_test, y_train, y_test``, the input scaling ``(mean, scale)`` (``x' = (x - mean) / scale``)
-    and what was read, in words.
+    """``X_train, X_test, y_train, y_test``, the input scaling ``(mean, scale)`` (``x' = (x - mean) / scale``),
+    what was read, in words, and the class names.
 
     A :data:`DATASETS` name gives its own split with pixels scaled by 1/255, float32; other data are
     split by :func:`split_and_scale` with ``rng``.
@@ -80,10 +81,10 @@ def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) 
         d = X_train.shape[1]
         name = (f"{data}: {len(y_train)} training rows × {d} features (pixels / 255), {len(y_test)} test rows "
                 f"(its own split), {int(y_train.max()) + 1} classes")
-        return X_train, X_test, y_train, y_test, (np.zeros(d), np.full(d, 255.0)), name
-    X, y, name = load_data(data, label)
+        return X_train, X_test, y_train, y_test, (np.zeros(d), np.full(d, 255.0)), name, list(range(10))
+    X, y, name, classes = load_data(data, label)
     X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, rng=rng)
-    return X_train, X_test, y_train, y_test, (scaler.mean_, scaler.scale_), name
+    return X_train, X_test, y_train, y_test, (scaler.mean_, scaler.scale_), name, classes
 
 
 @seed_alias("gradkit.apps.train_job.build_mlp")
@@ -168,7 +169,8 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
 
     head = _head(config)
     out = writable_dir(config.out)
-    X_train, X_test, y_train, y_test, (mean, scale), name = load_split(config.data, config.label, rng=config.seed)
+    X_train, X_test, y_train, y_test, (mean, scale), name, classes = load_split(config.data, config.label,
+                                                                                 rng=config.seed)
     print_fn(f"read {name}")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     one_hot = None if isinstance(head.loss, ClassLoss) else n_classes  # elementwise losses: one-hot rows per batch
@@ -207,7 +209,8 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
         save(model, stage / "model.npz", metadata={
             "output": config.output, "loss": config.loss, "n_classes": n_classes, "data": name,
             "test_accuracy": accuracy,
-            # inputs are standardized: x' = (x - mean) / scale before model.forward
-            "scaler_mean": mean, "scaler_scale": scale,
+            # inputs are standardized: x' = (x - mean) / scale before model.forward (gradkit.nn.load_predictor
+            # and `gradkit predict` apply it); the class names in the order of the outputs
+            "scaler_mean": mean, "scaler_scale": scale, "classes": classes,
         })
     return summary
