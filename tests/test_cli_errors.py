@@ -191,6 +191,10 @@ def test_headerless_csv_keeps_its_first_row(tmp_path, capsys):
     ("a,b,t\n" + "".join(f"{i},{i % 3},{i * 0.37}\n" for i in range(50)), [],
      "the labels are non-integer numbers (50 distinct values"),
     ("a,b,label\n1,x,0\n3,4,1\n", [], "feature columns must be numeric"),
+    ("kind,a,b\ncat,1,2\ndog,3,4\n", [], ("data row 1, column 1 ('kind') holds 'cat', not a number; if it is the label "
+                                          "column, pass --label kind")),
+    ("cat,1,2\ndog,3,4\n", [], ("data row 1, column 1 holds 'cat', not a number; without a header row the label must "
+                              "be the last column")),
     ("a,b,label\n1,2,0\n3,4\n", [], "every row must have 3 fields"),
     ("a,b,label\n1,nan,0\n3,4,1\n", [], "X contains NaN or infinity (1 value(s), first in row 0)"),
     ("a\n1\n2\n", [], "found 1 column"),

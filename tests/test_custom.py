@@ -535,6 +535,20 @@ def test_cli_train_by_name_with_a_plugin(tmp_path):
     assert "unknown output activation 'spnorm'" in proc.stderr and "--plugin MODULE" in proc.stderr
 
 
+def test_cli_plugin_by_module_name_from_the_current_folder(tmp_path):
+    """The console script does not put the current folder on sys.path (``python -m`` does): ``--plugin
+    my_plugin`` beside ``my_plugin.py`` must still find it. ``-I`` runs the CLI as the script runs."""
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    script = "import sys; from gradkit.apps.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-I", "-c", script, "--plugin", "my_plugin", "list"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "spnorm" in proc.stdout and "quartic" in proc.stdout
+    proc = subprocess.run([sys.executable, "-I", "-c", script, "--plugin", "not_here", "list"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode == 2 and "--plugin not_here: ModuleNotFoundError" in proc.stderr
+
+
 def test_cli_plugin_after_the_command_and_plugin_errors(tmp_path):
     (tmp_path / "my_plugin.py").write_text(PLUGIN)
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")

@@ -131,7 +131,21 @@ def _load_plugin(spec: str) -> None:
             del sys.modules[name]
             raise
     else:
-        importlib.import_module(spec)
+        try:
+            importlib.import_module(spec)
+        except ModuleNotFoundError as exc:
+            # `gradkit` is a script: unlike `python -m`, it does not put the current folder on sys.path. A module
+            # there is what `--plugin my_acts` means when `my_acts.py` sits beside the user: import it from there
+            here = os.getcwd()
+            top = spec.split(".")[0]
+            if exc.name != top or here in sys.path or not (os.path.isfile(os.path.join(here, top + ".py"))
+                                                          or os.path.isdir(os.path.join(here, top))):
+                raise
+            sys.path.insert(0, here)
+            try:
+                importlib.import_module(spec)
+            finally:
+                sys.path.remove(here)
 
 
 def _pairs(text: str) -> list[tuple[str, str, str]]:
@@ -372,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=_pairs, metavar="OUTPUT:LOSS,...",
                    help="output activation:loss items, comma-separated, with names from --activation and "
                         "'gradkit list' (default: the six of the 'Beyond softmax' guide; with --data mnist or "
-                        "fashion-mnist, "
-                        "the paper's three: softmax:cross_entropy,log_taylor_softmax:nll,log_spherical_softmax:nll)")
+                        "fashion-mnist, the paper's three: softmax:cross_entropy, log_taylor_softmax:nll, "
+                        "log_spherical_softmax:nll; the list itself takes no spaces)")
     p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
     p.set_defaults(func=_cmd_compare)
 

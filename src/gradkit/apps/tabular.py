@@ -224,8 +224,9 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
         y = np.loadtxt(p, delimiter=delimiter, skiprows=skip, usecols=[col], dtype=str, ndmin=1,
                        encoding="utf-8-sig", comments=None, quotechar='"')
     except ValueError as exc:
+        hint = _text_field(p, delimiter, skip, features, first if header else None)
         raise ValueError(f"{option} {p}: feature columns must be numeric and every row must have "
-                         f"{len(first)} fields ({_short(exc)})") from None
+                         f"{len(first)} fields ({hint or _short(exc)})") from None
     y = np.char.strip(y)
     missing = np.isin(np.char.lower(y), ["", "nan", "na", "n/a", "null", "none"])
     if missing.any():
@@ -240,6 +241,29 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
         y = values.astype(np.int64) if np.all(values == np.round(values)) and np.all(np.abs(values) < 2**53) else values
     sep = {"\t": "TAB"}.get(delimiter, delimiter)
     return X, y, f"{how}; delimiter {sep!r}, {'header row' if header else 'no header row'}"
+
+
+def _text_field(p: Path, delimiter: str, skip: int, features: list[int], names: list[str] | None,
+                max_rows: int = 100_000) -> str | None:
+    """Where the first text sits in a feature column (rows and columns counted from 1), and the fix: the
+    label column named with ``--label``, or put last in a file without a header. None if the first
+    ``max_rows`` rows hold none (the problem is then a row's field count)."""
+    with open(p, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        for number, row in enumerate(reader, start=1 - skip):
+            if number < 1:
+                continue
+            if number > max_rows:
+                return None
+            for col in features:
+                if col < len(row) and row[col].strip() and not _numeric(row[col]):
+                    where = f"data row {number}, column {col + 1}"
+                    if names is not None:
+                        return (f"{where} ({names[col]!r}) holds {row[col].strip()!r}, not a number; if it is the "
+                                f"label column, pass --label {names[col]}")
+                    return (f"{where} holds {row[col].strip()!r}, not a number; without a header row the label "
+                            "must be the last column")
+    return None
 
 
 def _short(exc: Exception) -> str:
