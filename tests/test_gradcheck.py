@@ -202,6 +202,13 @@ def test_relu_kinks_in_the_vjp_and_the_jvp_rows():
     assert not strict.ok and strict.kinks == rep.kinks and "allow_kinks=False" in str(strict)
 
 
+def test_one_kink_seen_by_the_vjp_and_the_jvp_counts_once():
+    rep = gk.gradcheck(gk.ReLU(), np.array([-1.0, 0.0, 2.0]))
+    rows = {r.check: r for r in rep.results}
+    assert rows["vjp"].kinks == 1 and rows["jvp"].kinks == 1
+    assert rep.kinks == 1 and "(1 kink: a non-differentiable point, skipped)" in str(rep)
+
+
 def test_a_kink_inside_the_stencil_but_not_at_the_point():
     h = gk.gradcheck(gk.ReLU(), np.ones(2)).step
     for offset in (0.3, 0.75, -0.5):  # the kink at 0 lies between x - h and x + h

@@ -127,7 +127,7 @@ def gradcheck(
 
     >>> rep = gk.gradcheck(gk.ReLU(), np.array([-1.0, 0.0, 2.0]))
     >>> rep.ok, rep.kinks
-    (True, 2)
+    (True, 1)
     """
     rng, step, rtol_, atol_ = _check_options(rng, eps, rtol, atol, max_points, fast, allow_kinks, vjp, jvp)
     args = (f, x, vjp, jvp, target, rng, step, rtol_, atol_, int(max_points), bool(fast), bool(allow_kinks))

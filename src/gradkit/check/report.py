@@ -51,8 +51,12 @@ class GradcheckReport:
 
     @property
     def kinks(self) -> int:
-        """How many entries sat at a non-differentiable point (skipped, or failed with ``allow_kinks=False``)."""
-        return sum(r.kinks for r in self.results)
+        """How many entries sat at a non-differentiable point (skipped, or failed with ``allow_kinks=False``).
+
+        The most any one check found: the VJP and the JVP rows see the same kink of an elementwise map
+        (at an input entry and at its output entry), which is one non-differentiable point, not two.
+        """
+        return max((r.kinks for r in self.results), default=0)
 
     @property
     def max_abs_err(self) -> float:
@@ -82,7 +86,8 @@ class GradcheckReport:
                 f"({self.dtype}{step}, rtol={self.rtol:g}, atol={self.atol:g}): ")
         head += "ok" if self.ok else "FAILED"
         if self.kinks:
-            head += f" ({self.kinks} kink{'s' if self.kinks > 1 else ''}: non-differentiable points"
+            head += (f" ({self.kinks} kinks: non-differentiable points" if self.kinks > 1
+                     else " (1 kink: a non-differentiable point")
             head += ", skipped)" if self.ok or all(r.ok or not r.kinks for r in self.results) else ")"
         cols = f"{'check':<10} {'max abs err':>12} {'max rel err':>12}  {'worst index':<14} {'expected':>12} {'got':>12}  result"
         lines = [head, cols, "-" * len(cols)]
