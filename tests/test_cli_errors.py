@@ -106,7 +106,7 @@ def test_plurals(capsys, tmp_path):
     assert main(["compare", "--seeds", "1", "--epochs", "1", "--hidden", "4", "--pairs", "softmax:cross_entropy",
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "1 epoch, batch 32, 1 seed (mean" in out and "1 seeds" not in out and "1 epochs" not in out
+    assert "1 epoch, batch 32, 1 seed\n" in out and "1 seeds" not in out and "1 epochs" not in out
 
 
 # -- runtime failures: exit 1, one line naming the path ------------------------------------------------
@@ -141,7 +141,7 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(_optional, "_importable", lambda module: module != "sklearn")
     assert main(["train", "--quiet", "--out", str(tmp_path)]) == 1
     assert _err_lines(capsys) == [
-        "gradkit train needs the 'train' extra: pip install \"gradkit[train]\" (missing: sklearn)"]
+        f"gradkit train needs the 'train' extra: {_optional.install_hint('train')} (missing: sklearn)"]
     assert main(["compare", "--out", str(tmp_path)]) == 1
     assert "gradkit compare needs the 'train' extra" in _err_lines(capsys)[-1]
 
@@ -279,11 +279,31 @@ def test_bench_distributed_claims_only_a_measured_crossover():
     assert bracket is None and "lies below that" in verdict
 
 
+@pytest.mark.parametrize("record,hint", [
+    (None, 'pip install "gradkit[train]"'),  # from a package index: pip writes no direct_url.json
+    ({"url": "https://example.org/gradkit-0.1.0.tar.gz", "archive_info": {}}, 'pip install "gradkit[train]"'),
+    ({"url": "file:///home/u/gradkit", "dir_info": {"editable": True}}, "pip install -e '/home/u/gradkit[train]'"),
+    ({"url": "file:///home/u/gradkit", "dir_info": {}}, "pip install '/home/u/gradkit[train]'"),
+    ({"url": "file:///tmp/my%20dir/gradkit-0.1.0-py3-none-any.whl", "archive_info": {}},
+     "pip install '/tmp/my dir/gradkit-0.1.0-py3-none-any.whl[train]'"),
+])
+def test_the_install_hint_follows_how_gradkit_was_installed(monkeypatch, record, hint):
+    import importlib.metadata
+    import json
+
+    class Dist:
+        def read_text(self, name):
+            return None if record is None else json.dumps(record)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Dist())
+    assert _optional.install_hint("train") == hint
+
+
 def test_bench_without_its_extra_names_it(monkeypatch, capsys):
     monkeypatch.setattr(_optional, "_importable", lambda module: module != "matplotlib")
     assert main(["bench", "--quick"]) == 1
     assert _err_lines(capsys) == [
-        "gradkit bench needs the 'bench' extra: pip install \"gradkit[bench]\" (missing: matplotlib)"
+        f"gradkit bench needs the 'bench' extra: {_optional.install_hint('bench')} (missing: matplotlib)"
     ]
 
 
@@ -299,9 +319,10 @@ sys.meta_path.insert(0, Block())
 
 @pytest.mark.parametrize("blocked,code,message", [
     ({"scipy"}, "from gradkit.sklearn import MLPClassifier",
-     "ImportError: gradkit.sklearn needs the 'train' extra: pip install \"gradkit[train]\" (missing: scipy)"),
+     f"ImportError: gradkit.sklearn needs the 'train' extra: {_optional.install_hint('train')} (missing: scipy)"),
     ({"dask", "distributed"}, "import gradkit.distributed",
-     "ImportError: gradkit.distributed needs the 'dask' extra: pip install \"gradkit[dask]\" (missing: dask, distributed)"),
+     (f"ImportError: gradkit.distributed needs the 'dask' extra: {_optional.install_hint('dask')} "
+     "(missing: dask, distributed)")),
     ({"sklearn", "scipy", "tqdm", "matplotlib", "numba", "dask", "distributed"},
      "import gradkit as gk, numpy as np; print(gk.Softmax()(np.array([1.0, 2.0])).round(3))", None),
 ])
