@@ -183,9 +183,11 @@ def test_load_mnist_reads_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_load_mnist_says_how_to_get_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRADKIT_DATA", str(tmp_path / "data"))
-    with pytest.raises(FileNotFoundError, match=r"not found in .*data/mnist \(\$GRADKIT_DATA\); run `make mnist`"):
+    with pytest.raises(FileNotFoundError, match=r"not found in .*data/mnist \(\$GRADKIT_DATA\); run `python -m "
+                       r"gradkit.datasets mnist` \(`make mnist` in a clone\).*or point \$GRADKIT_DATA to a folder "
+                       r"whose mnist/ holds"):
         gd.load_mnist()
-    with pytest.raises(FileNotFoundError, match="make fashion-mnist.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist.*make fashion-mnist"):
         gd.load_fashion_mnist()
     fake_mnist(tmp_path / "data" / "mnist")
     assert gd.load_mnist(verify=False)[0].shape == (12, 784)  # $GRADKIT_DATA/mnist is the default

@@ -326,7 +326,8 @@ def _hidden_for(args: argparse.Namespace) -> tuple[int, ...]:
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     """The data, network and optimizer options shared by ``train`` and ``compare``."""
     p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y), or mnist / fashion-mnist "
-                   "(their own train/test split, pixels / 255; `make mnist` obtains them); default: scikit-learn's digits")
+                   "(their own train/test split, pixels / 255; `python -m gradkit.datasets mnist` obtains them); default: "
+                   "scikit-learn's digits")
     p.add_argument("--label", help="the CSV's label column, by header name (default: 'label' if the header has it, "
                    "else the last column)")
     p.add_argument("--hidden", type=_hidden_sizes, metavar="SIZES",
