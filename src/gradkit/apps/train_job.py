@@ -6,6 +6,7 @@ package, no download). Needs the ``train`` extra (scikit-learn, tqdm, matplotlib
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import time
@@ -128,6 +129,25 @@ def split_and_scale(X: np.ndarray, y: np.ndarray, rng: RNGLike = None) -> tuple[
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test, scaler
 
 
+def warm_up(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, one_hot: int | None,
+            batch_size: int) -> float:
+    """One short epoch of a copy of ``model`` on a few rows of ``X``, with validation: the kernels that training
+    will use are compiled (or loaded from numba's cache) here, outside the timed run. Returns its seconds."""
+    start = time.perf_counter()
+    rows = min(len(X), 4 * batch_size)
+    fit(copy.deepcopy(model), X[:rows], y[:rows], loss=head, one_hot=one_hot, optimizer=Adam(1e-3), epochs=1,
+        batch_size=batch_size, validation_data=(X[:batch_size], y[:batch_size]), rng=0)
+    return time.perf_counter() - start
+
+
+def compile_note(seconds: float) -> str | None:
+    """A line for the kernels' first-use compilation when it took long enough to notice (None otherwise)."""
+    if seconds < 1.0:
+        return None
+    return (f"compiled the numba kernels in {seconds:.1f} s (first use; numba caches them for later runs, and the "
+            f"times below leave it out; `python -m gradkit.kernels --warm` compiles them all ahead)")
+
+
 def _head(config: TrainConfig) -> Composed:
     try:
         return compose(activations.get(config.output), losses.get(config.loss))
@@ -183,6 +203,9 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
         bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['accuracy']:.3f}", val_acc=f"{logs['val_accuracy']:.3f}")
         bar.update(1)
 
+    note = compile_note(warm_up(model, head, X_train, y_train, one_hot, config.batch_size))
+    if note:
+        print_fn(note)
     start = time.perf_counter()
     try:
         history = fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,

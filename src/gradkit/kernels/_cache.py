@@ -313,6 +313,8 @@ class _HealingCache(FunctionCache):
 
 
 _warned_unwritable = False
+#: every kernel made by :func:`njit`, in the order their modules were imported (:mod:`gradkit.kernels.warm` counts them)
+DISPATCHERS: list[Any] = []
 
 
 def _warn(message: str) -> None:
@@ -388,6 +390,7 @@ def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
         dispatcher = nb.njit(**options)(fn)
         if isinstance(dispatcher, Dispatcher):
             _enable(dispatcher)
+            DISPATCHERS.append(dispatcher)
         return dispatcher
 
     return decorate
