@@ -551,7 +551,7 @@ def gradcheck(
     rtol, atol : float, optional
         Tolerances; an entry passes when ``|analytic - numeric| <= atol + rtol * |numeric|``.
         Default by working dtype (:data:`DEFAULT_TOLERANCES`): ``(1e-5, 1e-6)`` in float64,
-        ``(1e-2, 1e-3)`` in float32, ``(0.1, 0.05)`` in float16.
+        ``(1e-2, 1e-3)`` in float32, ``(0.2, 0.1)`` in float16.
     max_points : int, default 2000
         The VJP is checked on at most this many input entries (chosen at random), each costing
         two evaluations of ``f``.
