@@ -167,19 +167,20 @@ class _CustomActivationMixin:
                              "to custom_activation")
         return n
 
-    def _params(self) -> dict[str, Any]:
-        # what a checkpoint stores (JSON): the functions are found again by the registry name
-        return {"axis": self.axis}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments: the functions (kept as ``forward_fn``, ``vjp_fn``, ...,
+        since ``forward`` and ``vjp`` are methods), ``name``, ``axis`` and ``output_range``.
+
+        A checkpoint stores only ``axis``: the functions come back with the instance registered
+        under ``name``.
+        """
+        if not isinstance(deep, bool):
+            raise TypeError(f"deep must be a bool; got {deep!r} ({type(deep).__name__})")
+        return dict(self._init_args)
 
     def __repr__(self) -> str:
         kind = ", elementwise=True" if isinstance(self, ElementwiseActivation) else f", axis={self.axis}"
         return f"custom_activation(name={self.name!r}{kind})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._init_args == other._init_args
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.name, self.axis, self.forward_fn, self.vjp_fn))
 
     def _prepare(self, x: Any, where: Any) -> tuple[Any, Any, Any, int, Any]:
         if where is not None:
@@ -344,15 +345,16 @@ class CustomLoss(ElementwiseLoss):
         grad = _checked(self.grad_fn(p, t), xp, p, shape, who, "grad", "the shape of pred")
         return value, grad
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments: the functions (kept as ``value_fn`` and ``grad_fn``),
+        ``name``, ``domain`` and ``reduction``."""
+        if not isinstance(deep, bool):
+            raise TypeError(f"deep must be a bool; got {deep!r} ({type(deep).__name__})")
+        return dict(self._init_args)
+
     def __repr__(self) -> str:
         domain = "" if self.domain is None else f", domain={self.domain!r}"
         return f"custom_loss(name={self.name!r}{domain}, reduction={self.reduction!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._init_args == other._init_args
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.name, self.value_fn, self.grad_fn, self.reduction))
 
 
 def custom_loss(
