@@ -1,13 +1,17 @@
-"""The contract a user's own code touches: parameters come from the constructor (``get_params``),
-and layers name their forward caches in the public ``cache_attrs``."""
+"""The contract a user's own code touches: parameters come from the constructor (``get_params``), layers
+name their forward caches in the public ``cache_attrs``, and ``custom_activation`` takes ``vjp(x, g)`` as
+well as ``vjp(x, g, y)``."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import re
 
 import numpy as np
 import pytest
+from array_api_compat import array_namespace
 
 import gradkit as gk
 from gradkit import nn
@@ -242,3 +246,144 @@ def test_a_user_layer_names_its_cache_in_the_public_cache_attrs():
     assert layer._x is None
     assert nn.Dense.cache_attrs == ("_x",) and nn.ActivationLayer.cache_attrs == ("_x", "_y")
     assert not hasattr(nn.Layer, "_cache_attrs")
+
+
+# -- custom_activation: vjp(x, g) or vjp(x, g, y), chosen by the signature -----------------------------------
+def sm_forward(x):
+    xp = array_namespace(x)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def sm_vjp(x, g):  # the two-argument form: y recomputed
+    y = sm_forward(x)
+    return y * (g - array_namespace(x).sum(g * y, axis=-1, keepdims=True))
+
+
+def sm_jvp(x, v):  # the softmax Jacobian is symmetric: the same formula
+    return sm_vjp(x, v)
+
+
+def sm_jacobian(x):
+    xp = array_namespace(x)
+    y = sm_forward(x)
+    eye = xp.eye(x.shape[-1], dtype=x.dtype)
+    return y[..., :, None] * eye - y[..., :, None] * y[..., None, :]
+
+
+def two_arg_softmax(**kwargs):
+    return gk.custom_activation(sm_forward, vjp=lambda x, g: sm_vjp(x, g), name="sm2", output_range=(0.0, 1.0),
+                                **kwargs)
+
+
+def _z(shape=(5, 4), seed=6):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def test_a_two_argument_vjp_trains_a_composed_head_like_the_builtin():
+    z, labels = _z(), np.array([0, 3, 1, 2, 1])
+    value, grad = gk.compose(two_arg_softmax(), "cross_entropy").value_and_grad(z, labels)
+    ref_value, ref_grad = gk.compose(gk.Softmax(), "cross_entropy").value_and_grad(z, labels)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_two_argument_vjp_jvp_and_one_argument_jacobian_pass_gradcheck():
+    z = _z()
+    assert gk.gradcheck(two_arg_softmax(), z, rng=0).ok  # jvp and jacobian derived from the vjp
+    given = two_arg_softmax(jvp=lambda x, v: sm_jvp(x, v), jacobian=lambda x: sm_jacobian(x))
+    assert gk.gradcheck(given, z, rng=0).ok
+    np.testing.assert_allclose(given.jacobian(z), gk.Softmax().jacobian(z), atol=1e-12)
+    wrong = gk.custom_activation(sm_forward, vjp=lambda x, g: g, name="wrong")  # the check can fail
+    assert not gk.gradcheck(wrong, z, rng=0).ok
+
+
+def test_the_three_argument_form_still_gets_y():
+    seen = []
+
+    def vjp(x, g, y):
+        seen.append(y)
+        return sm_vjp(x, g)
+
+    act = gk.custom_activation(sm_forward, vjp, name="sm3")
+    z, g = _z(), _z(seed=7)
+    np.testing.assert_allclose(act.vjp(z, g), gk.Softmax().vjp(z, g), atol=1e-12)
+    np.testing.assert_allclose(seen[-1], sm_forward(z))
+
+
+def test_partials_callable_objects_and_unreadable_signatures():
+    class Vjp:
+        def __call__(self, x, g):
+            return sm_vjp(x, g)
+
+    class Opaque:  # no signature inspect can read: taken to take y
+        __signature__ = "unreadable"
+
+        def __call__(self, x, g, y):
+            return y * (g - (g * y).sum(-1, keepdims=True))
+
+    z, g = _z(), _z(seed=8)
+    ref = gk.Softmax().vjp(z, g)
+    for vjp in (Vjp(), functools.partial(lambda scale, x, g: scale * sm_vjp(x, g), 1.0), Opaque()):
+        np.testing.assert_allclose(gk.custom_activation(sm_forward, vjp, name="sm").vjp(z, g), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, label", [
+    ({"vjp": lambda x: x}, "vjp"),
+    ({"vjp": lambda x, g, y, extra: g}, "vjp"),
+    ({"vjp": lambda x, *, g: g}, "vjp"),
+    ({"vjp": sm_vjp, "jvp": lambda x: x}, "jvp"),
+    ({"vjp": sm_vjp, "jacobian": lambda: None}, "jacobian"),
+])
+def test_a_wrong_signature_is_a_type_error_naming_both_forms(kwargs, label):
+    short, full = {"vjp": ("x, g", "x, g, y"), "jvp": ("x, v", "x, v, y"), "jacobian": ("x", "x, y")}[label]
+    pattern = rf"custom_activation: {label}=.*<lambda>.*{re.escape(f'{label}({short})')}.*{re.escape(f'{label}({full})')}"
+    with pytest.raises(TypeError, match=pattern):
+        gk.custom_activation(sm_forward, name="bad", **kwargs)
+    with pytest.raises(TypeError, match=r"forward=.*<lambda>\(x, g\) cannot be called as forward\(x\)"):
+        gk.custom_activation(lambda x, g: x, sm_vjp, name="bad")
+
+
+def _tanh_models(elementwise_tanh):
+    return nn.Sequential([nn.Dense(4, 6, rng=0, dtype=np.float64), elementwise_tanh,
+                          nn.Dense(6, 3, rng=1, dtype=np.float64)])
+
+
+def test_a_two_argument_vjp_in_a_layer_backpropagates_and_trains_like_the_builtin():
+    tanh = gk.custom_activation(lambda x: np.tanh(x), vjp=lambda x, g: g * (1.0 - np.tanh(x) ** 2), name="tanh2",
+                                elementwise=True)
+    x, g = _z((8, 4)), _z((8, 3), seed=9)
+    mine, ref = _tanh_models(tanh), _tanh_models(gk.Tanh())
+    np.testing.assert_allclose(mine.forward(x), ref.forward(x), rtol=1e-12)
+    np.testing.assert_allclose(mine.backward(g), ref.backward(g), rtol=1e-10, atol=1e-12)
+    for name in ref.grads:
+        np.testing.assert_allclose(mine.grads[name], ref.grads[name], rtol=1e-10, atol=1e-12)
+    y = np.random.default_rng(10).integers(0, 3, 8)
+    head = gk.compose("softmax", "cross_entropy")
+    h_mine = nn.fit(mine, x, y, loss=head, epochs=2, batch_size=4, rng=0)
+    h_ref = nn.fit(ref, x, y, loss=head, epochs=2, batch_size=4, rng=0)
+    np.testing.assert_allclose(h_mine["loss"], h_ref["loss"], rtol=1e-10)
+    for name in ref.params:
+        np.testing.assert_allclose(mine.params[name], ref.params[name], rtol=1e-10, atol=1e-12)
+
+
+def test_a_two_argument_vjp_under_torch_autograd():
+    torch = pytest.importorskip("torch")
+    gkt = pytest.importorskip("gradkit.torch")
+    z, w = _z(), _z(seed=11)
+    x = torch.tensor(z, requires_grad=True)
+    (gkt.wrap(two_arg_softmax())(x) * torch.tensor(w)).sum().backward()
+    x_ref = torch.tensor(z, requires_grad=True)
+    (torch.softmax(x_ref, dim=-1) * torch.tensor(w)).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_a_two_argument_vjp_and_jvp_under_jax_grad():
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    gkj = pytest.importorskip("gradkit.jax")
+    z, w = _z().astype(np.float32), _z(seed=12).astype(np.float32)
+    f = gkj.wrap(two_arg_softmax(jvp=lambda x, v: sm_jvp(x, v)))
+    grad = jax.grad(lambda x: jnp.sum(f(x) * w))(jnp.asarray(z))
+    ref = jax.grad(lambda x: jnp.sum(jax.nn.softmax(x, axis=-1) * w))(jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(ref), rtol=1e-5, atol=1e-6)
