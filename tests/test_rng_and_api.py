@@ -372,6 +372,6 @@ def test_optimizer_reprs_show_the_constructor_arguments():
 ])
 def test_dense_and_dropout_have_numpy_docstrings_with_the_math_and_an_example(cls, fragments):
     doc = cls.__doc__
-    assert doc is not None  # it used to sit after _cache_attrs, where Python does not take it as the docstring
+    assert doc is not None  # it used to sit after cache_attrs, where Python does not take it as the docstring
     for fragment in fragments:
         assert fragment in doc

@@ -18,6 +18,11 @@ receive the array namespace ``xp`` and must use only its functions (the Array AP
 one implementation serves NumPy, PyTorch, JAX and CuPy and traces under ``jax.jit`` and
 ``torch.compile``; see the guide "Write your own activation" (docs/guides/custom.md).
 
+An activation's parameters are its constructor's, as in scikit-learn: ``__init__`` stores each
+of its named arguments as the attribute of the same name (``self.beta = beta``, validated), and
+:meth:`Activation.get_params` reads them back for ``repr``, ``==``, ``hash``, the registry and
+checkpoints; a parameter stored under another name is a ``TypeError`` when they are read.
+
 Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.composition`.
 """
 
@@ -40,6 +45,7 @@ from ._array import (
     moveaxis,
     normalize_axis,
 )
+from ._params import identity_key, param_names, params_repr, read_params
 
 __all__ = ["Activation", "AxisActivation", "ElementwiseActivation"]
 
@@ -65,6 +71,7 @@ class Activation:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
+        param_names(cls)  # refuses a constructor taking *args, before it runs
         return super().__new__(cls)
 
     def __init__(self, axis: int = -1) -> None:
@@ -131,18 +138,49 @@ class Activation:
             return self.compute_forward(xp, xc, axis, mask)
         return like(y, xc, xp, "y")
 
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis}
+    # -- identity: the constructor's parameters -------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Return the constructor's parameters: ``{name: value}`` in the signature's order.
+
+        Every named parameter of the class's ``__init__`` is read from the attribute of the
+        same name, as in scikit-learn: a subclass stores each constructor argument as
+        ``self.<name>`` (validated) and needs no other code for it. ``repr``, ``==``,
+        ``hash``, :func:`gradkit.activations.get` (rebuilding a registered instance with some
+        arguments changed) and checkpoints (:func:`gradkit.nn.save`) all use these.
+
+        Parameters
+        ----------
+        deep : bool, default True
+            Also list the parameters of values that have ``get_params`` themselves, as
+            ``name__key`` entries (scikit-learn's convention; no built-in has such values).
+
+        Returns
+        -------
+        dict of str to object
+
+        Raises
+        ------
+        TypeError
+            A constructor parameter has no attribute of its name (store it as
+            ``self.<name>``, or override ``get_params``), the constructor takes ``*args``, or
+            ``deep`` is not a bool.
+
+        Examples
+        --------
+        >>> import gradkit as gk
+        >>> gk.Softplus(beta=2.0).get_params()
+        {'beta': 2.0, 'axis': -1}
+        """
+        return read_params(self, deep)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"{type(self).__name__}({args})"
+        return params_repr(self)
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._params() == other._params()
+        return self is other or (type(self) is type(other) and identity_key(self) == identity_key(other))
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(self._params().items())))
+        return hash(identity_key(self))
 
     # -- hooks a subclass implements -----------------------------------------
     # Each receives the namespace ``xp`` and validated arrays of one floating dtype: ``x``

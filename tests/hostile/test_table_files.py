@@ -1,6 +1,6 @@
 """Hostile ``.npz`` tables for the command line's ``--data``: each file is made here and refused in one line.
 
-The table reader shares the checkpoints' archive reader (``gradkit._archive``): sizes are checked before
+The table reader shares the checkpoints' archive reader (``gradkit._io.archive``): sizes are checked before
 anything is read, arrays are never unpickled, reads are bounded.
 """
 

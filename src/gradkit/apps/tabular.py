@@ -12,7 +12,7 @@ Every decision is made from the content and reported back in :attr:`Table.descri
   are refused, as are non-finite or complex features.
 
 CSV values are parsed by ``numpy.loadtxt`` (a C parser: memory in proportion to the result, no
-per-field limit); an ``.npz`` is read by the reader checkpoints use (:mod:`gradkit._archive`): the
+per-field limit); an ``.npz`` is read by the reader checkpoints use (:mod:`gradkit._io.archive`): the
 zip directory, every member's flags, compression and declared size are checked before anything is
 read, arrays are read with bounded reads and never unpickled, so a crafted file cannot make it
 allocate more than :data:`MAX_NPZ_ARRAY_BYTES` an array.
@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .._archive import (
+from .._io import open_regular
+from .._io.archive import (
     MAX_NPY_HEADER,
     ArchiveKind,
     check_directory,
@@ -41,7 +42,6 @@ from .._archive import (
     name_list,
     read_member,
 )
-from .._io import open_regular
 
 __all__ = ["Features", "Table", "read_features", "read_table"]
 
@@ -272,7 +272,7 @@ def _short(exc: Exception) -> str:
 
 
 def _read_npz(p: Path, option: str, labels: bool = True) -> tuple[np.ndarray, Any, str]:
-    """Arrays ``X`` and ``y`` read with the checkpoints' untrusting reader (:mod:`gradkit._archive`)."""
+    """Arrays ``X`` and ``y`` read with the checkpoints' untrusting reader (:mod:`gradkit._io.archive`)."""
     try:
         with open_regular(p, TABLE.a) as (handle, size):
             check_signature(handle, p, TABLE)

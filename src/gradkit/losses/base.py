@@ -42,6 +42,8 @@ A loss of any other shape subclasses :class:`Loss` and implements ``compute_item
 ``item_factor`` scaled items (the Fenchel–Young losses return half of each item).
 The hooks get the namespace ``xp`` and validated arrays; the public methods here do
 the rest. :func:`gradkit.custom_loss` builds an elementwise one from two functions.
+A loss's parameters are its constructor's (:meth:`Loss.get_params`): ``__init__`` stores each
+named argument as the attribute of the same name, and ``repr``, ``==`` and ``hash`` read them.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from .._array import (
     scale_fresh,
     to_array,
 )
+from .._params import identity_key, param_names, params_repr, read_params
 
 __all__ = ["ElementwiseLoss", "Loss"]
 
@@ -101,6 +104,7 @@ class Loss:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
+        param_names(cls)  # refuses a constructor taking *args, before it runs
         return super().__new__(cls)
 
     def __init__(self, reduction: str = "mean") -> None:
@@ -272,12 +276,49 @@ class Loss:
         """The gradient of the items' sum from ``compute_items``' gradient (which omits ``grad_factor``)."""
         return grad if self.grad_factor == 1.0 else grad * self.grad_factor
 
-    def _params(self) -> dict[str, Any]:
-        return {"reduction": self.reduction}
+    # -- identity: the constructor's parameters -------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Return the constructor's parameters: ``{name: value}`` in the signature's order.
+
+        Every named parameter of the class's ``__init__`` is read from the attribute of the
+        same name, as in scikit-learn: a subclass stores each constructor argument as
+        ``self.<name>`` (validated) and needs no other code for it. ``repr``, ``==``, ``hash``
+        and :func:`gradkit.losses.get` (rebuilding a registered instance with some arguments
+        changed) use these; arrays (``weight``) compare and hash by their shape and values.
+
+        Parameters
+        ----------
+        deep : bool, default True
+            Also list the parameters of values that have ``get_params`` themselves, as
+            ``name__key`` entries (scikit-learn's convention; no built-in has such values).
+
+        Returns
+        -------
+        dict of str to object
+
+        Raises
+        ------
+        TypeError
+            A constructor parameter has no attribute of its name (store it as
+            ``self.<name>``, or override ``get_params``), the constructor takes ``*args``, or
+            ``deep`` is not a bool.
+
+        Examples
+        --------
+        >>> import gradkit as gk
+        >>> gk.HuberLoss(delta=2.0).get_params()
+        {'delta': 2.0, 'reduction': 'mean'}
+        """
+        return read_params(self, deep)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"{type(self).__name__}({args})"
+        return params_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(self) is type(other) and identity_key(self) == identity_key(other))
+
+    def __hash__(self) -> int:
+        return hash(identity_key(self))
 
 
 class ElementwiseLoss(Loss):
@@ -287,7 +328,7 @@ class ElementwiseLoss(Loss):
     part: their items and gradients are 0; ``"mean"`` still divides by the element count.
 
     Subclasses give ``compute_terms(xp, p, t)`` returning the elementwise values and
-    their derivatives w.r.t. ``p``; ``_check(xp, p, t)`` may validate ranges.
+    their derivatives w.r.t. ``p``; ``check_values(xp, p, t)`` may validate ranges.
     """
 
     def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:

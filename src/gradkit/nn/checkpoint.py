@@ -59,7 +59,8 @@ from typing import Any
 
 import numpy as np
 
-from .._archive import (
+from .._io import atomic_open, open_regular, resolve_target
+from .._io.archive import (
     MAX_NPY_HEADER,
     check_directory,
     check_members,
@@ -68,7 +69,6 @@ from .._archive import (
     name_list,
     read_member,
 )
-from .._io import atomic_open, open_regular, resolve_target
 from ._layer_identity import mismatch, record
 from .layers import Dense, Layer, _dense_args, from_config
 from .model import Sequential
