@@ -242,3 +242,20 @@ def test_float32_gradcheck_model_uses_float32_tolerances():
     model = nn.Sequential([nn.Dense(3, 4, rng=0), "tanh", nn.Dense(4, 2, rng=1)])  # float32
     rep = nn.gradcheck_model(model, X, np.array([0, 1, 1, 0, 1]), gk.compose(gk.Softmax(), gk.CrossEntropyLoss()))
     assert rep.ok and rep.dtype == "float32", str(rep)
+
+
+def test_rows_built_from_the_vjp_say_they_are_no_independent_check():
+    sm = gk.Softmax()
+    x = np.array([[0.3, -1.2, 2.0, 0.5]])
+    wrong = gk.custom_activation(lambda z: sm(z), vjp=lambda z, g, y: g * y * (1 - y), name="diag_softmax")
+    rows = {r.check: r for r in gk.gradcheck(wrong, x).results}
+    assert not rows["vjp"].ok and not rows["jvp"].ok  # the finite differences catch it
+    assert rows["adjoint"].ok and "derived from the VJP: this cannot fail" in rows["adjoint"].note
+    assert rows["jacobian"].ok and "not an independent check" in rows["jacobian"].note
+    assert wrong.derived_from_vjp == {"jvp", "jacobian"}
+    given = gk.custom_activation(lambda z: sm(z), vjp=lambda z, g: sm.vjp(z, g), jvp=lambda z, v: sm.jvp(z, v),
+                                 name="given_softmax")
+    assert given.derived_from_vjp == {"jacobian"}
+    rows = {r.check: r for r in gk.gradcheck(given, x).results}
+    assert rows["adjoint"].note == "" and "not an independent check" in rows["jacobian"].note
+    assert all(r.note == "" for r in gk.gradcheck(sm, x).results)  # a built-in's rows are independent

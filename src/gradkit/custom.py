@@ -188,6 +188,14 @@ class _CustomActivationMixin:
         self.name = check_name(name)
         self.output_range = _check_interval(output_range, "output_range")
 
+    @property
+    def derived_from_vjp(self) -> frozenset[str]:
+        """The derivatives built from the VJP because they were not given: ``"jvp"`` (unless ``jvp`` or
+        ``jacobian`` was), ``"jacobian"`` (unless ``jacobian`` was). Checks of them against the VJP cannot fail,
+        and :func:`gradkit.gradcheck` says so in its report."""
+        return frozenset(name for name, derived in (("jvp", self.jvp_fn is None and self.jacobian_fn is None),
+                                                    ("jacobian", self.jacobian_fn is None)) if derived)
+
     def _who(self) -> str:
         return f"custom activation {self.name!r}"
 

@@ -29,6 +29,7 @@ subgradient, e.g. ``relu'(0) = 0``), the entry is a **kink**, counted and report
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -212,4 +213,15 @@ def _gradcheck(f: Any, x: Any, vjp: Any, jvp: Any, target: Any, rng: RNGLike, st
 
     if params:
         report.results.extend(_param_checks(f, x, u, out_dtype, rng, o, fast))
+    if vjp is None and jvp is None:
+        _mark_derived(report, getattr(f, "derived_from_vjp", frozenset()))
     return report
+
+
+def _mark_derived(report: GradcheckReport, derived: frozenset[str]) -> None:
+    """Say which rows compare the VJP with derivatives built from it (a custom activation's missing JVP or
+    Jacobian): they pass whatever the VJP is, so they are no independent check."""
+    notes = {"adjoint": "the JVP is derived from the VJP: this cannot fail" if "jvp" in derived else "",
+             "jacobian": "derived from the VJP: not an independent check" if "jacobian" in derived else ""}
+    report.results[:] = [dataclasses.replace(r, note="; ".join(filter(None, (r.note, notes.get(r.check, "")))))
+                         for r in report.results]
