@@ -65,13 +65,7 @@ def logcosh(**kwargs):
     return gk.custom_loss(log_cosh, log_cosh_grad, name="logcosh", **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Every test starts and ends with the built-in names only."""
-    yield
-    for registry in (gk.activations, gk.losses):
-        for name in set(registry.names()) - set(registry.builtin_names()):
-            registry.unregister(name)
+pytestmark = pytest.mark.usefixtures("clean_registries")  # tests/conftest.py
 
 
 def numeric_grad(f, x, eps=1e-6):

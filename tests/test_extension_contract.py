@@ -16,14 +16,7 @@ from array_api_compat import array_namespace
 import gradkit as gk
 from gradkit import nn
 
-
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Every test starts and ends with the built-in names only."""
-    yield
-    for registry in (gk.activations, gk.losses):
-        for name in set(registry.names()) - set(registry.builtin_names()):
-            registry.unregister(name)
+pytestmark = pytest.mark.usefixtures("clean_registries")  # tests/conftest.py
 
 
 # -- a user's activations and loss, each adding a constructor parameter and no other identity code -------------

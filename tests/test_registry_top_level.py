@@ -8,14 +8,7 @@ import pytest
 
 import gradkit as gk
 
-
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Every test starts and ends with the built-in names only."""
-    yield
-    for registry in (gk.activations, gk.losses):
-        for name in set(registry.names()) - set(registry.builtin_names()):
-            registry.unregister(name)
+pytestmark = pytest.mark.usefixtures("clean_registries")  # tests/conftest.py
 
 
 class Cube(gk.ElementwiseActivation):

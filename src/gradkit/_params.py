@@ -29,7 +29,7 @@ from array_api_compat import is_array_api_obj
 
 from ._rng import _DEPRECATED
 
-__all__ = ["identity_key", "param_key", "param_names", "params_repr", "read_params"]
+__all__ = ["Parametrized", "identity_key", "param_key", "param_names", "params_repr", "read_params"]
 
 
 def param_names(cls: type) -> tuple[str, ...]:
@@ -125,3 +125,54 @@ def _shown(value: Any) -> str:
 def _nested(value: Any) -> Any:
     """``ndarray.tolist()``'s nested lists as nested tuples (hashable and printable)."""
     return tuple(_nested(v) for v in value) if isinstance(value, list) else value
+
+
+class Parametrized:
+    """Identity from the constructor, for :class:`~gradkit.Activation` and :class:`~gradkit.losses.Loss`:
+    :meth:`get_params`, and ``repr``, ``==`` and ``hash`` made of it."""
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Return the constructor's parameters: ``{name: value}`` in the signature's order.
+
+        Every named parameter of the class's ``__init__`` is read from the attribute of the
+        same name, as in scikit-learn: a subclass stores each constructor argument as
+        ``self.<name>`` (validated) and needs no other code for it. ``repr``, ``==``, ``hash``,
+        the registries' ``get`` (rebuilding a registered instance with some arguments changed)
+        and checkpoints (:func:`gradkit.nn.save`) all use these; arrays (a loss's ``weight``)
+        compare and hash by their shape and values.
+
+        Parameters
+        ----------
+        deep : bool, default True
+            Also list the parameters of values that have ``get_params`` themselves, as
+            ``name__key`` entries (scikit-learn's convention; no built-in has such values).
+
+        Returns
+        -------
+        dict of str to object
+
+        Raises
+        ------
+        TypeError
+            A constructor parameter has no attribute of its name (store it as
+            ``self.<name>``, or override ``get_params``), the constructor takes ``*args``, or
+            ``deep`` is not a bool.
+
+        Examples
+        --------
+        >>> import gradkit as gk
+        >>> gk.Softplus(beta=2.0).get_params()
+        {'beta': 2.0, 'axis': -1}
+        >>> gk.HuberLoss(delta=2.0).get_params()
+        {'delta': 2.0, 'reduction': 'mean'}
+        """
+        return read_params(self, deep)
+
+    def __repr__(self) -> str:
+        return params_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(self) is type(other) and identity_key(self) == identity_key(other))
+
+    def __hash__(self) -> int:
+        return hash(identity_key(self))

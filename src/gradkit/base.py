@@ -45,14 +45,14 @@ from ._array import (
     moveaxis,
     normalize_axis,
 )
-from ._params import identity_key, param_names, params_repr, read_params
+from ._params import Parametrized, param_names
 
 __all__ = ["Activation", "AxisActivation", "ElementwiseActivation"]
 
 Interval = tuple[float, float]
 
 
-class Activation:
+class Activation(Parametrized):
     """Base class: an activation with exact VJP, JVP and Jacobian along ``axis``."""
 
     #: registry name
@@ -137,50 +137,6 @@ class Activation:
                 return self.compute_forward_transient(xp, xc, axis, mask)
             return self.compute_forward(xp, xc, axis, mask)
         return like(y, xc, xp, "y")
-
-    # -- identity: the constructor's parameters -------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Return the constructor's parameters: ``{name: value}`` in the signature's order.
-
-        Every named parameter of the class's ``__init__`` is read from the attribute of the
-        same name, as in scikit-learn: a subclass stores each constructor argument as
-        ``self.<name>`` (validated) and needs no other code for it. ``repr``, ``==``,
-        ``hash``, :func:`gradkit.activations.get` (rebuilding a registered instance with some
-        arguments changed) and checkpoints (:func:`gradkit.nn.save`) all use these.
-
-        Parameters
-        ----------
-        deep : bool, default True
-            Also list the parameters of values that have ``get_params`` themselves, as
-            ``name__key`` entries (scikit-learn's convention; no built-in has such values).
-
-        Returns
-        -------
-        dict of str to object
-
-        Raises
-        ------
-        TypeError
-            A constructor parameter has no attribute of its name (store it as
-            ``self.<name>``, or override ``get_params``), the constructor takes ``*args``, or
-            ``deep`` is not a bool.
-
-        Examples
-        --------
-        >>> import gradkit as gk
-        >>> gk.Softplus(beta=2.0).get_params()
-        {'beta': 2.0, 'axis': -1}
-        """
-        return read_params(self, deep)
-
-    def __repr__(self) -> str:
-        return params_repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other or (type(self) is type(other) and identity_key(self) == identity_key(other))
-
-    def __hash__(self) -> int:
-        return hash(identity_key(self))
 
     # -- hooks a subclass implements -----------------------------------------
     # Each receives the namespace ``xp`` and validated arrays of one floating dtype: ``x``

@@ -67,7 +67,7 @@ from .._array import (
     scale_fresh,
     to_array,
 )
-from .._params import identity_key, param_names, params_repr, read_params
+from .._params import Parametrized, param_names
 
 __all__ = ["ElementwiseLoss", "Loss"]
 
@@ -81,7 +81,7 @@ REDUCTIONS = ("mean", "sum", "none")
 DOMAIN_ULPS = 16
 
 
-class Loss:
+class Loss(Parametrized):
     """Base class for losses; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
@@ -277,48 +277,6 @@ class Loss:
         return grad if self.grad_factor == 1.0 else grad * self.grad_factor
 
     # -- identity: the constructor's parameters -------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Return the constructor's parameters: ``{name: value}`` in the signature's order.
-
-        Every named parameter of the class's ``__init__`` is read from the attribute of the
-        same name, as in scikit-learn: a subclass stores each constructor argument as
-        ``self.<name>`` (validated) and needs no other code for it. ``repr``, ``==``, ``hash``
-        and :func:`gradkit.losses.get` (rebuilding a registered instance with some arguments
-        changed) use these; arrays (``weight``) compare and hash by their shape and values.
-
-        Parameters
-        ----------
-        deep : bool, default True
-            Also list the parameters of values that have ``get_params`` themselves, as
-            ``name__key`` entries (scikit-learn's convention; no built-in has such values).
-
-        Returns
-        -------
-        dict of str to object
-
-        Raises
-        ------
-        TypeError
-            A constructor parameter has no attribute of its name (store it as
-            ``self.<name>``, or override ``get_params``), the constructor takes ``*args``, or
-            ``deep`` is not a bool.
-
-        Examples
-        --------
-        >>> import gradkit as gk
-        >>> gk.HuberLoss(delta=2.0).get_params()
-        {'delta': 2.0, 'reduction': 'mean'}
-        """
-        return read_params(self, deep)
-
-    def __repr__(self) -> str:
-        return params_repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other or (type(self) is type(other) and identity_key(self) == identity_key(other))
-
-    def __hash__(self) -> int:
-        return hash(identity_key(self))
 
 
 class ElementwiseLoss(Loss):
