@@ -347,7 +347,10 @@ def fit(
             persist = memory > 0 and (X.nbytes + y.nbytes) < 0.5 * memory
         if persist:
             X, y = c.persist([X, y])
-        x_blocks, y_blocks = X.to_delayed().ravel().tolist(), y.to_delayed().ravel().tolist()
+        # a persisted array's graph is its futures, nothing to optimize; optimizing it anyway hands the tasks
+        # their keys (tuples) in place of the blocks under dask 2024.12.0 to 2025.3.1
+        x_blocks = X.to_delayed(optimize_graph=not persist).ravel().tolist()
+        y_blocks = y.to_delayed(optimize_graph=not persist).ravel().tolist()
         block_rows = list(X.chunks[0])
         n = X.shape[0]
         for epoch in range(epochs):
