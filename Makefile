@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo lint test bench compare mnist fashion-mnist docs docs-check clean
+.PHONY: demo lint test test-min bench compare mnist fashion-mnist docs docs-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -40,6 +40,52 @@ PYTEST_WORKERS ?= auto
 test: lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
+
+# `make test-min`: the tests on the OLDEST versions pyproject.toml claims to support, in a venv of its own
+# (.venv-min, made anew whenever pyproject.toml changes). tools/min_constraints.py turns each lower bound of the
+# core dependencies and of the extras below into a `name==bound` constraint (numpy, array-api-compat, scipy,
+# numba, tbb, scikit-learn, tqdm, matplotlib, dask, distributed, zarr), checks after the install that exactly those
+# versions are there, and `pip check` that they go together. The test tools come at their newest; no torch, jax,
+# entmax or array-api-strict: the tests that take them as references skip.
+# One pass, with numba on as `gradkit[fast]` runs (kernel-eligible NumPy input takes the kernels), over the core
+# (activations, compose, custom, gradcheck, errors, the property and domain tests: losses through these),
+# gradkit.nn and checkpoints, gradkit.sklearn, gradkit.distributed, and the numba side: test_kernels.py checks
+# each kernel against the portable path on the same old NumPy, so a second pass with GRADKIT_DISABLE_NUMBA=1
+# would add minutes for little; the threading layers (tbb) and the self-healing cache on numba's private
+# classes are what an old numba is likeliest to break. The other kernel files (fyk, sparsek, taylork, log,
+# placement, fused log-phi) passed on the minimum set too but double the compile time: left to `make test`.
+# The kernels' compile (numba's cache is empty in a fresh clone) is most of the time: about N minutes from a
+# fresh clone on two cores, the install included.
+VENV_MIN   := .venv-min
+BIN_MIN    := $(VENV_MIN)/bin
+MIN_EXTRAS := scipy fast train dask
+# the test extra's specs for the tools the selected tests use (pandas: scikit-learn's DataFrame input)
+MIN_TOOLS  := "pytest>=8" "pytest-xdist>=3.5" "hypothesis>=6.100" "pandas>=2.0"
+MIN_TESTS  := tests/test_activations.py tests/test_softmax.py tests/test_compose.py tests/test_custom.py \
+              tests/test_gradcheck.py tests/test_errors.py tests/test_testing.py tests/test_fuzz.py \
+              tests/test_rng_and_api.py tests/hostile/test_domains.py tests/hostile/test_properties.py \
+              tests/test_nn.py tests/test_checkpoint.py tests/hostile/test_checkpoint_files.py \
+              tests/hostile/test_checkpoint_identity.py tests/test_sklearn.py tests/test_sklearn_mlp.py \
+              tests/hostile/test_training_input.py tests/test_distributed.py \
+              tests/test_kernels.py tests/test_threads_policy.py tests/hostile/test_kernel_cache.py \
+              tests/test_training_engine.py tests/test_extension_contract.py tests/test_registry_top_level.py
+_comma     := ,
+_empty     :=
+_space     := $(_empty) $(_empty)
+
+$(VENV_MIN)/.installed: pyproject.toml tools/min_constraints.py
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN) || python3 -m venv $(VENV_MIN)
+	$(BIN_MIN)/python -m pip install --quiet --upgrade pip
+	$(BIN_MIN)/python tools/min_constraints.py $(MIN_EXTRAS) > $(VENV_MIN)/constraints.txt
+	$(BIN_MIN)/python -m pip install --quiet --no-compile -c $(VENV_MIN)/constraints.txt \
+		-e ".[$(subst $(_space),$(_comma),$(MIN_EXTRAS))]" $(MIN_TOOLS)
+	$(BIN_MIN)/python tools/min_constraints.py --check $(MIN_EXTRAS)
+	$(BIN_MIN)/python -m pip check
+	touch $@
+
+test-min: $(VENV_MIN)/.installed
+	$(BIN_MIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(MIN_TESTS)
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[bench]"
@@ -83,4 +129,4 @@ docs-check: docs
 	$(BIN)/python docs/check_site.py docs/_build/html
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache docs/_build docs/api/generated
+	rm -rf $(VENV) $(VENV_MIN) .pytest_cache .hypothesis .mypy_cache .ruff_cache docs/_build docs/api/generated

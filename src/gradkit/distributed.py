@@ -358,7 +358,10 @@ class _BlockSteps(Steps):
             X, y = client.persist([X, y])
         self.client, self.model, self.head, self.batch_size, self.seed = client, model, head, batch_size, seed
         self.X, self.y = X, y  # held for the whole training: persisted, their futures keep the blocks on the workers
-        self.x_blocks, self.y_blocks = X.to_delayed().ravel().tolist(), y.to_delayed().ravel().tolist()
+        # a persisted array's graph is its futures, nothing to optimize; optimizing it anyway hands the tasks
+        # their keys (tuples) in place of the blocks under dask 2024.12.0 to 2025.3.1
+        self.x_blocks = X.to_delayed(optimize_graph=not persist).ravel().tolist()
+        self.y_blocks = y.to_delayed(optimize_graph=not persist).ravel().tolist()
         self.block_rows = list(X.chunks[0])
         self.n = X.shape[0]
 
