@@ -310,8 +310,7 @@ _READ_ONLY = textwrap.dedent("""
     for name in ("numba", "numba.core"):
         logging.getLogger(name).setLevel(logging.WARNING)
     from numba.core import caching
-    for cls in (caching.InTreeCacheLocator, caching.UserWideCacheLocator, caching.IPythonCacheLocator,
-                caching.ZipCacheLocator):
+    for cls in caching.FunctionCache._impl_class._locator_classes:  # numba's own locators, whatever their names
         cls.from_function = classmethod(lambda cls, py_func, py_file: None)
 """)
 
