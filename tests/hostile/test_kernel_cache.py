@@ -339,10 +339,16 @@ def test_read_only_install_caches_in_a_private_temporary_folder(tmp_path: Path) 
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="the private temporary folder is keyed by the user id")
-@pytest.mark.parametrize("planted", ["open-to-others", "symlink", "file"])
-def test_a_planted_temporary_folder_is_never_used(planted: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("planted", ["open-to-others", "symlink", "file", None])
+def test_a_planted_temporary_folder_is_never_used(planted: str | None, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Another user could plant cache files (which numba unpickles) in a shared temporary folder: gradkit uses
-    only a real folder of its own user's, closed to others; else it compiles in memory, with one warning."""
+    only a real folder of its own user's, closed to others (None: gradkit creates it, 0700)."""
+    import tempfile
+
+    from gradkit.kernels import _cache
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
     folder = tmp_path / f"gradkit-numba-{os.getuid()}"
     if planted == "open-to-others":
         folder.mkdir()
@@ -350,10 +356,11 @@ def test_a_planted_temporary_folder_is_never_used(planted: str, tmp_path: Path) 
     elif planted == "symlink":
         (tmp_path / "elsewhere").mkdir(mode=0o700)
         folder.symlink_to(tmp_path / "elsewhere")
-    else:
+    elif planted == "file":
         folder.write_text("not a folder")
-    misses, stderr = _run_read_only(tmp_path)
-    assert all(misses.values()), misses
-    found = _warnings(stderr)
-    assert len(found) == 1 and "compiled in memory" in found[0], stderr
-    assert not any(tmp_path.rglob("*.nbi"))
+    found = _cache._private_temp_folder()
+    if planted is None:
+        assert found == str(folder) and (folder.stat().st_mode & 0o777) == 0o700
+    else:
+        assert found is None
+        assert planted != "file" or folder.read_text() == "not a folder"
