@@ -67,7 +67,8 @@ MIN_TESTS  := tests/test_activations.py tests/test_softmax.py tests/test_compose
               tests/test_nn.py tests/test_checkpoint.py tests/hostile/test_checkpoint_files.py \
               tests/hostile/test_checkpoint_identity.py tests/test_sklearn.py tests/test_sklearn_mlp.py \
               tests/hostile/test_training_input.py tests/test_distributed.py \
-              tests/test_kernels.py tests/test_threads_policy.py tests/hostile/test_kernel_cache.py
+              tests/test_kernels.py tests/test_threads_policy.py tests/hostile/test_kernel_cache.py \
+              tests/test_training_engine.py tests/test_extension_contract.py tests/test_registry_top_level.py
 _comma     := ,
 _empty     :=
 _space     := $(_empty) $(_empty)

@@ -1,4 +1,4 @@
-"""Is a gradkit kernel steady when torch and OpenBLAS work runs in between? (issue 17, "steady under contention")
+"""Is a gradkit kernel steady when torch and OpenBLAS work runs in between? (the steadiness goal)
 
 For each kernel call (softmax fwd+VJP; log_softmax+NLL head value_and_grad; float32 at 4096x1024, 65536x10,
 256x32768) and each neighbour (nothing; torch softmax forward+backward of the same shape; torch matmul

@@ -10,8 +10,20 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import settings
+
+import gradkit as gk
 
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def clean_registries():
+    """The test starts and ends with the built-in names only (modules that register names use it for each test)."""
+    yield
+    for registry in (gk.activations, gk.losses):
+        for name in set(registry.names()) - set(registry.builtin_names()):
+            registry.unregister(name)

@@ -27,7 +27,7 @@ def _rng(name: str) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(name.encode()))
 
 
-# -- reference values (the issue, MATH.md) ---------------------------------------------
+# -- reference values (computed independently) ---------------------------------------------
 @pytest.mark.parametrize("method", ["sort", "bisect"])
 def test_reference_values(method):
     z = np.array([-2.0, 0.0, 0.5])

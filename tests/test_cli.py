@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradkit.cli import main
+from gradkit.apps.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_help_and_list(capsys):
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "gradkit.cli", "jacobian", "softmax", "1", "2"],
+    out = subprocess.run([sys.executable, "-m", "gradkit.apps.cli", "jacobian", "softmax", "1", "2"],
                          capture_output=True, text=True, check=True).stdout
     assert "-0.19661193" in out
 
@@ -147,7 +147,7 @@ def test_bench_quick_runs_and_writes_json_markdown_and_png(tmp_path, capsys):
 
 
 def test_bench_alpha_entmax_case_against_the_entmax_package():
-    from gradkit import bench
+    from gradkit.apps import bench
 
     torch, entmax = bench._torch(1), bench._entmax()
     if torch is None or entmax is None:
@@ -155,11 +155,11 @@ def test_bench_alpha_entmax_case_against_the_entmax_package():
 
     case = bench._sparse_case("entmax_bisect", (16, 8), 1, torch, entmax)
     assert case.op == "entmax_bisect (alpha 1.5) fwd+VJP" and {"gradkit", "entmax"} <= set(case.samples)
-    assert case.goal is None and case.verdict() == "no target"  # the issue sets no target for it
+    assert case.goal is None and case.verdict() == "no target"  # entmax_bisect has no speed target
 
 
 def test_bench_alternates_rounds_and_leaves_out_the_warm_up(monkeypatch):
-    from gradkit.bench import Timed, alternate
+    from gradkit.apps.bench import Timed, alternate
 
     order = []
     ticks = iter(range(1000))
@@ -187,7 +187,7 @@ def test_bench_alternates_rounds_and_leaves_out_the_warm_up(monkeypatch):
 
 
 def test_bench_judges_targets_by_the_ratio_of_minima_and_steadiness_by_median_over_minimum():
-    from gradkit.bench import Case, Goal, markdown
+    from gradkit.apps.bench import Case, Goal, markdown
 
     fast = Case("op", "8x8", {"gradkit": [1.0, 9.0, 9.0], "torch": [2.0, 2.0, 2.0]}, goal=Goal(0.8, "torch"))
     assert fast.ratio("gradkit", "torch") == 0.5 and fast.median_ratio("gradkit", "torch") == 4.5

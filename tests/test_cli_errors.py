@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gradkit import _optional
-from gradkit.cli import main
+from gradkit.apps.cli import main
 
 
 def _err_lines(capsys) -> list[str]:
@@ -106,7 +106,7 @@ def test_plurals(capsys, tmp_path):
     assert main(["compare", "--seeds", "1", "--epochs", "1", "--hidden", "4", "--pairs", "softmax:cross_entropy",
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "1 epoch, batch 32, 1 seed (mean" in out and "1 seeds" not in out and "1 epochs" not in out
+    assert "1 epoch, batch 32, 1 seed\n" in out and "1 seeds" not in out and "1 epochs" not in out
 
 
 # -- runtime failures: exit 1, one line naming the path ------------------------------------------------
@@ -125,7 +125,7 @@ def test_out_that_cannot_be_created_fails_before_training(capsys):
 
 
 def test_a_failed_run_leaves_no_partial_outputs(tmp_path, capsys, monkeypatch):
-    from gradkit import training_job
+    from gradkit.apps import train_job as training_job
 
     def broken_save(*args, **kwargs):
         raise OSError(28, "No space left on device", "model.npz")
@@ -141,13 +141,13 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(_optional, "_importable", lambda module: module != "sklearn")
     assert main(["train", "--quiet", "--out", str(tmp_path)]) == 1
     assert _err_lines(capsys) == [
-        "gradkit train needs the 'train' extra: pip install \"gradkit[train]\" (missing: sklearn)"]
+        f"gradkit train needs the 'train' extra: {_optional.install_hint('train')} (missing: sklearn)"]
     assert main(["compare", "--out", str(tmp_path)]) == 1
     assert "gradkit compare needs the 'train' extra" in _err_lines(capsys)[-1]
 
 
 def test_broken_pipe_ends_quietly():
-    proc = subprocess.run(f"{sys.executable} -m gradkit.cli check all | head -1", shell=True,
+    proc = subprocess.run(f"{sys.executable} -m gradkit.apps.cli check all | head -1", shell=True,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.stdout.startswith("activation")
     assert proc.stderr == ""
@@ -191,6 +191,10 @@ def test_headerless_csv_keeps_its_first_row(tmp_path, capsys):
     ("a,b,t\n" + "".join(f"{i},{i % 3},{i * 0.37}\n" for i in range(50)), [],
      "the labels are non-integer numbers (50 distinct values"),
     ("a,b,label\n1,x,0\n3,4,1\n", [], "feature columns must be numeric"),
+    ("kind,a,b\ncat,1,2\ndog,3,4\n", [], ("data row 1, column 1 ('kind') holds 'cat', not a number; if it is the label "
+                                          "column, pass --label kind")),
+    ("cat,1,2\ndog,3,4\n", [], ("data row 1, column 1 holds 'cat', not a number; without a header row the label must "
+                              "be the last column")),
     ("a,b,label\n1,2,0\n3,4\n", [], "every row must have 3 fields"),
     ("a,b,label\n1,nan,0\n3,4,1\n", [], "X contains NaN or infinity (1 value(s), first in row 0)"),
     ("a\n1\n2\n", [], "found 1 column"),
@@ -232,8 +236,8 @@ def test_npz_claiming_80_terabytes_is_refused_before_allocating(tmp_path, capsys
     path = tmp_path / "huge.npz"
     _npz_claiming(path, (10**7, 10**6))
     assert _train(tmp_path, path) == 1
-    assert "declares shape (10000000, 1000000) of float64 (80,000,000,000,000 bytes) but holds" in \
-        _err_lines(capsys)[-1]
+    assert "is a float64 array of shape (10000000, 1000000) (80000000000000 bytes after a 128-byte .npy header) " \
+        "but its member declares 192 bytes" in _err_lines(capsys)[-1]
 
 
 @pytest.mark.parametrize("make,fragment", [
@@ -261,7 +265,7 @@ def test_history_records_what_was_read(tmp_path):
 
 def test_bench_distributed_claims_only_a_measured_crossover():
     pytest.importorskip("distributed")
-    from gradkit.bench_distributed import _crossover
+    from gradkit.apps.bench_distributed import _crossover
 
     def rows(*measured):
         return [{"rows": n, "dask_2_workers_ms": d, "single_ms": s} for n, d, s in measured]
@@ -275,11 +279,31 @@ def test_bench_distributed_claims_only_a_measured_crossover():
     assert bracket is None and "lies below that" in verdict
 
 
+@pytest.mark.parametrize("record,hint", [
+    (None, 'pip install "gradkit[train]"'),  # from a package index: pip writes no direct_url.json
+    ({"url": "https://example.org/gradkit-0.1.0.tar.gz", "archive_info": {}}, 'pip install "gradkit[train]"'),
+    ({"url": "file:///home/u/gradkit", "dir_info": {"editable": True}}, "pip install -e '/home/u/gradkit[train]'"),
+    ({"url": "file:///home/u/gradkit", "dir_info": {}}, "pip install '/home/u/gradkit[train]'"),
+    ({"url": "file:///tmp/my%20dir/gradkit-0.1.0-py3-none-any.whl", "archive_info": {}},
+     "pip install '/tmp/my dir/gradkit-0.1.0-py3-none-any.whl[train]'"),
+])
+def test_the_install_hint_follows_how_gradkit_was_installed(monkeypatch, record, hint):
+    import importlib.metadata
+    import json
+
+    class Dist:
+        def read_text(self, name):
+            return None if record is None else json.dumps(record)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Dist())
+    assert _optional.install_hint("train") == hint
+
+
 def test_bench_without_its_extra_names_it(monkeypatch, capsys):
     monkeypatch.setattr(_optional, "_importable", lambda module: module != "matplotlib")
     assert main(["bench", "--quick"]) == 1
     assert _err_lines(capsys) == [
-        "gradkit bench needs the 'bench' extra: pip install \"gradkit[bench]\" (missing: matplotlib)"
+        f"gradkit bench needs the 'bench' extra: {_optional.install_hint('bench')} (missing: matplotlib)"
     ]
 
 
@@ -295,9 +319,10 @@ sys.meta_path.insert(0, Block())
 
 @pytest.mark.parametrize("blocked,code,message", [
     ({"scipy"}, "from gradkit.sklearn import MLPClassifier",
-     "ImportError: gradkit.sklearn needs the 'train' extra: pip install \"gradkit[train]\" (missing: scipy)"),
+     f"ImportError: gradkit.sklearn needs the 'train' extra: {_optional.install_hint('train')} (missing: scipy)"),
     ({"dask", "distributed"}, "import gradkit.distributed",
-     "ImportError: gradkit.distributed needs the 'dask' extra: pip install \"gradkit[dask]\" (missing: dask, distributed)"),
+     (f"ImportError: gradkit.distributed needs the 'dask' extra: {_optional.install_hint('dask')} "
+     "(missing: dask, distributed)")),
     ({"sklearn", "scipy", "tqdm", "matplotlib", "numba", "dask", "distributed"},
      "import gradkit as gk, numpy as np; print(gk.Softmax()(np.array([1.0, 2.0])).round(3))", None),
 ])

@@ -1,4 +1,4 @@
-"""``gradkit compare`` reports each pair's median epoch time and its ratio to the first pair's (issue 17)."""
+"""``gradkit compare`` reports each pair's median epoch time and its ratio to the first pair's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gradkit.cli import main
+from gradkit.apps.cli import main
 
 
 def test_compare_prints_and_writes_median_epoch_time_and_ratio_to_softmax(tmp_path, capsys):
@@ -28,3 +28,12 @@ def test_compare_prints_and_writes_median_epoch_time_and_ratio_to_softmax(tmp_pa
         assert r["epoch_time_ratio"] == pytest.approx(r["epoch_seconds_median"] / base)
         assert f"{r['epoch_time_ratio']:.2f}×" in out
     assert rows[0]["epoch_time_ratio"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_one_seed_prints_no_spread(tmp_path, capsys, seeds):
+    pytest.importorskip("matplotlib")
+    assert main(["compare", "--seeds", str(seeds), "--epochs", "1", "--hidden", "4", "--out", str(tmp_path),
+                 "--pairs", "softmax:cross_entropy,sparsemax:sparsemax_loss"]) == 0
+    out = capsys.readouterr().out
+    assert ("±" in out) == (seeds > 1) and ("(mean ± std)" in out) == (seeds > 1)

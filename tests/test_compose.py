@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gradkit as gk
-from gradkit.gradcheck import random_target
+from gradkit.check import random_target
 
 PAIRS = [
     (a, name)
@@ -89,7 +89,7 @@ def test_fused_equals_generic(act_name, loss_name, target_kind, reduction, shape
 def test_soft_targets_not_summing_to_one_reference():
     """dL/dz = p·Σt − t, not p − t (z=[1,2,3], t=[.5,.2,0], sum).
 
-    The issue rounds it to [-0.437, -0.029, 0.466]. MATH.md's five-digit
+    Rounded to three digits it is [-0.437, -0.029, 0.466]; a published five-digit
     [-0.43699, -0.02872, 0.46571] is off by up to 4e-5: the exact value,
     confirmed by hand and by torch autograd, is [-0.4369786, -0.0286901, 0.4656687].
     """

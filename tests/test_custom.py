@@ -65,13 +65,7 @@ def logcosh(**kwargs):
     return gk.custom_loss(log_cosh, log_cosh_grad, name="logcosh", **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Every test starts and ends with the built-in names only."""
-    yield
-    for registry in (gk.activations, gk.losses):
-        for name in set(registry.names()) - set(registry.builtin_names()):
-            registry.unregister(name)
+pytestmark = pytest.mark.usefixtures("clean_registries")  # tests/conftest.py
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -509,7 +503,7 @@ PLUGIN = textwrap.dedent('''
 
 
 def _cli(args, cwd, timeout=120):
-    return subprocess.run([sys.executable, "-m", "gradkit.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "gradkit.apps.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, check=False)
 
 
@@ -533,6 +527,20 @@ def test_cli_train_by_name_with_a_plugin(tmp_path):
     proc = _cli(["train", "--output", "spnorm"], tmp_path)
     assert proc.returncode == 2
     assert "unknown output activation 'spnorm'" in proc.stderr and "--plugin MODULE" in proc.stderr
+
+
+def test_cli_plugin_by_module_name_from_the_current_folder(tmp_path):
+    """The console script does not put the current folder on sys.path (``python -m`` does): ``--plugin
+    my_plugin`` beside ``my_plugin.py`` must still find it. ``-I`` runs the CLI as the script runs."""
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    script = "import sys; from gradkit.apps.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-I", "-c", script, "--plugin", "my_plugin", "list"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "spnorm" in proc.stdout and "quartic" in proc.stdout
+    proc = subprocess.run([sys.executable, "-I", "-c", script, "--plugin", "not_here", "list"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode == 2 and "--plugin not_here: ModuleNotFoundError" in proc.stderr
 
 
 def test_cli_plugin_after_the_command_and_plugin_errors(tmp_path):

@@ -183,9 +183,11 @@ def test_load_mnist_reads_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_load_mnist_says_how_to_get_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRADKIT_DATA", str(tmp_path / "data"))
-    with pytest.raises(FileNotFoundError, match=r"not found in .*data/mnist \(\$GRADKIT_DATA\); run `make mnist`"):
+    with pytest.raises(FileNotFoundError, match=r"not found in .*data/mnist \(\$GRADKIT_DATA\); run `python -m "
+                       r"gradkit.datasets mnist` \(`make mnist` in a clone\).*or point \$GRADKIT_DATA to a folder "
+                       r"whose mnist/ holds"):
         gd.load_mnist()
-    with pytest.raises(FileNotFoundError, match="make fashion-mnist.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist.*make fashion-mnist"):
         gd.load_fashion_mnist()
     fake_mnist(tmp_path / "data" / "mnist")
     assert gd.load_mnist(verify=False)[0].shape == (12, 784)  # $GRADKIT_DATA/mnist is the default
@@ -310,7 +312,7 @@ def test_the_command_fails_in_one_line(tmp_path: Path) -> None:
 
 # -- gradkit compare / train --data mnist, on a tiny fake MNIST ---------------------------------------------
 def test_compare_runs_the_paper_protocol_on_a_fake_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradkit.compare import PAPER_PAIRS, CompareConfig, run
+    from gradkit.apps.compare import PAPER_PAIRS, CompareConfig, run
 
     table = fake_mnist(tmp_path / "data" / "mnist", n_train=60, n_test=20)
     for part, entry in table.items():
@@ -335,14 +337,14 @@ def test_train_and_compare_say_how_to_get_mnist(tmp_path: Path) -> None:
     env = {**os.environ, "GRADKIT_DATA": str(tmp_path / "empty")}
     for command in (["compare", "--data", "mnist", "--seeds", "1", "--epochs", "1"],
                     ["train", "--data", "fashion-mnist", "--epochs", "1"]):
-        proc = subprocess.run([sys.executable, "-m", "gradkit.cli", *command, "--out", str(tmp_path / "out")],
+        proc = subprocess.run([sys.executable, "-m", "gradkit.apps.cli", *command, "--out", str(tmp_path / "out")],
                               check=False, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.count("\n") == 1 and "not found in" in proc.stderr and "make " in proc.stderr, proc.stderr
 
 
 def test_mnist_gets_a_wider_default_network() -> None:
-    from gradkit.cli import _hidden_for, build_parser
+    from gradkit.apps.cli import _hidden_for, build_parser
 
     parser = build_parser()
     assert _hidden_for(parser.parse_args(["compare", "--data", "mnist"])) == (512,)

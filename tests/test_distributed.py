@@ -147,7 +147,7 @@ def test_default_client_address_and_errors(client):
 
 
 def test_bench_distributed_quick_runs(tmp_path, capsys):
-    from gradkit.cli import main
+    from gradkit.apps.cli import main
 
     assert main(["bench", "--distributed", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The fused log-Taylor / log-spherical softmax + NLL heads (issue 17) == the generic chain rule.
+"""The fused log-Taylor / log-spherical softmax + NLL heads == the generic chain rule.
 
 ``compose(LogTaylorSoftmax(), NLLLoss())`` and ``compose(LogSphericalSoftmax(), NLLLoss())`` take one numba kernel
 per batch (:mod:`gradkit.kernels.log_phi_nll`) for NumPy float32/64 and integer labels; these tests hold it to
@@ -17,7 +17,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import kernels
-from gradkit.compose import _FUSED
+from gradkit.composition import _FUSED
 from gradkit.kernels import disabled
 
 needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba not installed or disabled")

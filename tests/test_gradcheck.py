@@ -107,11 +107,11 @@ def test_large_inputs_are_sampled():
 
 
 # -- dtype-aware step and tolerances ----------------------------------------------------------------------------
-gradcheck_module = importlib.import_module("gradkit.gradcheck")
+gradcheck_module = importlib.import_module("gradkit.check.checks")
 
 
 def test_default_step_is_the_cube_root_of_epsilon():
-    from gradkit.gradcheck import default_step, default_tolerances
+    from gradkit.check import default_step, default_tolerances
 
     for dtype in (np.float64, np.float32, np.float16):
         assert default_step(dtype) == pytest.approx(float(np.finfo(dtype).eps) ** (1 / 3), rel=1e-12)
@@ -202,6 +202,13 @@ def test_relu_kinks_in_the_vjp_and_the_jvp_rows():
     assert not strict.ok and strict.kinks == rep.kinks and "allow_kinks=False" in str(strict)
 
 
+def test_one_kink_seen_by_the_vjp_and_the_jvp_counts_once():
+    rep = gk.gradcheck(gk.ReLU(), np.array([-1.0, 0.0, 2.0]))
+    rows = {r.check: r for r in rep.results}
+    assert rows["vjp"].kinks == 1 and rows["jvp"].kinks == 1
+    assert rep.kinks == 1 and "(1 kink: a non-differentiable point, skipped)" in str(rep)
+
+
 def test_a_kink_inside_the_stencil_but_not_at_the_point():
     h = gk.gradcheck(gk.ReLU(), np.ones(2)).step
     for offset in (0.3, 0.75, -0.5):  # the kink at 0 lies between x - h and x + h
@@ -235,3 +242,20 @@ def test_float32_gradcheck_model_uses_float32_tolerances():
     model = nn.Sequential([nn.Dense(3, 4, rng=0), "tanh", nn.Dense(4, 2, rng=1)])  # float32
     rep = nn.gradcheck_model(model, X, np.array([0, 1, 1, 0, 1]), gk.compose(gk.Softmax(), gk.CrossEntropyLoss()))
     assert rep.ok and rep.dtype == "float32", str(rep)
+
+
+def test_rows_built_from_the_vjp_say_they_are_no_independent_check():
+    sm = gk.Softmax()
+    x = np.array([[0.3, -1.2, 2.0, 0.5]])
+    wrong = gk.custom_activation(lambda z: sm(z), vjp=lambda z, g, y: g * y * (1 - y), name="diag_softmax")
+    rows = {r.check: r for r in gk.gradcheck(wrong, x).results}
+    assert not rows["vjp"].ok and not rows["jvp"].ok  # the finite differences catch it
+    assert rows["adjoint"].ok and "derived from the VJP: this cannot fail" in rows["adjoint"].note
+    assert rows["jacobian"].ok and "not an independent check" in rows["jacobian"].note
+    assert wrong.derived_from_vjp == {"jvp", "jacobian"}
+    given = gk.custom_activation(lambda z: sm(z), vjp=lambda z, g: sm.vjp(z, g), jvp=lambda z, v: sm.jvp(z, v),
+                                 name="given_softmax")
+    assert given.derived_from_vjp == {"jacobian"}
+    rows = {r.check: r for r in gk.gradcheck(given, x).results}
+    assert rows["adjoint"].note == "" and "not an independent check" in rows["jacobian"].note
+    assert all(r.note == "" for r in gk.gradcheck(sm, x).results)  # a built-in's rows are independent

@@ -9,7 +9,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import nn
-from gradkit.gradcheck import random_target
+from gradkit.check import random_target
 
 try:  # the oracle of the tests marked needs_torch (a test extra); the others run without it
     import torch

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gradkit as gk
-from gradkit.gradcheck import random_target
+from gradkit.check import random_target
 
 from .cases import ACTIVATIONS, entmax
 

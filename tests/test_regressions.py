@@ -1,4 +1,4 @@
-"""Defects found in review, each pinned by a test (the issue text says what was wrong)."""
+"""Defects found in review, each pinned by a test (each docstring says what was wrong)."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def test_registry_names_unknown_constructor_arguments():
 
 
 def test_cli_reports_call_time_errors_and_empty_checks(capsys):
-    from gradkit.cli import main
+    from gradkit.apps.cli import main
 
     assert main(["jacobian", "softmax", "1", "2", "--set", "axis=3"]) == 2
     assert "axis must be in" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""SPEC 7 ``rng=`` (and the deprecated ``seed=``), ``nn.evaluate``'s signature, reprs and docstrings (issue 14).
+"""SPEC 7 ``rng=`` (and the deprecated ``seed=``), ``nn.evaluate``'s signature, reprs and docstrings.
 
 The pinned numbers below were printed by gradkit before ``rng=`` existed, with ``seed=``: ``rng=`` must give
 the same bits (and ``seed=`` still does, with a ``DeprecationWarning``).
@@ -17,7 +17,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import nn
-from gradkit.gradcheck import random_target
+from gradkit.check import random_target
 from gradkit.nn.layers import from_config
 
 F64 = np.float64
@@ -103,7 +103,7 @@ def test_gradcheck_and_gradcheck_model_rng_equal_seed():
 
 
 def test_build_mlp_int_rng_seeds_layer_i_with_rng_plus_i_and_a_generator_feeds_them_all():
-    from gradkit.training_job import build_mlp
+    from gradkit.apps.train_job import build_mlp
 
     model = build_mlp(5, (4, 3), 2, "relu", rng=10)
     ref = [nn.Dense(5, 4, rng=10), nn.Dense(4, 3, rng=11), nn.Dense(3, 2, init="glorot", rng=13)]
@@ -123,7 +123,7 @@ def test_split_and_scale_int_rng_is_the_random_state():
     pytest.importorskip("sklearn")
     from sklearn.model_selection import train_test_split
 
-    from gradkit.training_job import split_and_scale
+    from gradkit.apps.train_job import split_and_scale
 
     X = np.arange(80.0).reshape(40, 2)
     y = np.repeat([0, 1], 20)
@@ -269,8 +269,8 @@ def test_gumbel_by_name_and_its_old_attribute_still_work():
 
 def test_gradkit_itself_never_emits_the_deprecation_warning():
     pytest.importorskip("sklearn")
+    from gradkit.apps.train_job import build_mlp, split_and_scale
     from gradkit.sklearn import MLPClassifier
-    from gradkit.training_job import build_mlp, split_and_scale
 
     X, y = _data()
     with warnings.catch_warnings():
@@ -372,6 +372,6 @@ def test_optimizer_reprs_show_the_constructor_arguments():
 ])
 def test_dense_and_dropout_have_numpy_docstrings_with_the_math_and_an_example(cls, fragments):
     doc = cls.__doc__
-    assert doc is not None  # it used to sit after _cache_attrs, where Python does not take it as the docstring
+    assert doc is not None  # it used to sit after cache_attrs, where Python does not take it as the docstring
     for fragment in fragments:
         assert fragment in doc

@@ -1,5 +1,5 @@
 """gradkit.sklearn as a drop-in scikit-learn MLP: parameters, solvers, schedules, stopping rules,
-fitted attributes and the inputs scikit-learn takes (issue 15).
+fitted attributes and the inputs scikit-learn takes.
 
 scikit-learn's own estimators serve as the oracle where the two must agree (same initialization,
 shuffling, solvers and stopping rules give the same weights to rounding); the rest is checked
@@ -240,13 +240,39 @@ def test_early_stopping_keeps_the_best_weights_and_stops_on_the_validation_score
 
 def test_early_stopping_split_is_stratified_and_refuses_tiny_validation_sets():
     X = np.arange(42.0).reshape(21, 2)
-    y = np.array([0] * 10 + [1] * 10 + [2])  # class 2 has one member: it cannot be stratified
+    y = np.array([0] * 20 + [1])  # binary y is stratified, as in scikit-learn: one positive cannot be
     with pytest.raises(ValueError, match="least populated class"):
         MLPClassifier((3,), early_stopping=True, max_iter=2).fit(X, y)
+    # scikit-learn does not stratify a multiclass split (its binarized y has several columns): nor does gradkit
+    y3 = np.array([0] * 10 + [1] * 10 + [2])
+    MLPClassifier((3,), early_stopping=True, max_iter=2).fit(X, y3)
     with pytest.raises(ValueError, match="validation set is too small"):
         MLPRegressor(hidden_layer_sizes=(3,), early_stopping=True, validation_fraction=0.1).fit(X[:10], y[:10])
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         MLPRegressor(hidden_layer_sizes=(3,), early_stopping=True).partial_fit(X, y)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel", "weighted"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_early_stopping_equals_scikit_learns(task, solver):
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    rng = np.random.default_rng(3)
+    if task == "multilabel":
+        X, y = make_multilabel_classification(300, 10, n_classes=4, random_state=0)
+    else:
+        X, y = (load_breast_cancer if task == "binary" else load_digits)(return_X_y=True)
+    X = X / X.max()
+    fit_kw = {"sample_weight": rng.uniform(0.5, 2.0, len(y))} if task == "weighted" else {}
+    kw = {"hidden_layer_sizes": (16,), "early_stopping": True, "random_state": 0, "max_iter": 40, "solver": solver,
+          "validation_fraction": 0.2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPClassifier(**kw).fit(X, y, **fit_kw), sk_nn.MLPClassifier(**kw).fit(X, y, **fit_kw)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, rtol=0, atol=1e-12)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_, abs=1e-12)
 
 
 def test_adaptive_schedule_divides_the_learning_rate_by_five(iris, capsys):

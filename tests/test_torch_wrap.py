@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 import gradkit as gk
 import gradkit.torch as gkt
 from gradkit import kernels
-from gradkit.gradcheck import random_target
+from gradkit.check import random_target
 from gradkit.losses.classification import ClassLoss
 
 from .cases import ACTIVATIONS, ActCase

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradkit._io import atomic_open
-from gradkit.cli import main
+from gradkit.apps.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -93,3 +93,26 @@ def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
     with atomic_open(tmp_path / "fresh.txt", "w") as handle:
         handle.write("x")
     assert (tmp_path / "fresh.txt").stat().st_mode & 0o077 != 0  # not the 0600 of mkstemp
+
+
+def test_first_use_compilation_is_said_and_left_out_of_the_time(tmp_path, capsys, monkeypatch):
+    from gradkit.apps import train_job
+
+    monkeypatch.setattr(train_job, "warm_up", lambda *args: 12.5)  # as a cold numba cache would take
+    assert main(["train", "--quiet", "--epochs", "1", "--hidden", "4", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "compiled the numba kernels in 12.5 s (first use; numba caches them for later runs" in out
+    assert train_job.compile_note(0.3) is None  # a warm cache says nothing
+
+
+def test_kernels_module_warms_or_says_why_not(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GRADKIT_DISABLE_NUMBA": "1"}
+    run = [sys.executable, "-m", "gradkit.kernels"]
+    proc = subprocess.run([*run, "--warm"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0 and "not in use" in proc.stdout, proc.stderr
+    proc = subprocess.run(run, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 2 and "nothing to do; pass --warm" in proc.stderr

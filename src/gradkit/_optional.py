@@ -8,9 +8,13 @@ the user never asked for.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import json
+import shlex
+from urllib.parse import unquote, urlparse
 
-__all__ = ["EXTRAS", "MissingExtraError", "require"]
+__all__ = ["EXTRAS", "MissingExtraError", "install_hint", "require"]
 
 #: extra name -> the importable modules it brings (what pyproject.toml installs for it)
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -50,9 +54,27 @@ def require(feature: str, extra: str) -> None:
         raise ValueError(f"extra must be one of {', '.join(sorted(EXTRAS))}; got {extra!r}")
     missing = [m for m in EXTRAS[extra] if not _importable(m)]
     if missing:
-        raise MissingExtraError(
-            f"{feature} needs the {extra!r} extra: pip install \"gradkit[{extra}]\" (missing: {', '.join(missing)})"
-        )
+        raise MissingExtraError(f"{feature} needs the {extra!r} extra: {install_hint(extra)} (missing: {', '.join(missing)})")
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that adds ``extra`` to gradkit as it was installed here.
+
+    From a folder (a clone; ``-e`` where it was editable) or a wheel or sdist file, pip's own record
+    (``direct_url.json``) names it; from a package index, or when nothing is recorded, the plain
+    ``pip install "gradkit[extra]"``.
+    """
+    try:
+        record = importlib.metadata.distribution("gradkit").read_text("direct_url.json")
+        info = json.loads(record) if record else {}
+    except (importlib.metadata.PackageNotFoundError, ValueError, OSError):
+        info = {}
+    url = urlparse(str(info.get("url", ""))) if isinstance(info, dict) else urlparse("")
+    if url.scheme != "file":
+        return f'pip install "gradkit[{extra}]"'
+    target = unquote(url.path)
+    editable = isinstance(info.get("dir_info"), dict) and info["dir_info"].get("editable")
+    return f"pip install {'-e ' if editable else ''}{shlex.quote(f'{target}[{extra}]')}"
 
 
 def _importable(module: str) -> bool:

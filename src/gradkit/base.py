@@ -18,7 +18,12 @@ receive the array namespace ``xp`` and must use only its functions (the Array AP
 one implementation serves NumPy, PyTorch, JAX and CuPy and traces under ``jax.jit`` and
 ``torch.compile``; see the guide "Write your own activation" (docs/guides/custom.md).
 
-Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.compose`.
+An activation's parameters are its constructor's, as in scikit-learn: ``__init__`` stores each
+of its named arguments as the attribute of the same name (``self.beta = beta``, validated), and
+:meth:`Activation.get_params` reads them back for ``repr``, ``==``, ``hash``, the registry and
+checkpoints; a parameter stored under another name is a ``TypeError`` when they are read.
+
+Losses are in :mod:`gradkit.losses.base`; composition is in :mod:`gradkit.composition`.
 """
 
 from __future__ import annotations
@@ -40,13 +45,14 @@ from ._array import (
     moveaxis,
     normalize_axis,
 )
+from ._params import Parametrized, param_names
 
 __all__ = ["Activation", "AxisActivation", "ElementwiseActivation"]
 
 Interval = tuple[float, float]
 
 
-class Activation:
+class Activation(Parametrized):
     """Base class: an activation with exact VJP, JVP and Jacobian along ``axis``."""
 
     #: registry name
@@ -65,6 +71,7 @@ class Activation:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
+        param_names(cls)  # refuses a constructor taking *args, before it runs
         return super().__new__(cls)
 
     def __init__(self, axis: int = -1) -> None:
@@ -130,19 +137,6 @@ class Activation:
                 return self.compute_forward_transient(xp, xc, axis, mask)
             return self.compute_forward(xp, xc, axis, mask)
         return like(y, xc, xp, "y")
-
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._params() == other._params()
-
-    def __hash__(self) -> int:
-        return hash((type(self), tuple(self._params().items())))
 
     # -- hooks a subclass implements -----------------------------------------
     # Each receives the namespace ``xp`` and validated arrays of one floating dtype: ``x``

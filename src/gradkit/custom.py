@@ -15,25 +15,31 @@ you want one function for all), in the computation dtype (float16 input arrives 
 float32), and must not modify them. Every result must have the expected shape and
 ``x``'s dtype: anything else raises ``TypeError``/``ValueError`` naming the function.
 
-For an activation, ``y`` is ``forward(x)`` (passed so backward need not recompute it):
+For an activation:
 
 * ``forward(x) -> y``
-* ``vjp(x, g, y) -> gᵀJ``, the gradient w.r.t. ``x`` given the upstream gradient ``g`` w.r.t. ``y``
-* ``jvp(x, v, y) -> J v`` (optional)
-* ``jacobian(x, y) -> J`` of shape ``x.shape + (n,)``, ``J[..., i, j] = ∂y_i/∂x_j`` (optional)
+* ``vjp(x, g) -> gᵀJ``, the gradient w.r.t. ``x`` given the upstream gradient ``g`` w.r.t. ``y``
+* ``jvp(x, v) -> J v`` (optional)
+* ``jacobian(x) -> J`` of shape ``x.shape + (n,)``, ``J[..., i, j] = ∂y_i/∂x_j`` (optional)
 
 with the activation's ``axis`` moved last: the functions always work on the last axis,
-whatever ``axis`` the activation was given. With ``elementwise=True`` the functions
-act entry by entry on arrays of any shape (0-d included); ``vjp`` is still the VJP
-(``g * f'(x)``), from which the derivative is ``vjp(x, ones, y)``.
+whatever ``axis`` the activation was given. Each derivative may also take ``y = forward(x)``
+as a last argument, ``vjp(x, g, y)``, ``jvp(x, v, y)``, ``jacobian(x, y)``, so that it need not
+recompute it: :func:`custom_activation` reads each function's signature once (with
+:func:`inspect.signature`) and calls it with ``y`` only if it can take three arguments (two
+for ``jacobian``); a function that takes neither form is a ``TypeError`` there. One that can
+take both (``y=None``, ``*args``) and a callable whose signature cannot be read (some built-in
+functions) are called with ``y``. With ``elementwise=True`` the functions act entry by entry
+on arrays of any shape (0-d included); ``vjp`` is still the VJP (``g * f'(x)``), from which the
+derivative is ``vjp(x, ones)``.
 
 What is derived when not given (``n`` = the size of the last axis):
 
-* ``jacobian``: row ``i`` is ``vjp(x, e_i, y)`` for the basis vector ``e_i``: ``n`` VJP calls
-  (elementwise: ``diag(vjp(x, ones, y))``, one call);
+* ``jacobian``: row ``i`` is ``vjp(x, e_i)`` for the basis vector ``e_i``: ``n`` VJP calls
+  (elementwise: ``diag(vjp(x, ones))``, one call);
 * ``jvp``: from ``jacobian`` if given (``J @ v``, ``O(n²)`` per row); else by transposition,
-  ``(Jv)_i = ⟨vjp(x, e_i, y), v⟩``: ``n`` VJP calls and ``O(n²)`` work per row, but no
-  ``n × n`` array (elementwise: ``vjp(x, v, y)``, since a diagonal ``J`` is symmetric).
+  ``(Jv)_i = ⟨vjp(x, e_i), v⟩``: ``n`` VJP calls and ``O(n²)`` work per row, but no
+  ``n × n`` array (elementwise: ``vjp(x, v)``, since a diagonal ``J`` is symmetric).
 
 Both derivations refuse ``n > DERIVED_MAX_N`` (4096) with ``ValueError``: give
 ``jvp=``/``jacobian=`` for wider rows. A custom activation takes no ``where=`` masks:
@@ -43,6 +49,7 @@ activation", docs/guides/custom.md).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +77,42 @@ def _check_callable(fn: Any, name: str, optional: bool = False) -> Any:
     if not callable(fn):
         raise TypeError(f"{name} must be callable{' or None' if optional else ''}; got {type(fn).__name__}")
     return fn
+
+
+#: each function's forms: its arguments without ``y``, then with ``y`` (None: ``y`` is never passed)
+_FORMS: dict[str, tuple[str, str | None]] = {
+    "forward": ("x", None),
+    "vjp": ("x, g", "x, g, y"),
+    "jvp": ("x, v", "x, v, y"),
+    "jacobian": ("x", "x, y"),
+}
+
+
+def _calls_with_y(fn: Callable[..., Any], label: str) -> bool:
+    """Whether ``custom_activation`` calls ``fn``, its ``label`` function, with ``y`` as a last argument.
+
+    Read once from :func:`inspect.signature`: True when ``fn`` can be called with the long form's
+    positional arguments (``vjp(x, g, y)``), False when only with the short form's (``vjp(x, g)``);
+    a callable without a readable signature is taken to take ``y``. Anything else is a ``TypeError``
+    naming the function and both forms.
+    """
+    short, full = _FORMS[label]
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a callable written in C, without a signature
+        return full is not None
+    for form in (full, short):
+        if form is not None:
+            try:
+                sig.bind(*form.split(", "))
+            except TypeError:
+                continue
+            return form == full
+    shown = f"{label}={getattr(fn, '__qualname__', None) or type(fn).__qualname__}{sig}"
+    if full is None:
+        raise TypeError(f"custom_activation: {shown} cannot be called as {label}({short}); pass a function of x")
+    raise TypeError(f"custom_activation: {shown} takes neither {label}({short}) nor {label}({full}), the two "
+                    f"signatures accepted (y = forward(x)); pass a function of one of them")
 
 
 def _check_interval(value: Any, name: str) -> Interval:
@@ -121,12 +164,12 @@ class _CustomActivationMixin:
     def __init__(
         self,
         forward: Callable[[Any], Any],
-        vjp: Callable[[Any, Any, Any], Any],
-        jvp: Callable[[Any, Any, Any], Any] | None = None,
+        vjp: Callable[..., Any],
+        jvp: Callable[..., Any] | None = None,
         *,
         name: str,
         axis: int = -1,
-        jacobian: Callable[[Any, Any], Any] | None = None,
+        jacobian: Callable[..., Any] | None = None,
         output_range: Interval = (-math.inf, math.inf),
     ) -> None:
         super().__init__(axis)  # type: ignore[call-arg]  # Activation.__init__, next in the MRO
@@ -139,13 +182,27 @@ class _CustomActivationMixin:
         self.vjp_fn = _check_callable(vjp, "vjp")
         self.jvp_fn = _check_callable(jvp, "jvp", optional=True)
         self.jacobian_fn = _check_callable(jacobian, "jacobian", optional=True)
+        #: per function: whether it is called with ``y`` (its signature, read once)
+        self._takes_y = {label: _calls_with_y(fn, label) for label, fn in
+                         (("forward", forward), ("vjp", vjp), ("jvp", jvp), ("jacobian", jacobian)) if fn is not None}
         self.name = check_name(name)
         self.output_range = _check_interval(output_range, "output_range")
+
+    @property
+    def derived_from_vjp(self) -> frozenset[str]:
+        """The derivatives built from the VJP because they were not given: ``"jvp"`` (unless ``jvp`` or
+        ``jacobian`` was), ``"jacobian"`` (unless ``jacobian`` was). Checks of them against the VJP cannot fail,
+        and :func:`gradkit.gradcheck` says so in its report."""
+        return frozenset(name for name, derived in (("jvp", self.jvp_fn is None and self.jacobian_fn is None),
+                                                    ("jacobian", self.jacobian_fn is None)) if derived)
 
     def _who(self) -> str:
         return f"custom activation {self.name!r}"
 
     def _call(self, fn: Any, label: str, what: str, xp: Any, x: Any, shape: tuple[int, ...], *args: Any) -> Any:
+        """``fn(*args)``, checked; the last argument, ``y``, only to a derivative that takes it."""
+        if label != "forward" and not self._takes_y[label]:
+            args = args[:-1]
         return _checked(fn(*args), xp, x, shape, self._who(), label, what)
 
     def _jacobian_last(self, xp: Any, x: Any, y: Any) -> Any:
@@ -167,19 +224,20 @@ class _CustomActivationMixin:
                              "to custom_activation")
         return n
 
-    def _params(self) -> dict[str, Any]:
-        # what a checkpoint stores (JSON): the functions are found again by the registry name
-        return {"axis": self.axis}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments: the functions (kept as ``forward_fn``, ``vjp_fn``, ...,
+        since ``forward`` and ``vjp`` are methods), ``name``, ``axis`` and ``output_range``.
+
+        A checkpoint stores only ``axis``: the functions come back with the instance registered
+        under ``name``.
+        """
+        if not isinstance(deep, bool):
+            raise TypeError(f"deep must be a bool; got {deep!r} ({type(deep).__name__})")
+        return dict(self._init_args)
 
     def __repr__(self) -> str:
         kind = ", elementwise=True" if isinstance(self, ElementwiseActivation) else f", axis={self.axis}"
         return f"custom_activation(name={self.name!r}{kind})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._init_args == other._init_args
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.name, self.axis, self.forward_fn, self.vjp_fn))
 
     def _prepare(self, x: Any, where: Any) -> tuple[Any, Any, Any, int, Any]:
         if where is not None:
@@ -249,12 +307,12 @@ class CustomElementwiseActivation(_CustomActivationMixin, ElementwiseActivation)
 
 def custom_activation(
     forward: Callable[[Any], Any],
-    vjp: Callable[[Any, Any, Any], Any],
-    jvp: Callable[[Any, Any, Any], Any] | None = None,
+    vjp: Callable[..., Any],
+    jvp: Callable[..., Any] | None = None,
     *,
     name: str,
     axis: int = -1,
-    jacobian: Callable[[Any, Any], Any] | None = None,
+    jacobian: Callable[..., Any] | None = None,
     elementwise: bool = False,
     output_range: Interval = (-math.inf, math.inf),
 ) -> CustomActivation | CustomElementwiseActivation:
@@ -265,18 +323,19 @@ def custom_activation(
     forward : callable
         ``forward(x) -> y``, on arrays with the activation's axis last.
     vjp : callable
-        ``vjp(x, g, y) -> gᵀJ`` (shape of ``x``).
+        ``vjp(x, g) -> gᵀJ`` (shape of ``x``), or ``vjp(x, g, y)`` to be given ``y = forward(x)``
+        as well (the signature decides, read once here).
     jvp : callable or None
-        ``jvp(x, v, y) -> J v`` (shape of ``x``); derived when None (see Notes).
+        ``jvp(x, v) -> J v`` or ``jvp(x, v, y)`` (shape of ``x``); derived when None (see Notes).
     name : str
         Identifier-like; the registry name under which checkpoints and the CLI find it.
     axis : int, default -1
         The axis the activation acts along (the functions see it moved last).
     jacobian : callable or None
-        ``jacobian(x, y) -> J`` of shape ``x.shape + (n,)``; derived when None.
+        ``jacobian(x) -> J`` or ``jacobian(x, y)``, of shape ``x.shape + (n,)``; derived when None.
     elementwise : bool, default False
         ``y_i = f(x_i)``: the functions act entry by entry on any shape; the Jacobian is
-        diagonal, so a missing ``jvp`` is ``vjp`` and the Jacobian is ``diag(vjp(x, 1, y))``.
+        diagonal, so a missing ``jvp`` is ``vjp`` and the Jacobian is ``diag(vjp(x, 1))``.
     output_range : (float, float), default (-inf, inf)
         The closed hull of the outputs: :func:`gradkit.compose` refuses losses not defined
         on it (give ``(0, 1)`` for probabilities to compose with ``cross_entropy``).
@@ -288,7 +347,9 @@ def custom_activation(
     Raises
     ------
     TypeError
-        A function is not callable, ``axis`` not an int, ``elementwise`` not a bool.
+        A function is not callable or takes neither of its forms (``vjp(x, g)`` / ``vjp(x, g, y)``,
+        ``jvp(x, v)`` / ``jvp(x, v, y)``, ``jacobian(x)`` / ``jacobian(x, y)``, ``forward(x)``),
+        ``axis`` is not an int, ``elementwise`` not a bool.
     ValueError
         ``name`` is not identifier-like, ``output_range`` is not ``low <= high``.
 
@@ -302,10 +363,10 @@ def custom_activation(
     Examples
     --------
     >>> import numpy as np, gradkit as gk
-    >>> cube = gk.custom_activation(lambda x: x**3, lambda x, g, y: g * 3 * x**2, name="cube", elementwise=True)
+    >>> cube = gk.custom_activation(lambda x: x**3, lambda x, g: g * 3 * x**2, name="cube", elementwise=True)
     >>> cube.derivative(np.array([1.0, 2.0]))
     array([ 3., 12.])
-    >>> cube.jacobian(np.array([1.0, 2.0]))  # derived: diag(vjp(x, 1, y))
+    >>> cube.jacobian(np.array([1.0, 2.0]))  # derived: diag(vjp(x, 1))
     array([[ 3.,  0.],
            [ 0., 12.]])
     """
@@ -344,15 +405,16 @@ class CustomLoss(ElementwiseLoss):
         grad = _checked(self.grad_fn(p, t), xp, p, shape, who, "grad", "the shape of pred")
         return value, grad
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments: the functions (kept as ``value_fn`` and ``grad_fn``),
+        ``name``, ``domain`` and ``reduction``."""
+        if not isinstance(deep, bool):
+            raise TypeError(f"deep must be a bool; got {deep!r} ({type(deep).__name__})")
+        return dict(self._init_args)
+
     def __repr__(self) -> str:
         domain = "" if self.domain is None else f", domain={self.domain!r}"
         return f"custom_loss(name={self.name!r}{domain}, reduction={self.reduction!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._init_args == other._init_args
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.name, self.value_fn, self.grad_fn, self.reduction))
 
 
 def custom_loss(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import math
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,7 +37,8 @@ import numpy as np
 from ._array import check_int, check_positive
 from ._optional import require
 from ._rng import RNGLike, check_rng, root_seed, seed_alias
-from .compose import Composed
+from .composition import Composed
+from .nn._engine import StepResult, Steps, run_epochs
 from .nn.layers import ActivationLayer, Dropout
 from .nn.model import Sequential
 from .nn.optim import Adam, Optimizer
@@ -252,64 +252,60 @@ def _check_model(model: Sequential, head: Composed) -> None:
 
 
 @seed_alias("gradkit.distributed.fit")
-def fit(
-    model: Sequential,
-    X: Any,
-    y: Any,
-    *,
-    loss: Any,
-    optimizer: Optimizer | None = None,
-    epochs: int = 1,
-    batch_size: int | None = None,
-    client: Any = None,
-    rng: RNGLike = 0,
-    persist: bool | None = None,
-    callback: Callable[[int, dict[str, float]], None] | None = None,
-    timeout: float = 30.0,
-) -> History:
+def fit(model: Sequential, X: Any, y: Any, *, loss: Any, optimizer: Optimizer | None = None, epochs: int = 1,
+        batch_size: int | None = None, client: Any = None, rng: RNGLike = 0, persist: bool | None = None,
+        callback: Callable[[int, dict[str, float]], None] | None = None, timeout: float = 30.0) -> History:
     """Train ``model`` on ``dask.array`` data with a Dask cluster; the driver keeps the weights.
 
     Parameters
     ----------
     model, loss, optimizer
-        As in :func:`gradkit.nn.fit` (``optimizer`` defaults to ``Adam()``); the model is
-        updated in place.
+        As in :func:`gradkit.nn.fit` (``optimizer`` defaults to ``Adam()``); the model is updated in place.
     X, y
-        ``dask.array`` arrays chunked by rows (``X`` 2-d; ``y`` with the same row chunks, as
-        the loss expects its targets). NumPy arrays are split into blocks of 100,000 rows
-        (they live in the task graph: with ``persist=False`` they are sent again every step).
+        ``dask.array`` arrays chunked by rows (``X`` 2-d; ``y`` with the same row chunks, as the loss expects its
+        targets). NumPy arrays are split into blocks of 100,000 rows (they live in the task graph: with
+        ``persist=False`` they are sent again every step).
     epochs
         Passes over the data.
     batch_size
-        None: full batch (one step per epoch). An int ``b``: each block gives ``b`` rows per
-        step (see :func:`minibatch_rows`).
+        None: full batch (one step per epoch). An int ``b``: each block gives ``b`` rows per step (see
+        :func:`minibatch_rows`).
     client
-        A ``distributed.Client``, a scheduler address, or None: the current default client,
-        else a ``LocalCluster`` started (and closed) for this call.
+        A ``distributed.Client``, a scheduler address, or None: the current default client, else a
+        ``LocalCluster`` started (and closed) for this call.
     rng : None, int or numpy.random.Generator, default 0
         Source of the mini-batches (SPEC 7). The blocks shuffle with ``default_rng([root, epoch, b])``
-        (:func:`minibatch_rows`): an int ``rng`` is the ``root`` itself (``rng=7`` gives what
-        ``seed=7`` gave), ``None`` draws a fresh root, a Generator gives one draw for it (and is
-        advanced by it). ``seed=`` is its deprecated old name.
+        (:func:`minibatch_rows`): an int ``rng`` is the ``root`` itself (``rng=7`` gives what ``seed=7`` gave),
+        ``None`` draws a fresh root, a Generator gives one draw for it (and is advanced by it). ``seed=`` is its
+        deprecated old name.
     persist
-        Keep the blocks in the workers' memory between steps. None: when the data take
-        less than half the cluster's memory; False streams them from their source every step.
+        Keep the blocks in the workers' memory between steps. None: when the data take less than half the
+        cluster's memory; False streams them from their source every step.
     callback
         ``callback(epoch, logs)`` after every epoch.
     timeout
-        Seconds to wait for the scheduler at a ``client`` address to answer (connection and
-        Dask's handshake): past it, ``TimeoutError`` naming the address and the timeout.
+        Seconds to wait for the scheduler at a ``client`` address to answer (connection and Dask's handshake):
+        past it, ``TimeoutError`` naming the address and the timeout.
 
     Returns
     -------
     History
         ``loss`` (and ``accuracy`` for class labels), ``lr``, ``time`` per epoch.
     """
-    import dask
-
     head = as_head(loss)
     _check_model(model, head)
     optimizer = optimizer if optimizer is not None else Adam()
+    rng, y, timeout = _check_arguments(model, optimizer, epochs, batch_size, rng, y, timeout)
+    X, y = _row_blocks(X, y)
+    seed = root_seed(rng)  # drawn once the input is checked (a Generator is advanced by one draw)
+    with _client(client, timeout) as c:
+        steps = _BlockSteps(c, model, head, X, y, batch_size, seed, persist)
+        return run_epochs(model, steps, optimizer, epochs, callback=callback)
+
+
+def _check_arguments(model: Sequential, optimizer: Optimizer, epochs: Any, batch_size: Any, rng: Any, y: Any,
+                     timeout: Any) -> tuple[Any, Any, float]:
+    """``fit``'s arguments checked, in order, before the data's blocks: ``(rng, y, timeout)``."""
     if batch_size is not None and check_int(batch_size, "batch_size") < 1:
         raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
     if check_int(epochs, "epochs") < 1:
@@ -321,6 +317,12 @@ def fit(
             raise TypeError(f"y must be an array of targets, one per row of X; got a scalar {y!r}")
     timeout = check_positive(timeout, "timeout")
     optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
+    return rng, y, timeout
+
+
+def _row_blocks(X: Any, y: Any) -> tuple[Any, Any]:
+    """``X`` and ``y`` as ``dask.array`` arrays with the same row chunks and one chunk across the other axes;
+    refuses non-numeric data, a non-2-d or empty ``X``, unknown chunk sizes and unequal row counts."""
     X = _as_dask(X, 100_000)
     for name, a in (("X", X), ("y", y)):
         dt = np.dtype(a.dtype)
@@ -338,64 +340,71 @@ def fit(
     if getattr(y, "shape", (len(y),))[0] != X.shape[0]:
         raise ValueError(f"X and y must have the same number of samples; got {X.shape[0]} and {len(y)}")
     y = _as_dask(y, X.chunks[0])
-    y = y.rechunk({0: X.chunks[0], **{axis: -1 for axis in range(1, y.ndim)}})
-    seed = root_seed(rng)  # drawn once the input is checked (a Generator is advanced by one draw)
-    history = History()
-    with _client(client, timeout) as c:
+    return X, y.rechunk({0: X.chunks[0], **{axis: -1 for axis in range(1, y.ndim)}})
+
+
+class _BlockSteps(Steps):
+    """``fit``'s data, ``dask.array`` blocks on the cluster: a step sends the model to every block (or to its rows
+    of the step, :func:`minibatch_rows`) and adds the blocks' loss and gradient sums on the driver."""
+
+    unit = "step"
+
+    def __init__(self, client: Any, model: Sequential, head: Composed, X: Any, y: Any, batch_size: int | None,
+                 seed: int, persist: bool | None) -> None:
         if persist is None:
-            memory = sum(w.get("memory_limit", 0) or 0 for w in c.scheduler_info()["workers"].values())
+            memory = sum(w.get("memory_limit", 0) or 0 for w in client.scheduler_info()["workers"].values())
             persist = memory > 0 and (X.nbytes + y.nbytes) < 0.5 * memory
         if persist:
-            X, y = c.persist([X, y])
+            X, y = client.persist([X, y])
+        self.client, self.model, self.head, self.batch_size, self.seed = client, model, head, batch_size, seed
+        self.X, self.y = X, y  # held for the whole training: persisted, their futures keep the blocks on the workers
         # a persisted array's graph is its futures, nothing to optimize; optimizing it anyway hands the tasks
         # their keys (tuples) in place of the blocks under dask 2024.12.0 to 2025.3.1
-        x_blocks = X.to_delayed(optimize_graph=not persist).ravel().tolist()
-        y_blocks = y.to_delayed(optimize_graph=not persist).ravel().tolist()
-        block_rows = list(X.chunks[0])
-        n = X.shape[0]
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            optimizer.set_epoch(epoch)
-            plan: list[list[Any]] = ([[None] * len(x_blocks)] if batch_size is None
-                                     else minibatch_rows(block_rows, batch_size, seed, epoch))
-            total = 0.0
-            correct: int | None = 0  # None once a block's targets do not name classes
-            for step, rows in enumerate(plan):
-                # the weights travel inside the graph (not scattered): a worker that dies takes no
-                # unrecoverable data with it, and the scheduler can send the model again
-                shipped = dask.delayed(copy.deepcopy(model), name=f"gradkit-model-{uuid.uuid4().hex}")
-                tasks = [dask.delayed(_block_sums)(shipped, head, xb, yb, r, b)
-                         for b, (xb, yb, r) in enumerate(zip(x_blocks, y_blocks, rows)) if r is None or len(r)]
-                results = c.gather(c.compute(tasks))
-                value, denom, count = 0.0, 0.0, 0
-                grads = {name: np.zeros(p.shape) for name, p in model.params.items()}
-                for s, g, d, k, m in results:  # block order: deterministic sums
-                    value += s
-                    denom += d
-                    correct = None if correct is None or k is None else correct + k
-                    count += m
-                    for name, part in g.items():
-                        grads[name] += part
-                if head.loss.reduction == "sum":  # a sum over every block: nothing to divide by
-                    denom = 1.0
-                scale = 1.0 / denom if denom > 0 else 0.0
-                value *= scale
-                finite = math.isfinite(value) and all(np.isfinite(g).all() for g in grads.values())
-                if not finite:
-                    raise DivergenceError.at(value, epoch, f"step {step + 1}", optimizer.lr)
-                with np.errstate(over="ignore"):  # a gradient beyond the model's dtype: caught by step
-                    step_grads = {k: (g * scale).astype(model.dtype) for k, g in grads.items()}
-                try:  # computes every update, checks it is finite, then applies them all
-                    optimizer.step(model.params, step_grads)
-                except DivergenceError as exc:
-                    raise DivergenceError.at(value, epoch, f"step {step + 1}", optimizer.lr, exc.reason) from None
-                total += value * count
-            logs = {"loss": total / n}
-            if correct is not None:  # every block's targets name classes (as nn.fit decides for all rows)
-                logs["accuracy"] = correct / n
-            logs["lr"] = optimizer.lr
-            logs["time"] = time.perf_counter() - start
-            history.append(**logs)
-            if callback is not None:
-                callback(epoch, logs)
-    return history
+        self.x_blocks = X.to_delayed(optimize_graph=not persist).ravel().tolist()
+        self.y_blocks = y.to_delayed(optimize_graph=not persist).ravel().tolist()
+        self.block_rows = list(X.chunks[0])
+        self.n = X.shape[0]
+
+    def batches(self, epoch: int) -> list[list[Any]]:
+        """Per step, the rows of each block: one full-batch step (None: all its rows), or the epoch's mini-batches."""
+        if self.batch_size is None:
+            return [[None] * len(self.x_blocks)]
+        return minibatch_rows(self.block_rows, self.batch_size, self.seed, epoch)
+
+    def step(self, rows: list[Any]) -> StepResult:
+        import dask
+
+        # the weights travel inside the graph (not scattered): a worker that dies takes no
+        # unrecoverable data with it, and the scheduler can send the model again
+        shipped = dask.delayed(copy.deepcopy(self.model), name=f"gradkit-model-{uuid.uuid4().hex}")
+        tasks = [dask.delayed(_block_sums)(shipped, self.head, xb, yb, r, b)
+                 for b, (xb, yb, r) in enumerate(zip(self.x_blocks, self.y_blocks, rows)) if r is None or len(r)]
+        return self._reduce(self.client.gather(self.client.compute(tasks)))
+
+    def _reduce(self, results: list[tuple[float, dict[str, np.ndarray], float, int | None, int]]) -> StepResult:
+        """The blocks' sums added in block order (deterministic), divided by the total denominator."""
+        model = self.model
+        value, denom, count = 0.0, 0.0, 0
+        correct: int | None = 0  # None once a block's targets do not name classes (as nn.fit decides for all rows)
+        grads = {name: np.zeros(p.shape) for name, p in model.params.items()}
+        for s, g, d, k, m in results:
+            value += s
+            denom += d
+            correct = None if correct is None or k is None else correct + k
+            count += m
+            for name, part in g.items():
+                grads[name] += part
+        if self.head.loss.reduction == "sum":  # a sum over every block: nothing to divide by
+            denom = 1.0
+        scale = 1.0 / denom if denom > 0 else 0.0
+        value *= scale
+        if not (math.isfinite(value) and all(np.isfinite(g).all() for g in grads.values())):
+            return value, {}, None, count, None
+        with np.errstate(over="ignore"):  # a gradient beyond the model's dtype: caught by the optimizer's step
+            step_grads = {k: (g * scale).astype(model.dtype) for k, g in grads.items()}
+        return value, model.params, step_grads, count, correct
+
+    def update_reason(self, exc: DivergenceError, grads: dict[str, np.ndarray]) -> str | None:
+        """The optimizer's own reason, always: the gradients' sums were found finite (in float64) before the step;
+        one that overflows the model's dtype when cast is named by the update it makes."""
+        return exc.reason

@@ -64,7 +64,7 @@ from ._array import to_array
 from .activations.gumbel import GumbelSoftmax
 from .activations.softmax import Softmax
 from .base import Activation
-from .compose import Composed, _inside
+from .composition import Composed, _inside
 from .losses.base import ElementwiseLoss, Loss
 
 __all__ = ["wrap"]

@@ -5,7 +5,8 @@ an instance. ``get(name, **kwargs)`` builds one:
 
 * a class is called with ``kwargs``;
 * an instance is returned as it is, or, with ``kwargs``, rebuilt with those arguments
-  changed (``get("my_softmax", axis=0)``);
+  changed (``get("my_softmax", axis=0)``): its class called with its ``get_params()``
+  updated by ``kwargs``;
 * any other callable is called with ``kwargs`` and must return an instance whose
   ``name`` is the registered name.
 
@@ -228,7 +229,7 @@ def _accepted(factory: Any) -> list[str] | None:
 
 def _rebuild(instance: Any, kwargs: dict[str, Any], name: str) -> Any:
     """``instance`` with some constructor arguments changed (``get("my_act", axis=0)``)."""
-    args = dict(getattr(instance, "_init_args", None) or instance._params())
+    args = instance.get_params(deep=False)
     unknown = sorted(set(kwargs) - set(args))
     if unknown:
         raise TypeError(f"{name} got unexpected argument(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(args))}")

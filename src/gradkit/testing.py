@@ -13,26 +13,16 @@ from typing import Any
 
 from ._array import ArrayLike
 from ._rng import RNGLike
-from .gradcheck import GradcheckReport, gradcheck
+from .check import GradcheckReport, gradcheck
 
 __all__ = ["assert_gradcheck"]
 
 
 def assert_gradcheck(
-    fn_or_obj: Any,
-    x: ArrayLike,
-    vjp: Callable[[Any, Any], Any] | None = None,
-    jvp: Callable[[Any, Any], Any] | None = None,
-    *,
-    target: ArrayLike | None = None,
-    rng: RNGLike = 0,
-    eps: float | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    max_points: int = 2000,
-    fast: bool = False,
-    allow_kinks: bool = True,
-    msg: str = "",
+    fn_or_obj: Any, x: ArrayLike, vjp: Callable[[Any, Any], Any] | None = None,
+    jvp: Callable[[Any, Any], Any] | None = None, *, target: ArrayLike | None = None, rng: RNGLike = 0,
+    eps: float | None = None, rtol: float | None = None, atol: float | None = None, max_points: int = 2000,
+    fast: bool = False, allow_kinks: bool = True, msg: str = "",
 ) -> GradcheckReport:
     """Assert that the derivatives of ``fn_or_obj`` at ``x`` match central differences.
 

@@ -66,7 +66,7 @@ from .activations.gumbel import GumbelSoftmax
 from .activations.softmax import LogSoftmax, Softmax
 from .activations.sparse import Entmax15, Sparsemax
 from .base import Activation
-from .compose import Composed
+from .composition import Composed
 
 __all__ = ["GradkitActivation", "GradkitHead", "wrap"]
 

@@ -1,1 +1,1 @@
-"""Hostile input: crafted files, threads, forked processes, out-of-domain values (issue 13)."""
+"""Hostile input: crafted files, threads, forked processes, out-of-domain values."""

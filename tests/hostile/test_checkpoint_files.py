@@ -1,4 +1,4 @@
-"""Hostile checkpoints (issue 13, "Checkpoints"): every file is generated here, every outcome asserted.
+"""Hostile checkpoints: every file is generated here, every outcome asserted.
 
 * zip bombs of each kind (an extra ``.npy`` member, a weight member, a raw member, the JSON
   header, an architecture that agrees with its bomb) and ``.npy`` headers declaring huge

@@ -21,7 +21,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import kernels
-from gradkit.gradcheck import random_target
+from gradkit.check import random_target
 
 N_THREADS = 8
 #: rows × classes of a threaded-size input: 128 × 1024 = 131,072 elements ≥ kernels' PARALLEL_MIN

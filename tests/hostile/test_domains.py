@@ -1,4 +1,4 @@
-"""Numerics and domains (issue 13): each test fails on the code before the fix.
+"""Numerics and domains: each test fails on the code before the fix.
 
 * losses refuse ``pred`` outside their ``input_domain`` (logits passed as probabilities),
   but not rounding (a softmax of 1 + 1 ulp) and not masked-out entries;

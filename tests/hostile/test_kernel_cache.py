@@ -301,3 +301,60 @@ def test_njit_keeps_options(monkeypatch: Any) -> None:
     monkeypatch.setattr(_cache, "_enable", lambda d: None)  # no cache in this process: the real one stays untouched
     f = _cache.njit(fastmath=True, error_model="numpy")(lambda a: a + 1)
     assert f.targetoptions["fastmath"] and f.targetoptions["error_model"] == "numpy"
+
+
+#: numba's own locations made unusable, as in a read-only install whose $HOME is not writable
+_READ_ONLY = textwrap.dedent("""
+    import logging
+    logging.basicConfig(level=logging.DEBUG, format="%(name)s %(levelname)s %(message)s")
+    for name in ("numba", "numba.core"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from numba.core import caching
+    for cls in (caching.InTreeCacheLocator, caching.UserWideCacheLocator, caching.IPythonCacheLocator,
+                caching.ZipCacheLocator):
+        cls.from_function = classmethod(lambda cls, py_func, py_file: None)
+""")
+
+
+def _run_read_only(tmp: Path) -> tuple[dict[str, int], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "GRADKIT_"))}
+    env["TMPDIR"] = str(tmp)
+    proc = subprocess.run([sys.executable, "-c", _READ_ONLY + SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=4 * TIMEOUT, check=False)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="the private temporary folder is keyed by the user id")
+def test_read_only_install_caches_in_a_private_temporary_folder(tmp_path: Path) -> None:
+    misses, stderr = _run_read_only(tmp_path)
+    folder = tmp_path / f"gradkit-numba-{os.getuid()}"
+    assert all(misses.values()), misses  # compiled once,
+    assert folder.is_dir() and (folder.stat().st_mode & 0o777) == 0o700
+    assert any(folder.rglob("*.nbi")), "nothing was cached"
+    said = [line for line in stderr.splitlines() if line.startswith("gradkit.kernels DEBUG")]
+    assert len(said) == 1 and str(folder) in said[0] and "NUMBA_CACHE_DIR" in said[0], stderr
+    assert not _warnings(stderr), stderr
+    misses, stderr = _run_read_only(tmp_path)  # then loaded from there
+    assert not any(misses.values()), misses
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="the private temporary folder is keyed by the user id")
+@pytest.mark.parametrize("planted", ["open-to-others", "symlink", "file"])
+def test_a_planted_temporary_folder_is_never_used(planted: str, tmp_path: Path) -> None:
+    """Another user could plant cache files (which numba unpickles) in a shared temporary folder: gradkit uses
+    only a real folder of its own user's, closed to others; else it compiles in memory, with one warning."""
+    folder = tmp_path / f"gradkit-numba-{os.getuid()}"
+    if planted == "open-to-others":
+        folder.mkdir()
+        folder.chmod(0o777)
+    elif planted == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        folder.symlink_to(tmp_path / "elsewhere")
+    else:
+        folder.write_text("not a folder")
+    misses, stderr = _run_read_only(tmp_path)
+    assert all(misses.values()), misses
+    found = _warnings(stderr)
+    assert len(found) == 1 and "compiled in memory" in found[0], stderr
+    assert not any(tmp_path.rglob("*.nbi"))

@@ -1,4 +1,4 @@
-"""Property: finite input -> finite output, or a documented error (issue 13).
+"""Property: finite input -> finite output, or a documented error.
 
 Over every activation (the registry, with the constructor variants of ``tests/cases.py``),
 every loss and every composable head (each pair ``compose`` accepts): forward, VJP, JVP
@@ -90,7 +90,7 @@ def items_beyond(dtype, loss, p, t) -> bool:
     """Documented limit 1: a per-item loss beyond the range (sparsemax loss ⟨y - t, z⟩ = 2·max) is inf,
     and so is a sum or mean over it, also where the mean itself would fit (the value only: gradients stay
     finite wherever their exact value is)."""
-    per_item = type(loss)(**{**loss._params(), "reduction": "none"})
+    per_item = type(loss)(**{**loss.get_params(), "reduction": "none"})
     try:
         return beyond(dtype, per_item(_wide(p), _wide(t)))
     except TypeError:  # no long-double path

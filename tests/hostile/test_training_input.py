@@ -1,4 +1,4 @@
-"""Hostile input to training (issue 13, "Training"): learning rates and updates that overflow the
+"""Hostile input to training: learning rates and updates that overflow the
 parameters' dtype, input that overflows the model's dtype or is complex, degenerate validation and
 early-stopping arguments, an n_classes² one-hot matrix, NaN in one Dask block, and a Dask scheduler
 address that accepts TCP connections but never speaks."""

@@ -199,8 +199,6 @@ class LeakyReLU(ElementwiseActivation):
         super().__init__(axis)
         self.negative_slope = check_positive(negative_slope, "negative_slope", allow_zero=True)
 
-    def _params(self) -> dict[str, Any]:
-        return {"negative_slope": self.negative_slope, **super()._params()}
 
     def compute_value(self, xp: Any, x: Any) -> Any:
         return xp.where(x > 0, x, self.negative_slope * x)
@@ -230,8 +228,6 @@ class ELU(ElementwiseActivation):
         self.alpha = check_positive(alpha, "alpha")
         self.output_range = (-self.alpha * self._scale, math.inf)  # type: ignore[misc]  # depends on alpha
 
-    def _params(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, **super()._params()}
 
     def compute_value(self, xp: Any, x: Any) -> Any:
         neg = xp.where(x > 0, 0.0, x)
@@ -259,8 +255,6 @@ class SELU(ELU):
     def __init__(self, axis: int = -1) -> None:
         super().__init__(alpha=1.6732632423543772848170429916717, axis=axis)
 
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis}
 
 
 class GELU(ElementwiseActivation):
@@ -290,8 +284,6 @@ class GELU(ElementwiseActivation):
         super().__init__(axis)
         self.approximate = check_choice(approximate, "approximate", ("none", "tanh"))
 
-    def _params(self) -> dict[str, Any]:
-        return {"approximate": self.approximate, **super()._params()}
 
     def compute_value(self, xp: Any, x: Any) -> Any:
         if self.approximate == "tanh":  # ½(1 + tanh u) = σ(2u): no cancellation in the lower tail
@@ -335,8 +327,6 @@ class Softplus(ElementwiseActivation):
         super().__init__(axis)
         self.beta = check_positive(beta, "beta")
 
-    def _params(self) -> dict[str, Any]:
-        return {"beta": self.beta, **super()._params()}
 
     def compute_value(self, xp: Any, x: Any) -> Any:
         return softplus(xp, self.beta * x) / self.beta

@@ -110,11 +110,6 @@ def check_alpha(alpha: Any) -> float | np.ndarray:
     return arr
 
 
-def _nested(a: np.ndarray) -> Any:
-    """A hashable, printable form of an array: nested tuples of floats."""
-    return tuple(_nested(r) for r in a) if a.ndim else float(a)
-
-
 def _pos_pow(xp: Any, d: Any, p: Any) -> Any:
     """``d ** p`` for ``d >= 0`` with 0 at ``d = 0`` (also for ``p < 0``), NaN kept, and a finite
     derivative there under autodiff (the unselected branch sees 1, not 0)."""
@@ -172,9 +167,6 @@ class EntmaxBisect(AxisActivation):
             raise TypeError(f"ensure_sum_one must be a bool; got {ensure_sum_one!r} ({type(ensure_sum_one).__name__})")
         self.ensure_sum_one = bool(ensure_sum_one)
 
-    def _params(self) -> dict[str, Any]:
-        alpha = self.alpha if isinstance(self.alpha, float) else _nested(self.alpha)
-        return {"alpha": alpha, "axis": self.axis, "n_iter": self.n_iter, "ensure_sum_one": self.ensure_sum_one}
 
     # -- α -------------------------------------------------------------------------
     def alpha_shape(self, x_shape: tuple[int, ...], axis: int) -> tuple[int, ...]:

@@ -128,8 +128,6 @@ class GumbelSoftmax(AxisActivation):
         self._local = threading.local()
         self.noise = noise
 
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis, "temperature": self.temperature, "hard": self.hard, "rng": self.rng}
 
     # -- public methods take noise= ---------------------------------------------
     # noise= travels as an argument, never through the object: another thread's call

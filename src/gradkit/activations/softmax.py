@@ -60,8 +60,6 @@ class _Tempered(AxisActivation):
         super().__init__(axis)
         self.temperature = check_positive(temperature, "temperature")
 
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis, "temperature": self.temperature}
 
 
 def _kernel(xp: Any, *arrays: Any) -> Any:

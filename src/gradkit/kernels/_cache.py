@@ -15,8 +15,12 @@ code. The cache installed here keeps numba's locations, file names, locators (ne
   cannot be rebuilt and linked or that holds another function, is removed and recompiled, with one
   :class:`KernelCacheWarning` naming the cache folder. A file is removed only while it is still the one
   that was read (another process may have just replaced it); a failure to remove is ignored;
-- where nothing can be cached (no writable location at import, or a save fails), compiles in memory,
-  with one warning per process.
+- where none of numba's locations is writable (a read-only install with an unwritable home, as in a
+  container run as another user), caches in a folder of this user's own under the system's temporary
+  directory (``gradkit-numba-<uid>``, mode 0700, refused unless it is a real folder owned by this user
+  and closed to others), saying so once at debug level (logger ``gradkit.kernels``);
+- where nothing can be cached at all (no writable location at import, or a save fails), compiles in
+  memory, with one warning per process. ``NUMBA_CACHE_DIR`` names the folder to use instead.
 
 It hooks into numba's private cache classes (a ``FunctionCache`` subclass set as ``dispatcher._cache``,
 as ``Dispatcher.enable_caching`` does); where those are not as expected, plain ``cache=True`` is used.
@@ -27,17 +31,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import logging
 import os
 import pickle
 import re
 import stat
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numba as nb
-from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.caching import FunctionCache, IndexDataCacheFile, UserProvidedCacheLocator
 from numba.core.dispatcher import Dispatcher
 
 __all__ = ["KernelCacheWarning", "njit"]
@@ -209,8 +215,69 @@ class _CheckedFile(IndexDataCacheFile):
             self._save_index(overloads)
 
 
+_log = logging.getLogger("gradkit.kernels")
+_lock = threading.Lock()
+
+
+def _private_temp_folder() -> str | None:
+    """``<tmp>/gradkit-numba-<uid>``, created 0700; None where it is not a real folder of this user's, closed to
+    others (another user could otherwise plant cache files, which numba unpickles), or on a system without uids."""
+    if not hasattr(os, "getuid"):
+        return None
+    path = os.path.join(tempfile.gettempdir(), f"gradkit-numba-{os.getuid()}")
+    with contextlib.suppress(FileExistsError, OSError):
+        os.mkdir(path, 0o700)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return path
+
+
+class _TempCacheLocator(UserProvidedCacheLocator):
+    """The last of numba's locators: :func:`_private_temp_folder`, for an install where nothing else is writable."""
+
+    def __init__(self, py_func: Any, py_file: str) -> None:
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = os.path.join(_TEMP_ROOT or "", self.get_suitable_cache_subpath(py_file))
+
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> Any:
+        global _TEMP_ROOT, _said_temp  # one folder, and one debug line, a process
+        with _lock:
+            if _TEMP_ROOT is None:
+                _TEMP_ROOT = _private_temp_folder() or ""
+        if not _TEMP_ROOT:
+            return None
+        locator = super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)  # the source-file check
+        if locator is not None and not _said_temp:
+            _said_temp = True
+            _log.debug("gradkit: no writable numba cache next to the package or under $HOME: the kernels are "
+                       "cached in %s (set NUMBA_CACHE_DIR to choose the folder)", _TEMP_ROOT)
+        return locator
+
+
+_TEMP_ROOT: str | None = None
+_said_temp = False
+
+
+def _impl_with_temp_locator() -> Any:
+    """numba's cache implementation class with :class:`_TempCacheLocator` after its own locators (numba's
+    own class where it has no locator list)."""
+    base = getattr(FunctionCache, "_impl_class", None)
+    locators = getattr(base, "_locator_classes", None)
+    if base is None or not isinstance(locators, list):
+        return base
+    return type("_HealingCacheImpl", (base,), {"_locator_classes": [*locators, _TempCacheLocator]})
+
+
 class _HealingCache(FunctionCache):
     """numba's ``FunctionCache`` on :class:`_CheckedFile`: damage is discarded, a failed save is a warning."""
+
+    _impl_class = _impl_with_temp_locator()
 
     def __init__(self, py_func: Callable[..., Any]) -> None:
         super().__init__(py_func)  # RuntimeError where no locator has a writable folder
@@ -245,8 +312,9 @@ class _HealingCache(FunctionCache):
             _unwritable(f"cannot write to {self._cache_path!r} ({type(exc).__name__}: {exc})")
 
 
-_lock = threading.Lock()
 _warned_unwritable = False
+#: every kernel made by :func:`njit`, in the order their modules were imported (:mod:`gradkit.kernels.warm` counts them)
+DISPATCHERS: list[Any] = []
 
 
 def _warn(message: str) -> None:
@@ -269,6 +337,7 @@ def _supported() -> bool:
     needed = {IndexDataCacheFile: ("_open_for_write", "_data_path", "_data_name", "_dump", "_load_index",
                                    "_save_index", "load", "save"),
               FunctionCache: ("load_overload", "save_overload", "_impl_class"),
+              UserProvidedCacheLocator: ("get_suitable_cache_subpath", "from_function"),
               Dispatcher: ("enable_caching",)}
     try:
         params = list(inspect.signature(IndexDataCacheFile.__init__).parameters)
@@ -321,6 +390,7 @@ def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
         dispatcher = nb.njit(**options)(fn)
         if isinstance(dispatcher, Dispatcher):
             _enable(dispatcher)
+            DISPATCHERS.append(dispatcher)
         return dispatcher
 
     return decorate

@@ -42,6 +42,8 @@ A loss of any other shape subclasses :class:`Loss` and implements ``compute_item
 ``item_factor`` scaled items (the Fenchel–Young losses return half of each item).
 The hooks get the namespace ``xp`` and validated arrays; the public methods here do
 the rest. :func:`gradkit.custom_loss` builds an elementwise one from two functions.
+A loss's parameters are its constructor's (:meth:`Loss.get_params`): ``__init__`` stores each
+named argument as the attribute of the same name, and ``repr``, ``==`` and ``hash`` read them.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from .._array import (
     scale_fresh,
     to_array,
 )
+from .._params import Parametrized, param_names
 
 __all__ = ["ElementwiseLoss", "Loss"]
 
@@ -78,7 +81,7 @@ REDUCTIONS = ("mean", "sum", "none")
 DOMAIN_ULPS = 16
 
 
-class Loss:
+class Loss(Parametrized):
     """Base class for losses; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
@@ -101,6 +104,7 @@ class Loss:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         check_constructor_kwargs(cls, kwargs)
+        param_names(cls)  # refuses a constructor taking *args, before it runs
         return super().__new__(cls)
 
     def __init__(self, reduction: str = "mean") -> None:
@@ -272,12 +276,7 @@ class Loss:
         """The gradient of the items' sum from ``compute_items``' gradient (which omits ``grad_factor``)."""
         return grad if self.grad_factor == 1.0 else grad * self.grad_factor
 
-    def _params(self) -> dict[str, Any]:
-        return {"reduction": self.reduction}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"{type(self).__name__}({args})"
+    # -- identity: the constructor's parameters -------------------------------
 
 
 class ElementwiseLoss(Loss):
@@ -287,7 +286,7 @@ class ElementwiseLoss(Loss):
     part: their items and gradients are 0; ``"mean"`` still divides by the element count.
 
     Subclasses give ``compute_terms(xp, p, t)`` returning the elementwise values and
-    their derivatives w.r.t. ``p``; ``_check(xp, p, t)`` may validate ranges.
+    their derivatives w.r.t. ``p``; ``check_values(xp, p, t)`` may validate ranges.
     """
 
     def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:

@@ -31,8 +31,6 @@ class _Binary(ElementwiseLoss):
         super().__init__(reduction)
         self.weight = None if weight is None else check_weight(weight, "weight")
 
-    def _params(self) -> dict[str, Any]:
-        return {"weight": self.weight, **super()._params()}
 
     def _check_target(self, xp: Any, t: Any) -> None:
         if not is_traced(t) and bool(xp.any((t < 0) | (t > 1))):
@@ -103,8 +101,6 @@ class BCEWithLogitsLoss(_Binary):
         super().__init__(weight, reduction)
         self.pos_weight = None if pos_weight is None else check_weight(pos_weight, "pos_weight")
 
-    def _params(self) -> dict[str, Any]:
-        return {"pos_weight": self.pos_weight, **super()._params()}
 
     def check_values(self, xp: Any, p: Any, t: Any) -> None:
         self._check_target(xp, t)

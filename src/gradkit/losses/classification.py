@@ -77,14 +77,6 @@ class ClassLoss(Loss):
         if self.weight is not None and self.weight.ndim != 1:
             raise ValueError(f"weight must be a 1-d array of per-class weights; got shape {tuple(self.weight.shape)}")
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "axis": self.axis,
-            "weight": self.weight,
-            "ignore_index": self.ignore_index,
-            "label_smoothing": self.label_smoothing,
-            **super()._params(),
-        }
 
     def item_axis(self, ndim: int) -> int:
         return normalize_axis(self.axis, ndim)
@@ -333,8 +325,6 @@ class KLDivLoss(_ProbabilityInput):
         else:
             self.domain_hint = "Logits go through compose(Softmax(), KLDivLoss())"  # type: ignore[misc]
 
-    def _params(self) -> dict[str, Any]:
-        return {**super()._params(), "log_input": self.log_input}
 
     def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         log_t = xp.log(xp.where(t > 0, t, 1.0))

@@ -68,10 +68,10 @@ class EntmaxBisectLoss(FenchelYoungLoss):
         """α (a float, or the per-row array)."""
         return self.mapping.alpha
 
-    def _params(self) -> dict[str, Any]:
-        params = ClassLoss._params(self)
-        del params["weight"]
-        return {"alpha": self.mapping._params()["alpha"], **params, "n_iter": self.mapping.n_iter}
+    @property
+    def n_iter(self) -> int:
+        """Bisection steps of the map: ``mapping.n_iter``."""
+        return self.mapping.n_iter
 
     def compute_omega(self, xp: Any, p: Any, axis: int) -> Any:
         m = self.mapping

@@ -55,10 +55,10 @@ class FenchelYoungLoss(ClassLoss):
         super().__init__(axis, None, ignore_index, label_smoothing, reduction)
         self.mapping = self.mapping_cls(axis=axis, method=method)
 
-    def _params(self) -> dict[str, Any]:
-        params = super()._params()
-        del params["weight"]
-        return {**params, "method": self.mapping.method}
+    @property
+    def method(self) -> str:
+        """How the map finds its threshold (``"sort"`` or ``"bisect"``): ``mapping.method``."""
+        return self.mapping.method
 
     def compute_omega(self, xp: Any, p: Any, axis: int) -> Any:
         """Hook: the regularizer :math:`\\Omega(p)` summed along ``axis`` (``p`` on the simplex)."""

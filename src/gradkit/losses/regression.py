@@ -72,8 +72,6 @@ class HuberLoss(ElementwiseLoss):
         super().__init__(reduction)
         self.delta = check_positive(delta, "delta")
 
-    def _params(self) -> dict[str, Any]:
-        return {"delta": self.delta, **super()._params()}
 
     def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t

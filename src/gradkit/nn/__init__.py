@@ -16,6 +16,7 @@ from .gradcheck import gradcheck_model
 from .layers import ActivationLayer, Dense, Dropout, Layer
 from .model import Sequential
 from .optim import SGD, Adam, AdamW, CosineLR, Optimizer, StepLR
+from .predictor import Predictor, load_predictor
 from .train import DivergenceError, History, evaluate, fit
 
 __all__ = [
@@ -30,11 +31,13 @@ __all__ = [
     "History",
     "Layer",
     "Optimizer",
+    "Predictor",
     "Sequential",
     "StepLR",
     "evaluate",
     "fit",
     "gradcheck_model",
     "load",
+    "load_predictor",
     "save",
 ]

@@ -43,7 +43,7 @@ __all__ = ["identity", "mismatch", "record"]
 
 #: a config's ``"type"`` -> the class :func:`gradkit.nn.layers.from_config` builds for it
 _LAYER_CLASSES: dict[str, type[Layer]] = {"Dense": Dense, "Dropout": Dropout, "Activation": ActivationLayer}
-#: the module name ``gradkit --plugin path/to/stem.py`` gives the file it imports (:mod:`gradkit.cli`): it
+#: the module name ``gradkit --plugin path/to/stem.py`` gives the file it imports (:mod:`gradkit.apps.cli`): it
 #: depends on the file's absolute path, so the identity records ``stem``, what ``import stem`` names it
 _PATH_PLUGIN = re.compile(r"gradkit_plugin_(\w+)_[0-9a-f]{12}")
 #: the longest value a message quotes (a hostile header may hold megabytes)

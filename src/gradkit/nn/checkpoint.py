@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_open, open_regular, resolve_target
-from ._archive import (
+from .._io.archive import (
     MAX_NPY_HEADER,
     check_directory,
     check_members,

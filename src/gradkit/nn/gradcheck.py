@@ -8,7 +8,7 @@ import numpy as np
 
 from .._array import ArrayLike
 from .._rng import RNGLike, seed_alias
-from ..gradcheck import GradcheckReport, gradcheck
+from ..check import GradcheckReport, gradcheck
 from .model import Sequential
 from .train import as_head
 

@@ -16,12 +16,28 @@ from .. import activations
 from .._array import check_choice, check_int, check_positive
 from .._rng import RNGLike, as_generator, seed_alias
 from ..base import Activation
+from ..custom import CustomActivation, CustomElementwiseActivation
 
 __all__ = ["ActivationLayer", "Dense", "Dropout", "Layer", "as_layer", "from_config"]
 
 
 class Layer:
-    """Base class. ``params``/``grads`` map names to arrays (empty when parameterless)."""
+    """Base class. ``params``/``grads`` map names to arrays (empty when parameterless).
+
+    A layer of your own implements ``forward``, ``backward`` and, to be saved, ``config``.
+
+    Attributes
+    ----------
+    params, grads : dict of str to ndarray
+        The parameters, and the gradients ``backward`` stores for them (same names).
+    cache_attrs : tuple of str
+        Class attribute: the names of the attributes in which ``forward`` keeps what
+        ``backward`` needs (``("_x",)`` for :class:`Dense`). :meth:`clear_cache` sets each to
+        None, so that a model neither holds nor pickles the last batch; list yours here.
+    """
+
+    #: attributes holding what ``forward`` kept for ``backward`` (set to None by :meth:`clear_cache`)
+    cache_attrs: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -39,12 +55,10 @@ class Layer:
         """A JSON-serializable description that :func:`from_config` rebuilds the layer from."""
         raise NotImplementedError
 
-    #: attributes holding what ``forward`` kept for ``backward``
-    _cache_attrs: tuple[str, ...] = ()
-
     def clear_cache(self) -> None:
-        """Drop what the last ``forward`` kept for ``backward`` (so it is neither held nor pickled)."""
-        for attr in self._cache_attrs:
+        """Drop what the last ``forward`` kept for ``backward`` (the attributes named in ``cache_attrs``),
+        so it is neither held nor pickled."""
+        for attr in self.cache_attrs:
             setattr(self, attr, None)
 
     def __repr__(self) -> str:
@@ -123,7 +137,7 @@ class Dense(Layer):
     array([1., 2.])
     """
 
-    _cache_attrs = ("_x",)
+    cache_attrs = ("_x",)
 
     @seed_alias("gradkit.nn.Dense")
     def __init__(
@@ -215,7 +229,7 @@ class ActivationLayer(Layer):
     (ActivationLayer(softmax), ActivationLayer(Softmax(axis=-1, temperature=2.0)))
     """
 
-    _cache_attrs = ("_x", "_y")
+    cache_attrs = ("_x", "_y")
 
     def __init__(self, activation: Activation | str, **kwargs: Any) -> None:
         super().__init__()
@@ -233,10 +247,16 @@ class ActivationLayer(Layer):
         return self.activation.vjp(self._x, g, y=self._y)
 
     def config(self) -> dict[str, Any]:
-        """``{"type": "Activation", "name": ..., "params": ...}``; a random activation's ``rng`` is
-        stored under the key ``"seed"``, its name in checkpoints of format version 1."""
-        params = {_CONFIG_KEYS.get(k, k): v for k, v in self.activation._params().items()}
-        return {"type": "Activation", "name": self.activation.name, "params": params}
+        """``{"type": "Activation", "name": ..., "params": ...}``.
+
+        ``params`` is the activation's ``get_params()`` with NumPy arrays and scalars as lists and
+        numbers (a :func:`gradkit.custom_activation`'s only ``axis``: its functions come back with
+        the instance registered under its name); a random activation's ``rng`` is stored under the
+        key ``"seed"``, its name in checkpoints of format version 1."""
+        act = self.activation
+        given = {"axis": act.axis} if isinstance(act, _CUSTOM) else act.get_params(deep=False)
+        params = {_CONFIG_KEYS.get(k, k): _plain(v) for k, v in given.items()}
+        return {"type": "Activation", "name": act.name, "params": params}
 
     def __repr__(self) -> str:
         act = self.activation
@@ -295,7 +315,7 @@ class Dropout(Layer):
     True
     """
 
-    _cache_attrs = ("_scale",)
+    cache_attrs = ("_scale",)
 
     @seed_alias("gradkit.nn.Dropout")
     def __init__(self, rate: float = 0.5, *, rng: RNGLike = None) -> None:
@@ -335,6 +355,19 @@ def as_layer(item: Any) -> Layer:
 
 #: an activation's constructor argument → its key in :meth:`ActivationLayer.config` (checkpoint format 1)
 _CONFIG_KEYS = {"rng": "seed"}
+#: activations whose configs store only ``axis`` (the rest is found by their registry name)
+_CUSTOM = (CustomActivation, CustomElementwiseActivation)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy arrays and scalars as (nested) lists and Python numbers, for a JSON config."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def from_config(config: dict[str, Any]) -> Layer:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import math
 import numbers
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,36 +13,14 @@ from .. import losses
 from .._array import check_int, check_positive, to_array
 from .._rng import RNGLike, as_generator, seed_alias
 from ..activations import Identity
-from ..compose import Composed, compose
+from ..composition import Composed, compose
 from ..losses.classification import ClassLoss
+from ._engine import History, StepResult, Steps, grads_finite, run_epochs
 from ._step import BufferedStep
 from .model import Sequential
 from .optim import Adam, DivergenceError, Optimizer, _all_finite
 
 __all__ = ["DivergenceError", "History", "as_head", "class_labels", "evaluate", "fit"]
-
-
-@dataclass
-class History:
-    """Per-epoch records: ``history["loss"]``, ``"val_loss"``, ``"accuracy"``, ``"val_accuracy"``, ``"lr"``, ``"time"``."""
-
-    records: dict[str, list[float]] = field(default_factory=dict)
-    best_epoch: int | None = None
-    stopped_early: bool = False
-
-    def append(self, **values: float) -> None:
-        for key, value in values.items():
-            self.records.setdefault(key, []).append(float(value))
-
-    def __getitem__(self, key: str) -> list[float]:
-        return self.records[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.records
-
-    @property
-    def epochs(self) -> int:
-        return len(self.records.get("loss", []))
 
 
 def as_head(loss: Any) -> Composed:
@@ -117,11 +92,6 @@ def cast_finite(a: np.ndarray, name: str, dtype: Any) -> np.ndarray:
         f"({float(np.finfo(dtype).max):g}) that the model computes in: scale {name} (e.g. standardize "
         f"the features) or use a float64 model"
     )
-
-
-def _grads_finite(grads: dict[str, np.ndarray]) -> bool:
-    """Whether every gradient is finite: one dot product per array (``_all_finite``)."""
-    return all(_all_finite(g) for g in grads.values())
 
 
 def _one_hot(labels: np.ndarray, n_classes: int, dtype: Any) -> np.ndarray:
@@ -263,24 +233,11 @@ def _patience(early_stopping: Any) -> int:
                          " (False turns it off)")
     return int(early_stopping)
 
-
 @seed_alias("gradkit.nn.fit")
-def fit(
-    model: Sequential,
-    X: Any,
-    y: Any,
-    *,
-    loss: Any,
-    optimizer: Optimizer | None = None,
-    epochs: int = 10,
-    batch_size: int = 32,
-    validation_split: float = 0.0,
-    validation_data: tuple[Any, Any] | None = None,
-    early_stopping: bool | int = False,
-    rng: RNGLike = 0,
-    callback: Callable[[int, dict[str, float]], None] | None = None,
-    one_hot: int | None = None,
-) -> History:
+def fit(model: Sequential, X: Any, y: Any, *, loss: Any, optimizer: Optimizer | None = None, epochs: int = 10,
+        batch_size: int = 32, validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
+        early_stopping: bool | int = False, rng: RNGLike = 0,
+        callback: Callable[[int, dict[str, float]], None] | None = None, one_hot: int | None = None) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
     Parameters
@@ -288,45 +245,61 @@ def fit(
     model
         A :class:`Sequential` that outputs the pre-activation of the head (logits).
     X, y
-        Features ``(n, d)``, real and finite (complex input is refused, and so are values
-        that overflow the model's dtype, such as 1e39 for a float32 model); targets as the
-        loss expects them (integer labels, one-hot/soft targets, or regression values;
-        1-d targets of an elementwise loss are one output column).
+        Features ``(n, d)``, real and finite (complex input is refused, and so are values that overflow the
+        model's dtype, such as 1e39 for a float32 model); targets as the loss expects them (integer labels,
+        one-hot/soft targets, or regression values; 1-d targets of an elementwise loss are one output column).
     loss
-        A ``compose(activation, loss)`` head — e.g. ``compose(Softmax(), MSELoss())`` —
-        or a loss / loss name applied to the raw output.
+        A ``compose(activation, loss)`` head — e.g. ``compose(Softmax(), MSELoss())`` — or a loss / loss name
+        applied to the raw output.
     optimizer
         Default ``Adam(lr=1e-3)``. Its learning rate must fit the model's dtype.
     epochs, batch_size
         ``batch_size`` is clipped to the number of samples.
     validation_split, validation_data
-        Hold out the last fraction of the (shuffled) data, or give ``(X_val, y_val)``
-        (non-empty, finite); not both. The split must leave at least one training sample.
+        Hold out the last fraction of the (shuffled) data, or give ``(X_val, y_val)`` (non-empty, finite);
+        not both. The split must leave at least one training sample.
     early_stopping
-        ``True`` (patience 5) or a patience (an integer >= 1): stop when the validation loss
-        has not improved for that many epochs and restore the best weights.
+        ``True`` (patience 5) or a patience (an integer >= 1): stop when the validation loss has not improved
+        for that many epochs and restore the best weights.
     rng : None, int or numpy.random.Generator, default 0
         Source of the shuffling and of the ``validation_split`` split, as in SPEC 7: an int seeds
-        ``numpy.random.default_rng`` (the default, 0, makes every call with the same arguments
-        give identical histories), ``None`` draws fresh entropy, a Generator is used as it is
-        (and advanced). ``seed=`` is its deprecated old name. Layers such as :class:`Dropout`
-        have their own ``rng``.
+        ``numpy.random.default_rng`` (the default, 0, makes every call with the same arguments give identical
+        histories), ``None`` draws fresh entropy, a Generator is used as it is (and advanced). ``seed=`` is its
+        deprecated old name. Layers such as :class:`Dropout` have their own ``rng``.
     callback
         Called as ``callback(epoch, logs)`` after every epoch (progress bars).
     one_hot
-        The number of classes when ``y`` (and ``y_val``) are integer labels that the loss
-        wants as one-hot rows (``compose(Softmax(), MSELoss())``, …): each batch's rows are
-        built for that batch only, so the ``n × one_hot`` matrix never exists.
+        The number of classes when ``y`` (and ``y_val``) are integer labels that the loss wants as one-hot rows
+        (``compose(Softmax(), MSELoss())``, …): each batch's rows are built for that batch only, so the
+        ``n × one_hot`` matrix never exists.
 
     Raises
     ------
     ValueError, TypeError
         For bad input, naming the argument.
     DivergenceError
-        When the loss, the gradients or an update becomes NaN or infinite; the message names
-        the epoch and batch and suggests a lower learning rate. The weights and the
-        optimizer's state are not updated with it.
+        When the loss, the gradients or an update becomes NaN or infinite; the message names the epoch and
+        batch and suggests a lower learning rate. The weights and the optimizer's state are not updated with it.
     """
+    epochs, batch_size, patience = _check_settings(model, epochs, batch_size, one_hot, optimizer, callback,
+                                                   early_stopping)
+    head = as_head(loss)
+    X, y = _check_xy(model, head, X, y, "X", "y", one_hot)
+    optimizer = optimizer if optimizer is not None else Adam()
+    optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
+    rng = as_generator(rng)
+    X, y, X_val, y_val = _hold_out(model, head, X, y, validation_split, validation_data, one_hot, rng)
+    if patience and X_val is None:
+        raise ValueError("early_stopping needs validation_split or validation_data")
+    validate = (None if X_val is None or y_val is None
+                else functools.partial(_evaluate, model, head, X_val, y_val, 1024, one_hot))
+    steps = _InMemorySteps(model, head, X, y, min(batch_size, X.shape[0]), one_hot, optimizer, rng)
+    return run_epochs(model, steps, optimizer, epochs, callback=callback, validate=validate, patience=patience)
+
+
+def _check_settings(model: Sequential, epochs: Any, batch_size: Any, one_hot: Any, optimizer: Any, callback: Any,
+                    early_stopping: Any) -> tuple[int, int, int]:
+    """``fit``'s arguments other than the data, checked: ``(epochs, batch_size, patience)``."""
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a gradkit.nn.Sequential; got {type(model).__name__}")
     epochs = check_int(epochs, "epochs")
@@ -339,18 +312,17 @@ def fit(
         raise TypeError(f"optimizer must be a gradkit.nn.Optimizer or None; got {type(optimizer).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
-    patience = _patience(early_stopping)
-    head = as_head(loss)
-    X, y = _check_xy(model, head, X, y, "X", "y", one_hot)
-    optimizer = optimizer if optimizer is not None else Adam()
-    optimizer.check_lr(model.dtype)  # lr=1e39 on a float32 model: refused before any work
-    rng = as_generator(rng)
-    X_val: np.ndarray | None
-    y_val: np.ndarray | None
+    return epochs, batch_size, _patience(early_stopping)
+
+
+def _hold_out(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, validation_split: Any,
+              validation_data: Any, one_hot: int | None,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(X, y, X_val, y_val)``: the training rows and the checked ``validation_data``, or the rows that
+    ``validation_split`` holds out of a permutation drawn from ``rng``; ``X_val = y_val = None`` without either."""
     frac = check_positive(validation_split, "validation_split", allow_zero=True)
     if frac >= 1:
         raise ValueError(f"validation_split must be in [0, 1); got {validation_split}")
-
     if validation_data is not None:
         if frac:
             raise ValueError(f"pass validation_split or validation_data, not both; got validation_split="
@@ -364,85 +336,61 @@ def fit(
         if X_val.shape[1] != X.shape[1] or y_val.shape[1:] != y.shape[1:]:
             raise ValueError(f"validation_data must have the shape of (X, y) past the first axis, {X.shape[1:]} "
                              f"and {y.shape[1:]}; got {X_val.shape[1:]} and {y_val.shape[1:]}")
-    elif frac:
-        n_val = max(1, round(frac * X.shape[0]))
-        if n_val >= X.shape[0]:
-            raise ValueError(f"validation_split={validation_split} holds out {n_val} of the {X.shape[0]} samples "
-                             "and leaves none to train on: pass more samples, or validation_split=0")
-        order = rng.permutation(X.shape[0])
-        X, y, X_val, y_val = X[order[n_val:]], y[order[n_val:]], X[order[:n_val]], y[order[:n_val]]
-    else:
-        X_val = y_val = None
-    if patience and X_val is None:
-        raise ValueError("early_stopping needs validation_split or validation_data")
+        return X, y, X_val, y_val
+    if not frac:
+        return X, y, None, None
+    n_val = max(1, round(frac * X.shape[0]))
+    if n_val >= X.shape[0]:
+        raise ValueError(f"validation_split={validation_split} holds out {n_val} of the {X.shape[0]} samples "
+                         "and leaves none to train on: pass more samples, or validation_split=0")
+    order = rng.permutation(X.shape[0])
+    return X[order[n_val:]], y[order[n_val:]], X[order[:n_val]], y[order[:n_val]]
 
-    labels = y if one_hot is not None else class_labels(head, y)
-    history = History()
-    best, best_params, waiting = math.inf, None, 0
-    n = X.shape[0]
-    batch_size = min(batch_size, n)
-    # preallocated activations and gradients where every layer allows it (the same arithmetic)
-    step = BufferedStep.build(model, batch_size, X.shape[1])
-    # Optimizer.step computes every update and checks it before writing any: a non-finite gradient is caught
-    # there (its update is not finite), without a pass over the gradients per batch. A subclass with a step of
-    # its own may not check: the gradients are checked first for it
-    checks_updates = type(optimizer).step is Optimizer.step
-    for epoch in range(epochs):
-        start_time = time.perf_counter()
-        optimizer.set_epoch(epoch)
-        order = rng.permutation(n)
-        total, correct = 0.0, 0
+
+class _InMemorySteps(Steps):
+    """``fit``'s data, arrays in memory: each epoch a permutation from ``rng`` cut into ``batch_size`` rows."""
+
+    unit = "batch"
+
+    def __init__(self, model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, batch_size: int,
+                 one_hot: int | None, optimizer: Optimizer, rng: np.random.Generator) -> None:
+        self.model, self.head, self.X, self.y, self.one_hot, self.rng = model, head, X, y, one_hot, rng
+        self.n, self.batch_size = X.shape[0], batch_size
+        self.labels = y if one_hot is not None else class_labels(head, y)
+        # preallocated activations and gradients where every layer allows it (the same arithmetic)
+        self.buffered = BufferedStep.build(model, batch_size, X.shape[1])
+        # Optimizer.step computes every update and checks it before writing any: a non-finite gradient is caught
+        # there (its update is not finite), without a pass over the gradients per batch. A subclass with a step of
+        # its own may not check: the gradients are checked first for it
+        self.checks_updates = type(optimizer).step is Optimizer.step
+        self.params: dict[str, np.ndarray] | None = None
+        self.grads: dict[str, np.ndarray] | None = None
+
+    def batches(self, epoch: int) -> Iterator[np.ndarray]:
+        order, size = self.rng.permutation(self.n), self.batch_size
         # the buffered step writes the layers' own gradient arrays in place: their dicts once an epoch, not per batch
-        params, step_grads = (model.params, model.grads) if step is not None else (None, None)
-        for b, start in enumerate(range(0, n, batch_size)):
-            idx = order[start : start + batch_size]
-            yb = y[idx]
-            batch_labels = yb if labels is y else None if labels is None else labels[idx]
-            if one_hot is not None:
-                yb = _one_hot(yb, one_hot, model.dtype)
-            with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the epoch
-                logits = model.forward(X[idx], training=True) if step is None else step.run(X, idx)
-                value, grad, scores = head._value_grad_scores(logits, yb)
-                finite = bool(np.isfinite(value))
-                if finite:
-                    if step is None:
-                        model.backward(grad, input_grad=False)
-                    else:
-                        step.backprop(grad)
-                    grads = model.grads if step_grads is None else step_grads
-                    if not checks_updates:
-                        finite = _grads_finite(grads)
-            if not finite:
-                raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr)
-            try:  # computes every update, checks it is finite, then applies them all
-                optimizer.step(model.params if params is None else params, grads)
-            except DivergenceError as exc:
-                # a non-finite gradient makes its update non-finite: named as such
-                raise DivergenceError.at(value, epoch, f"batch {b + 1}", optimizer.lr,
-                                         exc.reason if _grads_finite(grads) else None) from None
-            total += float(value) * len(idx)
-            if batch_labels is not None:
-                correct += int(np.count_nonzero(np.argmax(scores, axis=1) == batch_labels))
-        logs = {"loss": total / n}
-        if labels is not None:
-            logs["accuracy"] = correct / n
-        if X_val is not None and y_val is not None:
-            logs.update({f"val_{k}": v for k, v in _evaluate(model, head, X_val, y_val, 1024, one_hot).items()})
-        logs["lr"] = optimizer.lr
-        logs["time"] = time.perf_counter() - start_time
-        history.append(**logs)
-        if callback is not None:
-            callback(epoch, logs)
-        if patience:
-            if logs["val_loss"] < best:
-                best, waiting, history.best_epoch = logs["val_loss"], 0, epoch
-                best_params = {k: v.copy() for k, v in model.params.items()}
+        if self.buffered is not None:
+            self.params, self.grads = self.model.params, self.model.grads
+        return (order[start : start + size] for start in range(0, self.n, size))
+
+    def step(self, idx: np.ndarray) -> StepResult:
+        model, labels, buffered = self.model, self.labels, self.buffered
+        yb = self.y[idx]
+        batch_labels = yb if labels is self.y else None if labels is None else labels[idx]
+        if self.one_hot is not None:
+            yb = _one_hot(yb, self.one_hot, model.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported by the engine, with the epoch
+            logits = model.forward(self.X[idx], training=True) if buffered is None else buffered.run(self.X, idx)
+            value, grad, scores = self.head._value_grad_scores(logits, yb)
+            if not np.isfinite(value):
+                return value, {}, None, len(idx), None
+            if buffered is None:
+                model.backward(grad, input_grad=False)
             else:
-                waiting += 1
-                if waiting >= patience:
-                    history.stopped_early = True
-                    break
-    if best_params is not None:
-        for name, value in model.params.items():
-            value[...] = best_params[name]
-    return history
+                buffered.backprop(grad)
+            grads = model.grads if self.grads is None else self.grads
+            if not self.checks_updates and not grads_finite(grads):
+                return value, {}, None, len(idx), None
+        params = model.params if self.params is None else self.params
+        correct = None if batch_labels is None else int(np.count_nonzero(np.argmax(scores, axis=1) == batch_labels))
+        return value, params, grads, len(idx), correct

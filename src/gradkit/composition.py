@@ -41,6 +41,7 @@ import numpy as np
 
 from . import kernels
 from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis, numpy_errstate
+from ._params import param_key
 from .activations.elementwise import Sigmoid
 from .activations.entmax_bisect import EntmaxBisect
 from .activations.softmax import LogSoftmax, Softmax, exp_and_sum, shifted_logits
@@ -330,8 +331,8 @@ def _check_same_alpha(activation: Any, loss: Any) -> None:
     Ω_α, and the head would otherwise predict with one α and train another's loss."""
     if not isinstance(activation, EntmaxBisect):
         return
-    a, b = activation._params()["alpha"], loss.mapping._params()["alpha"]
-    if a != b:
+    a, b = activation.get_params()["alpha"], loss.mapping.get_params()["alpha"]
+    if param_key(a) != param_key(b):  # a float, or arrays compared by shape and values
         raise ValueError(f"alpha of {activation.name} and of {loss.name} must be equal to pair them; got "
                          f"{a!r} and {b!r} (a Fenchel-Young loss trains its own map)")
 

@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, activations, losses
-from ._optional import MissingExtraError, require
+from .. import __version__, activations, losses
+from .._optional import MissingExtraError, require
+from ..check import gradcheck, random_target
+from ..composition import compose
 from ._text import plural
-from .compose import compose
-from .gradcheck import gradcheck, random_target
 
 __all__ = ["build_parser", "main"]
 
@@ -131,7 +131,21 @@ def _load_plugin(spec: str) -> None:
             del sys.modules[name]
             raise
     else:
-        importlib.import_module(spec)
+        try:
+            importlib.import_module(spec)
+        except ModuleNotFoundError as exc:
+            # `gradkit` is a script: unlike `python -m`, it does not put the current folder on sys.path. A module
+            # there is what `--plugin my_acts` means when `my_acts.py` sits beside the user: import it from there
+            here = os.getcwd()
+            top = spec.split(".")[0]
+            if exc.name != top or here in sys.path or not (os.path.isfile(os.path.join(here, top + ".py"))
+                                                          or os.path.isdir(os.path.join(here, top))):
+                raise
+            sys.path.insert(0, here)
+            try:
+                importlib.import_module(spec)
+            finally:
+                sys.path.remove(here)
 
 
 def _pairs(text: str) -> list[tuple[str, str, str]]:
@@ -244,7 +258,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training_job import TrainConfig, run
+    from .train_job import TrainConfig, run
 
     config = TrainConfig(data=args.data, label=args.label, hidden=_hidden_for(args), activation=args.activation,
                          output=args.output, loss=args.loss, epochs=args.epochs, lr=args.lr,
@@ -255,6 +269,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"in {summary['train_seconds']:.1f} s")
     print(f"wrote {out}/training.png, {out}/history.json, {out}/model.npz")
     return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict_job import run
+
+    run(args.model, args.data, out=args.out, proba=args.proba, label=args.label)
+    return 0
+
+
+def _add_predict(sub: Any) -> None:
+    p = _subparser(sub, "predict", "predict the classes of new rows with a model from 'gradkit train' (its scaling "
+                                   "and class names come with it)")
+    p.add_argument("--model", required=True, metavar="PATH", help="a checkpoint written by 'gradkit train'")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="a .csv (the model's feature columns, optionally a label column) or an .npz with X "
+                        "(optionally y); with labels the accuracy is reported")
+    p.add_argument("--label", default=None, metavar="COLUMN", help="the CSV's label column by header name")
+    p.add_argument("--out", default=None, metavar="PATH", help="write the predictions there (CSV) instead of stdout")
+    p.add_argument("--proba", action="store_true", help="also a probability column per class")
+    p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -284,7 +318,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _hidden_for(args: argparse.Namespace) -> tuple[int, ...]:
     """``--hidden``, or its default: one layer of 256, of 512 for the MNIST datasets (784 inputs)."""
-    from .training_job import DATASETS
+    from .train_job import DATASETS
 
     return args.hidden if args.hidden is not None else ((512,) if args.data in DATASETS else (256,))
 
@@ -292,7 +326,8 @@ def _hidden_for(args: argparse.Namespace) -> tuple[int, ...]:
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     """The data, network and optimizer options shared by ``train`` and ``compare``."""
     p.add_argument("--data", help="a .csv (header, label column) or .npz (arrays X, y), or mnist / fashion-mnist "
-                   "(their own train/test split, pixels / 255; `make mnist` obtains them); default: scikit-learn's digits")
+                   "(their own train/test split, pixels / 255; `python -m gradkit.datasets mnist` obtains them); default: "
+                   "scikit-learn's digits")
     p.add_argument("--label", help="the CSV's label column, by header name (default: 'label' if the header has it, "
                    "else the last column)")
     p.add_argument("--hidden", type=_hidden_sizes, metavar="SIZES",
@@ -343,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+    _add_predict(sub)
 
     p = _subparser(sub, "compare", "train one MLP with softmax and each alternative (Taylor, spherical, "
                    "sparsemax, entmax) over seeds; table and plot")
@@ -351,8 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=_pairs, metavar="OUTPUT:LOSS,...",
                    help="output activation:loss items, comma-separated, with names from --activation and "
                         "'gradkit list' (default: the six of the 'Beyond softmax' guide; with --data mnist or "
-                        "fashion-mnist, "
-                        "the paper's three: softmax:cross_entropy,log_taylor_softmax:nll,log_spherical_softmax:nll)")
+                        "fashion-mnist, the paper's three: softmax:cross_entropy, log_taylor_softmax:nll, "
+                        "log_spherical_softmax:nll; the list itself takes no spaces)")
     p.add_argument("--out", default="out/compare", help="folder for compare.json and compare.png")
     p.set_defaults(func=_cmd_compare)
 

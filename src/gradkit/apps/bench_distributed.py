@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import losses, nn
-from ._io import atomic_open
-from .activations import Softmax
-from .compose import compose
+from .. import losses, nn
+from .._io import atomic_open
+from ..activations import Softmax
+from ..composition import compose
 
 __all__ = ["run"]
 
@@ -65,7 +65,7 @@ def run(out: str = "out/bench", *, quick: bool = False, print_fn: Callable[[str]
     import dask.array as da
     from distributed import Client, LocalCluster
 
-    from . import distributed as gd
+    from .. import distributed as gd
 
     head = compose(Softmax(), losses.CrossEntropyLoss())
     sizes = [20_000, 50_000] if quick else [50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000]

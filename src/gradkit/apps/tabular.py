@@ -12,29 +12,54 @@ Every decision is made from the content and reported back in :attr:`Table.descri
   are refused, as are non-finite or complex features.
 
 CSV values are parsed by ``numpy.loadtxt`` (a C parser: memory in proportion to the result, no
-per-field limit); an ``.npz`` is read with ``allow_pickle=False`` after its members' declared
-sizes are checked against the archive, so a crafted file cannot make it allocate more than
-``max_bytes``.
+per-field limit); an ``.npz`` is read by the reader checkpoints use (:mod:`gradkit._io.archive`): the
+zip directory, every member's flags, compression and declared size are checked before anything is
+read, arrays are read with bounded reads and never unpickled, so a crafted file cannot make it
+allocate more than :data:`MAX_NPZ_ARRAY_BYTES` an array.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 import os
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Table", "read_table"]
+from .._io import open_regular
+from .._io.archive import (
+    MAX_NPY_HEADER,
+    ArchiveKind,
+    check_directory,
+    check_expansion,
+    check_signature,
+    list_members,
+    name_list,
+    read_member,
+)
+
+__all__ = ["Features", "Table", "read_features", "read_table"]
 
 _SNIFF_BYTES = 1 << 20
 _DELIMITERS = ",;\t|"
 #: the largest array an ``.npz`` member may declare (bytes); more is refused before reading
 MAX_NPZ_ARRAY_BYTES = 8 << 30
+#: how the shared archive reader names a table in its messages
+TABLE = ArchiveKind(".npz table", "an .npz table", "an .npz table of arrays X and y", ".npz tables")
+
+
+@dataclass(frozen=True)
+class Features:
+    """Features ``X`` (float64, 2-d), the labels ``y`` where the file has them (else None) and what was read."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    description: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,61 @@ def read_table(path: str | os.PathLike[str], label: str | None = None, *, option
     t.csv: 3 rows × 2 features, label column 'kind' (the last; no column is named 'label'); delimiter ';', header row, 2 classes
     >>> d.cleanup()
     """
+    p = _regular_file(path, option)
+    if p.suffix.lower() == ".npz":
+        X, y, how = _read_npz(p, option)
+    else:
+        X, y, how = _read_csv(p, label, option)
+    _check(X, y, p, option)
+    classes = np.unique(y)
+    return Table(X, y, f"{p.name}: {X.shape[0]} rows × {X.shape[1]} features, {how}, {len(classes)} classes")
+
+
+def read_features(path: str | os.PathLike[str], n_features: int, label: str | None = None, *,
+                  option: str = "--data") -> Features:
+    """Features for a model of ``n_features`` inputs, and labels where the file has them (to score against).
+
+    A CSV with ``n_features`` columns is all features; with one more, the label column is chosen by
+    :func:`read_table`'s rules (``label=``, a column named ``label``, else the last). An ``.npz`` holds
+    ``X`` and, optionally, ``y``. Errors are ``ValueError`` naming ``option``.
+
+    >>> import tempfile, os
+    >>> d = tempfile.TemporaryDirectory()
+    >>> p = os.path.join(d.name, "new.csv")
+    >>> _ = open(p, "w").write("a,b\\n1,2\\n3,4\\n")
+    >>> f = read_features(p, 2)
+    >>> f.X.tolist(), f.y is None, f.description
+    ([[1.0, 2.0], [3.0, 4.0]], True, "new.csv: 2 rows × 2 features, no labels; delimiter ',', header row")
+    >>> d.cleanup()
+    """
+    p = _regular_file(path, option)
+    if p.suffix.lower() == ".npz":
+        X, y, how = _read_npz(p, option, labels=False)
+    else:
+        delimiter, first, header = _sniff(p, option)
+        if label is not None or len(first) == n_features + 1:
+            X, y, how = _read_csv(p, label, option)
+        elif len(first) == n_features:
+            try:
+                X = np.loadtxt(p, delimiter=delimiter, skiprows=int(header), dtype=np.float64, ndmin=2,
+                               encoding="utf-8-sig", comments=None, quotechar='"')
+            except ValueError as exc:
+                raise ValueError(f"{option} {p}: feature columns must be numeric and every row must have "
+                                 f"{len(first)} fields ({_short(exc)})") from None
+            y, sep = None, {"\t": "TAB"}.get(delimiter, delimiter)
+            how = f"no labels; delimiter {sep!r}, {'header row' if header else 'no header row'}"
+        else:
+            raise ValueError(f"{option} {p}: {len(first)} columns; the model takes {n_features} features "
+                             f"(and, optionally, a label column)")
+    _check_features(X, p, option)
+    if X.shape[1] != n_features:
+        raise ValueError(f"{option} {p}: {X.shape[1]} features; the model takes {n_features}")
+    if y is not None and y.shape[0] != X.shape[0]:
+        raise ValueError(f"{option} {p}: X has {X.shape[0]} rows but y has {y.shape[0]}")
+    return Features(X, y, f"{p.name}: {X.shape[0]} rows × {X.shape[1]} features, {how}")
+
+
+def _regular_file(path: str | os.PathLike[str], option: str) -> Path:
     p = Path(path)
     try:
         is_file = p.is_file()
@@ -80,15 +160,9 @@ def read_table(path: str | os.PathLike[str], label: str | None = None, *, option
     if not is_file:
         reason = "no such file" if not p.exists() else "not a regular file"
         raise ValueError(f"{option} {str(path)!r}: {reason}")
-    if p.suffix.lower() == ".npz":
-        X, y, how = _read_npz(p, option)
-    elif p.suffix.lower() in (".csv", ".txt", ".tsv"):
-        X, y, how = _read_csv(p, label, option)
-    else:
+    if p.suffix.lower() not in (".npz", ".csv", ".txt", ".tsv"):
         raise ValueError(f"{option} must be a .csv or .npz file; got {str(path)!r}")
-    _check(X, y, p, option)
-    classes = np.unique(y)
-    return Table(X, y, f"{p.name}: {X.shape[0]} rows × {X.shape[1]} features, {how}, {len(classes)} classes")
+    return p
 
 
 def _numeric(text: str) -> bool:
@@ -99,7 +173,8 @@ def _numeric(text: str) -> bool:
     return True
 
 
-def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _sniff(p: Path, option: str) -> tuple[str, list[str], bool]:
+    """The delimiter, the first row's fields and whether it is a header, from the first MiB."""
     with open(p, "rb") as handle:
         raw = handle.read(_SNIFF_BYTES)
     try:
@@ -120,10 +195,15 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
     except csv.Error as exc:  # e.g. a field over csv's 128 KiB limit: no number is that long
         raise ValueError(f"{option} {p}: cannot read the first rows as CSV ({exc})") from None
     first = [f.strip() for f in rows[0]]
+    header = len(rows) > 1 and any(not _numeric(a) and _numeric(b) for a, b in zip(first, rows[1]))
+    return delimiter, first, header
+
+
+def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+    delimiter, first, header = _sniff(p, option)
     if len(first) < 2:
         raise ValueError(f"{option} {p}: found 1 column (looked for the delimiters , ; TAB |); "
                          "need at least one feature column and a label column")
-    header = len(rows) > 1 and any(not _numeric(a) and _numeric(b) for a, b in zip(first, rows[1]))
     if header:
         if label is not None and label not in first:
             raise ValueError(f"--label {label!r} is not a column of {p.name}; its columns: {', '.join(first)}")
@@ -144,8 +224,9 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
         y = np.loadtxt(p, delimiter=delimiter, skiprows=skip, usecols=[col], dtype=str, ndmin=1,
                        encoding="utf-8-sig", comments=None, quotechar='"')
     except ValueError as exc:
+        hint = _text_field(p, delimiter, skip, features, first if header else None)
         raise ValueError(f"{option} {p}: feature columns must be numeric and every row must have "
-                         f"{len(first)} fields ({_short(exc)})") from None
+                         f"{len(first)} fields ({hint or _short(exc)})") from None
     y = np.char.strip(y)
     missing = np.isin(np.char.lower(y), ["", "nan", "na", "n/a", "null", "none"])
     if missing.any():
@@ -162,28 +243,64 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
     return X, y, f"{how}; delimiter {sep!r}, {'header row' if header else 'no header row'}"
 
 
+def _text_field(p: Path, delimiter: str, skip: int, features: list[int], names: list[str] | None,
+                max_rows: int = 100_000) -> str | None:
+    """Where the first text sits in a feature column (rows and columns counted from 1), and the fix: the
+    label column named with ``--label``, or put last in a file without a header. None if the first
+    ``max_rows`` rows hold none (the problem is then a row's field count)."""
+    with open(p, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        for number, row in enumerate(reader, start=1 - skip):
+            if number < 1:
+                continue
+            if number > max_rows:
+                return None
+            for col in features:
+                if col < len(row) and row[col].strip() and not _numeric(row[col]):
+                    where = f"data row {number}, column {col + 1}"
+                    if names is not None:
+                        return (f"{where} ({names[col]!r}) holds {row[col].strip()!r}, not a number; if it is the "
+                                f"label column, pass --label {names[col]}")
+                    return (f"{where} holds {row[col].strip()!r}, not a number; without a header row the label "
+                            "must be the last column")
+    return None
+
+
 def _short(exc: Exception) -> str:
     text = str(exc)
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _read_npz(p: Path, option: str, labels: bool = True) -> tuple[np.ndarray, Any, str]:
+    """Arrays ``X`` and ``y`` read with the checkpoints' untrusting reader (:mod:`gradkit._io.archive`)."""
     try:
-        with zipfile.ZipFile(p) as zf:
-            infos = {i.filename: i for i in zf.infolist()}
-            for name in ("X.npy", "y.npy"):
-                if name not in infos:
-                    raise ValueError(f"{option} {p}: an .npz needs arrays 'X' and 'y'; "
-                                     f"found {sorted(n.removesuffix('.npy') for n in infos)}")
-                _check_npy_member(zf, infos[name], option, p)
-        with np.load(p, allow_pickle=False) as f:
-            X, y = f["X"], f["y"]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
-        raise ValueError(f"{option} {p}: not a readable .npz archive ({_short(exc)})") from None
-    if X.dtype.kind == "c" or y.dtype.kind == "c":
-        raise ValueError(f"{option} {p}: complex data is not supported (X is {X.dtype}, y is {y.dtype})")
+        with open_regular(p, TABLE.a) as (handle, size):
+            check_signature(handle, p, TABLE)
+            check_directory(handle, size, p, TABLE)
+            try:
+                archive = zipfile.ZipFile(handle)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error) as exc:
+                raise ValueError(f"{p}: not a readable .npz archive ({_short(exc)})") from None
+            with archive:
+                members = list_members(archive, size, p, TABLE)
+                names = ("X", "y") if labels or "y" in members else ("X",)
+                for name in names:
+                    if name not in members:
+                        raise ValueError(f"{p}: an .npz needs arrays 'X' and 'y'; found {name_list(members)}")
+                    if members[name].file_size > MAX_NPZ_ARRAY_BYTES + MAX_NPY_HEADER:
+                        raise ValueError(f"{p}: member {name}.npy declares {members[name].file_size:,} bytes; "
+                                         f"at most {MAX_NPZ_ARRAY_BYTES:,} are read")
+                check_expansion({k: members[k] for k in names}, size, p)
+                X = read_member(archive, members["X"], "X", p, kind=TABLE)
+                y = read_member(archive, members["y"], "y", p, kind=TABLE) if "y" in names else None
+    except ValueError as exc:
+        raise ValueError(f"{option} {exc}") from None
+    if X.dtype.kind == "c" or (y is not None and y.dtype.kind == "c"):
+        raise ValueError(f"{option} {p}: complex data is not supported (X is {X.dtype}, y is {getattr(y, 'dtype', None)})")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{option} {p}: X must be numeric; got dtype {X.dtype}")
+    if y is None:
+        return np.asarray(X, dtype=np.float64), None, "array X, no labels"
     if y.ndim != 1:
         raise ValueError(f"{option} {p}: y must be 1-d (one label per row); got shape {y.shape}")
     if y.dtype.kind == "f":
@@ -194,37 +311,21 @@ def _read_npz(p: Path, option: str) -> tuple[np.ndarray, np.ndarray, str]:
     return np.asarray(X, dtype=np.float64), y, "arrays X and y"
 
 
-def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, option: str, p: Path) -> None:
-    """Refuse a member whose ``.npy`` header declares more than :data:`MAX_NPZ_ARRAY_BYTES`, or more
-    than it can hold, before anything is allocated."""
-    if info.flag_bits & 0x1:
-        raise ValueError(f"{option} {p}: member {info.filename} is encrypted")
-    with zf.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read is None:
-            raise ValueError(f"{option} {p}: member {info.filename} has .npy format version {version}; "
-                             "1.0 and 2.0 are read")
-        shape, _, dtype = read(member, max_header_size=10_000)
-    declared = math.prod(shape) * dtype.itemsize
-    if dtype.hasobject:
-        raise ValueError(f"{option} {p}: member {info.filename} holds Python objects, which are never loaded")
-    if declared > MAX_NPZ_ARRAY_BYTES or declared > info.file_size:
-        raise ValueError(f"{option} {p}: member {info.filename} declares shape {shape} of {dtype} "
-                         f"({declared:,} bytes) but holds {info.file_size:,} bytes")
-
-
-def _check(X: np.ndarray, y: np.ndarray, p: Path, option: str) -> None:
+def _check_features(X: np.ndarray, p: Path, option: str) -> None:
     if X.ndim != 2:
         raise ValueError(f"{option} {p}: X must be 2-d (samples, features); got shape {X.shape}")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"{option} {p}: X has {X.shape[0]} rows but y has {y.shape[0]}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{option} {p}: no data (X has shape {X.shape})")
     bad = ~np.isfinite(X)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
         raise ValueError(f"{option} {p}: X contains NaN or infinity ({int(bad.sum())} value(s), first in row {row})")
+
+
+def _check(X: np.ndarray, y: np.ndarray, p: Path, option: str) -> None:
+    if X.ndim == 2 and X.shape[0] != y.shape[0]:
+        raise ValueError(f"{option} {p}: X has {X.shape[0]} rows but y has {y.shape[0]}")
+    _check_features(X, p, option)
     if y.dtype.kind == "f":
         raise ValueError(f"{option} {p}: the labels are non-integer numbers ({len(np.unique(y))} distinct values, "
                          "e.g. " + ", ".join(f"{v:g}" for v in y[:3]) + "): a regression target; this job classifies")

@@ -6,6 +6,7 @@ package, no download). Needs the ``train`` extra (scikit-learn, tqdm, matplotlib
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import time
@@ -16,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, losses
-from ._io import atomic_open, save_png, staged_outputs, writable_dir
-from ._optional import require
-from ._rng import RNGLike, as_generator, check_rng, seed_alias
-from .compose import Composed, compose
-from .losses.classification import ClassLoss
-from .nn import Adam, Dense, Sequential, fit, save
-from .nn.train import predicted_classes
+from .. import activations, losses
+from .._io import atomic_open, save_png, staged_outputs, writable_dir
+from .._optional import require
+from .._rng import RNGLike, as_generator, check_rng, seed_alias
+from ..composition import Composed, compose
+from ..losses.classification import ClassLoss
+from ..nn import Adam, Dense, Sequential, fit, save
+from ..nn.train import predicted_classes
 from .tabular import read_table
 
 __all__ = ["DATASETS", "TrainConfig", "build_mlp", "load_data", "load_split", "run", "split_and_scale"]
@@ -48,22 +49,23 @@ class TrainConfig:
     quiet: bool = False
 
 
-def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Features, integer class indices and what was read, in words: digits by default, else a
-    ``.csv`` or ``.npz`` file read by :func:`gradkit.tabular.read_table` (see there for the rules)."""
+def load_data(path: str | None, label: str | None = None) -> tuple[np.ndarray, np.ndarray, str, list[Any]]:
+    """Features, integer class indices, what was read, in words, and the class names (index ``i`` is
+    ``names[i]``): digits by default, else a ``.csv`` or ``.npz`` file read by
+    :func:`gradkit.apps.tabular.read_table` (see there for the rules)."""
     if path is None:
         from sklearn.datasets import load_digits
 
         X, y = load_digits(return_X_y=True)
-        return X.astype(np.float64), y, "digits (scikit-learn): 1797 rows × 64 features, 10 classes"
+        return X.astype(np.float64), y, "digits (scikit-learn): 1797 rows × 64 features, 10 classes", list(range(10))
     table = read_table(path, label)
-    _, y = np.unique(table.y, return_inverse=True)
-    return table.X, y, table.description
+    names, y = np.unique(table.y, return_inverse=True)
+    return table.X, y, table.description, names.tolist()
 
 
 def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) -> tuple[Any, ...]:
-    """``X_train, X_test, y_train, y_test``, the input scaling ``(mean, scale)`` (``x' = (x - mean) / scale``)
-    and what was read, in words.
+    """``X_train, X_test, y_train, y_test``, the input scaling ``(mean, scale)`` (``x' = (x - mean) / scale``),
+    what was read, in words, and the class names.
 
     A :data:`DATASETS` name gives its own split with pixels scaled by 1/255, float32; other data are
     split by :func:`split_and_scale` with ``rng``.
@@ -71,7 +73,7 @@ def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) 
     if data in DATASETS:
         if label is not None:
             raise ValueError(f"--label applies to CSV files; {data} has its labels")
-        from . import datasets
+        from .. import datasets
 
         loader = datasets.load_mnist if data == "mnist" else datasets.load_fashion_mnist
         X_train, y_train, X_test, y_test = loader()
@@ -80,13 +82,13 @@ def load_split(data: str | None, label: str | None = None, rng: RNGLike = None) 
         d = X_train.shape[1]
         name = (f"{data}: {len(y_train)} training rows × {d} features (pixels / 255), {len(y_test)} test rows "
                 f"(its own split), {int(y_train.max()) + 1} classes")
-        return X_train, X_test, y_train, y_test, (np.zeros(d), np.full(d, 255.0)), name
-    X, y, name = load_data(data, label)
+        return X_train, X_test, y_train, y_test, (np.zeros(d), np.full(d, 255.0)), name, list(range(10))
+    X, y, name, classes = load_data(data, label)
     X_train, X_test, y_train, y_test, scaler = split_and_scale(X, y, rng=rng)
-    return X_train, X_test, y_train, y_test, (scaler.mean_, scaler.scale_), name
+    return X_train, X_test, y_train, y_test, (scaler.mean_, scaler.scale_), name, classes
 
 
-@seed_alias("gradkit.training_job.build_mlp")
+@seed_alias("gradkit.apps.train_job.build_mlp")
 def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, rng: RNGLike = None) -> Sequential:
     """Dense layers with ``activation`` between them (He init), a Glorot output layer.
 
@@ -108,7 +110,7 @@ def build_mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, r
     return Sequential(layers)
 
 
-@seed_alias("gradkit.training_job.split_and_scale")
+@seed_alias("gradkit.apps.train_job.split_and_scale")
 def split_and_scale(X: np.ndarray, y: np.ndarray, rng: RNGLike = None) -> tuple[Any, ...]:
     """A stratified 80/20 train/test split, standardized on the training part;
     returns ``X_train, X_test, y_train, y_test`` and the fitted scaler.
@@ -125,6 +127,25 @@ def split_and_scale(X: np.ndarray, y: np.ndarray, rng: RNGLike = None) -> tuple[
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=state, stratify=y)
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test, scaler
+
+
+def warm_up(model: Sequential, head: Composed, X: np.ndarray, y: np.ndarray, one_hot: int | None,
+            batch_size: int) -> float:
+    """One short epoch of a copy of ``model`` on a few rows of ``X``, with validation: the kernels that training
+    will use are compiled (or loaded from numba's cache) here, outside the timed run. Returns its seconds."""
+    start = time.perf_counter()
+    rows = min(len(X), 4 * batch_size)
+    fit(copy.deepcopy(model), X[:rows], y[:rows], loss=head, one_hot=one_hot, optimizer=Adam(1e-3), epochs=1,
+        batch_size=batch_size, validation_data=(X[:batch_size], y[:batch_size]), rng=0)
+    return time.perf_counter() - start
+
+
+def compile_note(seconds: float) -> str | None:
+    """A line for the kernels' first-use compilation when it took long enough to notice (None otherwise)."""
+    if seconds < 1.0:
+        return None
+    return (f"compiled the numba kernels in {seconds:.1f} s (first use; numba caches them for later runs, and the "
+            f"times below leave it out; `python -m gradkit.kernels --warm` compiles them all ahead)")
 
 
 def _head(config: TrainConfig) -> Composed:
@@ -168,7 +189,8 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
 
     head = _head(config)
     out = writable_dir(config.out)
-    X_train, X_test, y_train, y_test, (mean, scale), name = load_split(config.data, config.label, rng=config.seed)
+    X_train, X_test, y_train, y_test, (mean, scale), name, classes = load_split(config.data, config.label,
+                                                                                 rng=config.seed)
     print_fn(f"read {name}")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     one_hot = None if isinstance(head.loss, ClassLoss) else n_classes  # elementwise losses: one-hot rows per batch
@@ -181,6 +203,9 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
         bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['accuracy']:.3f}", val_acc=f"{logs['val_accuracy']:.3f}")
         bar.update(1)
 
+    note = compile_note(warm_up(model, head, X_train, y_train, one_hot, config.batch_size))
+    if note:
+        print_fn(note)
     start = time.perf_counter()
     try:
         history = fit(model, X_train, y_train, loss=head, one_hot=one_hot, optimizer=Adam(config.lr), epochs=config.epochs,
@@ -207,7 +232,8 @@ def run(config: TrainConfig, print_fn: Callable[[str], None] = print) -> dict[st
         save(model, stage / "model.npz", metadata={
             "output": config.output, "loss": config.loss, "n_classes": n_classes, "data": name,
             "test_accuracy": accuracy,
-            # inputs are standardized: x' = (x - mean) / scale before model.forward
-            "scaler_mean": mean, "scaler_scale": scale,
+            # inputs are standardized: x' = (x - mean) / scale before model.forward (gradkit.nn.load_predictor
+            # and `gradkit predict` apply it); the class names in the order of the outputs
+            "scaler_mean": mean, "scaler_scale": scale, "classes": classes,
         })
     return summary

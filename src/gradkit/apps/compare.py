@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, losses
-from ._io import atomic_open, save_png, staged_outputs, writable_dir
-from ._optional import require
+from .. import activations, losses
+from .._io import atomic_open, save_png, staged_outputs, writable_dir
+from .._optional import require
+from ..composition import compose
+from ..nn import Adam, fit
 from ._text import plural
-from .compose import compose
-from .nn import Adam, fit
-from .training_job import DATASETS, build_mlp, load_data, load_split, split_and_scale
+from .train_job import DATASETS, build_mlp, compile_note, load_data, load_split, split_and_scale, warm_up
 
 __all__ = ["PAIRS", "PAPER_PAIRS", "CompareConfig", "run"]
 
@@ -105,14 +105,24 @@ def run(config: CompareConfig, print_fn: Callable[[str], None] = print) -> dict[
     out = writable_dir(config.out)
     fixed: tuple[Any, ...] | None = None
     if config.data in DATASETS:  # its own split, the same for every seed
-        X_train, X_test, y_train, y_test, _, name = load_split(config.data, config.label)
+        X_train, X_test, y_train, y_test, _, name, _ = load_split(config.data, config.label)
         fixed = (X_train, X_test, y_train, y_test)
         y = np.concatenate([y_train, y_test])
     else:
-        X, y, name = load_data(config.data, config.label)
+        X, y, name, _ = load_data(config.data, config.label)
     print_fn(f"read {name}")
     n_classes = int(y.max()) + 1
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in heads}
+    X_first = fixed[0] if fixed is not None else X
+    y_first = fixed[2] if fixed is not None else y
+    warm = 0.0
+    for _, head in heads:  # each head's kernels compiled before any run is timed
+        one_hot = None if isinstance(head.loss, losses.ClassLoss) else n_classes
+        model = build_mlp(X_first.shape[1], config.hidden, n_classes, config.activation, rng=0)
+        warm += warm_up(model, head, X_first, y_first, one_hot, config.batch_size)
+    note = compile_note(warm)
+    if note:
+        print_fn(note)
     for seed in range(config.seeds):
         X_train, X_test, y_train, y_test = fixed if fixed is not None else split_and_scale(X, y, rng=seed)[:4]
         for label, head in heads:
@@ -197,27 +207,32 @@ def _vs_baseline(r: dict[str, Any]) -> str:
     counts = ", ".join(f"{word} on {v[key]}" for key, word in (("better", "better"), ("worse", "worse"), ("ties", "tie"))
                        if v[key])
     ci = "" if v["error_diff_pp_ci95"] is None else f", 95% CI ±{v['error_diff_pp_ci95']:.2f}"
-    return f"{v['error_diff_pp_mean']:+.3f} ± {v['error_diff_pp_std']:.3f} sd{ci} ({counts})"
+    spread = f" ± {v['error_diff_pp_std']:.3f} sd" if v["better"] + v["worse"] + v["ties"] > 1 else ""  # one seed: none
+    return f"{v['error_diff_pp_mean']:+.3f}{spread}{ci} ({counts})"
 
 
 def _print_table(rows: list[dict[str, Any]], name: str, config: CompareConfig, print_fn: Callable[[str], None]) -> None:
     print_fn(f"\n{name}; MLP {list(config.hidden)} {config.activation}, Adam lr {config.lr:g}, "
-             f"{plural(config.epochs, 'epoch')}, batch {config.batch_size}, {plural(config.seeds, 'seed')} (mean ± std)")
+             f"{plural(config.epochs, 'epoch')}, batch {config.batch_size}, {plural(config.seeds, 'seed')}"
+             + (" (mean ± std)" if config.seeds > 1 else ""))
     paper = any(r["paper_mnist_error_pct"] is not None for r in rows)
     header = (f"{'output + loss':<28} {'test accuracy':>16} {'error % (95% CI)':>18} "
               + (f"{'paper %':>8} " if paper else "")
               + f"{'test NLL':>18} {'train s':>8} {'epoch s':>8} {'× base':>7}  error vs {rows[0]['pair']} on the same seed (points)")
     print_fn(header)
     print_fn("-" * len(header))
+    def spread(std: float, digits: int) -> str:  # one seed has no spread: none is printed
+        return f" ± {std:.{digits}f}" if config.seeds > 1 else ""
+
     for r in rows:
         if r["nll_mean"] is not None:
-            nll = f"{r['nll_mean']:.4f} ± {r['nll_std']:.4f}"
+            nll = f"{r['nll_mean']:.4f}{spread(r['nll_std'], 4)}"
         else:
             nll = f"∞ ({100 * r['zero_prob_share_mean']:.1f}% p_y=0)"
         ci = "" if r["error_pct_ci95"] is None else f" ± {r['error_pct_ci95']:.2f}"
         error = f"{r['error_pct_mean']:.2f}{ci}"
         cited = (f"{r['paper_mnist_error_pct']:>8.3f} " if r["paper_mnist_error_pct"] is not None else f"{'':>8} ") if paper else ""
-        print_fn(f"{r['pair']:<28} {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} {error:>18} {cited}"
+        print_fn(f"{r['pair']:<28} {r['accuracy_mean']:.4f}{spread(r['accuracy_std'], 4):<9} {error:>18} {cited}"
                  f"{nll:>18} {r['seconds_mean']:>8.2f} {r['epoch_seconds_median']:>8.3f} {_ratio(r):>7}  {_vs_baseline(r)}")
     print_fn(f"epoch s: median seconds per epoch over all seeds; × base: its ratio to {rows[0]['pair']}'s")
 
