@@ -43,8 +43,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numba as nb
-from numba.core.caching import FunctionCache, IndexDataCacheFile, UserProvidedCacheLocator
+from numba.core import caching as _caching
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.dispatcher import Dispatcher
+
+#: numba's locator of NUMBA_CACHE_DIR: public under this name in newer numba, ``_UserProvidedCacheLocator`` in 0.60
+UserProvidedCacheLocator: Any = (vars(_caching).get("UserProvidedCacheLocator")
+                                 or vars(_caching)["_UserProvidedCacheLocator"])
 
 __all__ = ["KernelCacheWarning", "njit"]
 
