@@ -310,9 +310,10 @@ _READ_ONLY = textwrap.dedent("""
     for name in ("numba", "numba.core"):
         logging.getLogger(name).setLevel(logging.WARNING)
     from numba.core import caching
-    for cls in (caching.InTreeCacheLocator, caching.UserWideCacheLocator, caching.IPythonCacheLocator,
-                caching.ZipCacheLocator):
-        cls.from_function = classmethod(lambda cls, py_func, py_file: None)
+    for name in ("InTreeCacheLocator", "UserWideCacheLocator", "IPythonCacheLocator", "ZipCacheLocator"):
+        cls = getattr(caching, name, None) or getattr(caching, "_" + name, None)  # numba 0.60: _InTree..., no Zip
+        if cls is not None:
+            cls.from_function = classmethod(lambda cls, py_func, py_file: None)
 """)
 
 
