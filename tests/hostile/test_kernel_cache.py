@@ -310,10 +310,8 @@ _READ_ONLY = textwrap.dedent("""
     for name in ("numba", "numba.core"):
         logging.getLogger(name).setLevel(logging.WARNING)
     from numba.core import caching
-    for name in ("InTreeCacheLocator", "UserWideCacheLocator", "IPythonCacheLocator", "ZipCacheLocator"):
-        cls = getattr(caching, name, None) or getattr(caching, "_" + name, None)  # numba 0.60: _InTree..., no Zip
-        if cls is not None:
-            cls.from_function = classmethod(lambda cls, py_func, py_file: None)
+    for cls in caching.FunctionCache._impl_class._locator_classes:  # numba's own locators, whatever their names
+        cls.from_function = classmethod(lambda cls, py_func, py_file: None)
 """)
 
 

@@ -47,10 +47,6 @@ from numba.core import caching as _caching
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.dispatcher import Dispatcher
 
-#: numba's locator of NUMBA_CACHE_DIR: public under this name in newer numba, ``_UserProvidedCacheLocator`` in 0.60
-UserProvidedCacheLocator: Any = (vars(_caching).get("UserProvidedCacheLocator")
-                                 or vars(_caching)["_UserProvidedCacheLocator"])
-
 __all__ = ["KernelCacheWarning", "njit"]
 
 #: the first bytes of every file this cache writes: a pickled string (protocol 0, so it never starts like
@@ -241,7 +237,12 @@ def _private_temp_folder() -> str | None:
     return path
 
 
-class _TempCacheLocator(UserProvidedCacheLocator):
+#: numba's locator of NUMBA_CACHE_DIR (``_UserProvidedCacheLocator`` before numba 0.61)
+_UserLocator: Any = (getattr(_caching, "UserProvidedCacheLocator", None)
+                     or getattr(_caching, "_UserProvidedCacheLocator", None))
+
+
+class _TempCacheLocator(_UserLocator or object):  # type: ignore[misc]
     """The last of numba's locators: :func:`_private_temp_folder`, for an install where nothing else is writable."""
 
     def __init__(self, py_func: Any, py_file: str) -> None:
@@ -257,7 +258,7 @@ class _TempCacheLocator(UserProvidedCacheLocator):
                 _TEMP_ROOT = _private_temp_folder() or ""
         if not _TEMP_ROOT:
             return None
-        locator = super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)  # the source-file check
+        locator = super(_UserLocator, cls).from_function(py_func, py_file)  # the source-file check
         if locator is not None and not _said_temp:
             _said_temp = True
             _log.debug("gradkit: no writable numba cache next to the package or under $HOME: the kernels are "
@@ -274,7 +275,9 @@ def _impl_with_temp_locator() -> Any:
     own class where it has no locator list)."""
     base = getattr(FunctionCache, "_impl_class", None)
     locators = getattr(base, "_locator_classes", None)
-    if base is None or not isinstance(locators, list):
+    usable = _UserLocator is not None and all(hasattr(_UserLocator, name) for name in
+                                              ("get_suitable_cache_subpath", "from_function"))
+    if base is None or not isinstance(locators, list) or not usable:
         return base
     return type("_HealingCacheImpl", (base,), {"_locator_classes": [*locators, _TempCacheLocator]})
 
@@ -342,7 +345,6 @@ def _supported() -> bool:
     needed = {IndexDataCacheFile: ("_open_for_write", "_data_path", "_data_name", "_dump", "_load_index",
                                    "_save_index", "load", "save"),
               FunctionCache: ("load_overload", "save_overload", "_impl_class"),
-              UserProvidedCacheLocator: ("get_suitable_cache_subpath", "from_function"),
               Dispatcher: ("enable_caching",)}
     try:
         params = list(inspect.signature(IndexDataCacheFile.__init__).parameters)
