@@ -128,18 +128,13 @@ def read_features(path: str | os.PathLike[str], n_features: int, label: str | No
     if p.suffix.lower() == ".npz":
         X, y, how = _read_npz(p, option, labels=False)
     else:
-        delimiter, first, header = _sniff(p, option)
+        sniffed = _sniff(p, option)
+        delimiter, first, header = sniffed
         if label is not None or len(first) == n_features + 1:
-            X, y, how = _read_csv(p, label, option)
+            X, y, how = _read_csv(p, label, option, sniffed)
         elif len(first) == n_features:
-            try:
-                X = np.loadtxt(p, delimiter=delimiter, skiprows=int(header), dtype=np.float64, ndmin=2,
-                               encoding="utf-8-sig", comments=None, quotechar='"')
-            except ValueError as exc:
-                raise ValueError(f"{option} {p}: feature columns must be numeric and every row must have "
-                                 f"{len(first)} fields ({_short(exc)})") from None
-            y, sep = None, {"\t": "TAB"}.get(delimiter, delimiter)
-            how = f"no labels; delimiter {sep!r}, {'header row' if header else 'no header row'}"
+            X, y = _load_features(p, sniffed, list(range(len(first))), option), None
+            how = f"no labels; {_layout(delimiter, header)}"
         else:
             raise ValueError(f"{option} {p}: {len(first)} columns; the model takes {n_features} features "
                              f"(and, optionally, a label column)")
@@ -199,8 +194,10 @@ def _sniff(p: Path, option: str) -> tuple[str, list[str], bool]:
     return delimiter, first, header
 
 
-def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.ndarray, str]:
-    delimiter, first, header = _sniff(p, option)
+def _read_csv(p: Path, label: str | None, option: str,
+              sniffed: tuple[str, list[str], bool] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Features and labels of a CSV; ``sniffed`` is :func:`_sniff`'s answer where the caller has it already."""
+    delimiter, first, header = sniffed or _sniff(p, option)
     if len(first) < 2:
         raise ValueError(f"{option} {p}: found 1 column (looked for the delimiters , ; TAB |); "
                          "need at least one feature column and a label column")
@@ -216,17 +213,12 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
             raise ValueError(f"--label {label!r}: {p.name} has no header row (its first row is numbers), so no "
                              "column has a name; leave --label out to use the last column")
         col, how = len(first) - 1, "label in the last column"
-    features = [i for i in range(len(first)) if i != col]
-    skip = 1 if header else 0
+    X = _load_features(p, (delimiter, first, header), [i for i in range(len(first)) if i != col], option)
     try:
-        X = np.loadtxt(p, delimiter=delimiter, skiprows=skip, usecols=features, dtype=np.float64, ndmin=2,
-                       encoding="utf-8-sig", comments=None, quotechar='"')
-        y = np.loadtxt(p, delimiter=delimiter, skiprows=skip, usecols=[col], dtype=str, ndmin=1,
+        y = np.loadtxt(p, delimiter=delimiter, skiprows=int(header), usecols=[col], dtype=str, ndmin=1,
                        encoding="utf-8-sig", comments=None, quotechar='"')
     except ValueError as exc:
-        hint = _text_field(p, delimiter, skip, features, first if header else None)
-        raise ValueError(f"{option} {p}: feature columns must be numeric and every row must have "
-                         f"{len(first)} fields ({hint or _short(exc)})") from None
+        raise ValueError(_fields_message(p, option, len(first), _short(exc))) from None
     y = np.char.strip(y)
     missing = np.isin(np.char.lower(y), ["", "nan", "na", "n/a", "null", "none"])
     if missing.any():
@@ -239,8 +231,28 @@ def _read_csv(p: Path, label: str | None, option: str) -> tuple[np.ndarray, np.n
             raise ValueError(f"{option} {p}: the label column has {int(np.isnan(values).sum())} NaN value(s); "
                              "every row needs a class")
         y = values.astype(np.int64) if np.all(values == np.round(values)) and np.all(np.abs(values) < 2**53) else values
+    return X, y, f"{how}; {_layout(delimiter, header)}"
+
+
+def _load_features(p: Path, sniffed: tuple[str, list[str], bool], features: list[int], option: str) -> np.ndarray:
+    """The ``features`` columns as float64; a failure says where the first text is (:func:`_text_field`)."""
+    delimiter, first, header = sniffed
+    try:
+        return np.loadtxt(p, delimiter=delimiter, skiprows=int(header), usecols=features, dtype=np.float64, ndmin=2,
+                          encoding="utf-8-sig", comments=None, quotechar='"')
+    except ValueError as exc:
+        hint = _text_field(p, delimiter, int(header), features, first if header else None)
+        raise ValueError(_fields_message(p, option, len(first), hint or _short(exc))) from None
+
+
+def _fields_message(p: Path, option: str, n_fields: int, detail: str) -> str:
+    return f"{option} {p}: feature columns must be numeric and every row must have {n_fields} fields ({detail})"
+
+
+def _layout(delimiter: str, header: bool) -> str:
+    """The CSV's layout in words, for the description."""
     sep = {"\t": "TAB"}.get(delimiter, delimiter)
-    return X, y, f"{how}; delimiter {sep!r}, {'header row' if header else 'no header row'}"
+    return f"delimiter {sep!r}, {'header row' if header else 'no header row'}"
 
 
 def _text_field(p: Path, delimiter: str, skip: int, features: list[int], names: list[str] | None,
