@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo lint test test-min bench compare mnist fashion-mnist docs docs-check clean
+.PHONY: demo lint test test-min bench compare mnist fashion-mnist docs docs-check dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -128,5 +128,13 @@ docs: $(VENV)/.installed-docs
 docs-check: docs
 	$(BIN)/python docs/check_site.py docs/_build/html
 
+# an sdist and a wheel in dist/, as a package index would receive them: the long description (README.md with its
+# relative links rewritten, docs/package_description.md) checked up to date first, `twine check --strict` after
+dist: $(VENV)/.installed-test
+	rm -rf dist
+	$(BIN)/python tools/package_description.py --check
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) $(VENV_MIN) .pytest_cache .hypothesis .mypy_cache .ruff_cache docs/_build docs/api/generated
+	rm -rf $(VENV) $(VENV_MIN) dist build .pytest_cache .hypothesis .mypy_cache .ruff_cache docs/_build docs/api/generated

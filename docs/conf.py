@@ -39,7 +39,8 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
+# package_description.md is the README as a package index shows it (tools/package_description.py), not a page
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "package_description.md"]
 templates_path: list[str] = []
 
 # the README's sections are included into the guides as they stand: their own heading levels (## / ###) sit under a
