@@ -37,7 +37,10 @@ lint: $(VENV)/.installed-test
 # One pytest worker per core (pytest-xdist; the workers share numba's on-disk cache of compiled kernels);
 # `make test PYTEST_WORKERS=0` runs them in this process
 PYTEST_WORKERS ?= auto
+# The kernels are compiled once, in one process, before the workers start (from a fresh clone: about 110 s,
+# where each worker compiling the same kernels into an empty cache cost the numba pass about 6 minutes more)
 test: lint
+	$(BIN)/python -m gradkit.kernels --warm
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 	GRADKIT_DISABLE_NUMBA=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 

@@ -29,10 +29,23 @@ try:
 except ImportError:  # pragma: no cover - JAX is in the bench extra only
     jax = None
 
-NAMESPACES = {"torch": torch.asarray, "array_api_strict": xps.asarray}
+# array-api-strict's non-default device stands in for an accelerator: mixing devices raises there, so a
+# result built from a default-device constant (xp.asarray without device=) fails, and each result's device
+# is checked to be the input's
+DEVICE1 = xps.Device("device1")
+NAMESPACES = {
+    "torch": torch.asarray,
+    "array_api_strict": xps.asarray,
+    "array_api_strict@device1": lambda a: xps.asarray(a, device=DEVICE1),
+}
+DEVICES = {"array_api_strict@device1": DEVICE1}
 if jax is not None:
     NAMESPACES["jax"] = jnp.asarray
-ARRAY_TYPES = {"torch": torch.Tensor, "array_api_strict": type(xps.asarray(0.0))}
+ARRAY_TYPES = {
+    "torch": torch.Tensor,
+    "array_api_strict": type(xps.asarray(0.0)),
+    "array_api_strict@device1": type(xps.asarray(0.0)),
+}
 if jax is not None:
     ARRAY_TYPES["jax"] = jax.Array
 NS = pytest.mark.parametrize("ns", list(NAMESPACES))
@@ -41,18 +54,22 @@ NS = pytest.mark.parametrize("ns", list(NAMESPACES))
 def _numpy(a):
     if isinstance(a, torch.Tensor):
         return a.detach().numpy()
+    if isinstance(a, ARRAY_TYPES["array_api_strict"]) and a.device != xps.Device("CPU_DEVICE"):
+        a = xps.asarray(a, device=xps.Device("CPU_DEVICE"))  # np.asarray refuses a non-default device
     return np.asarray(a)
 
 
 def _check(got, ref, ns, what):
     assert isinstance(got, ARRAY_TYPES[ns]), f"{what}: {type(got)}"
+    if ns in DEVICES:
+        assert got.device == DEVICES[ns], f"{what}: on {got.device}, not on the input's {DEVICES[ns]}"
     np.testing.assert_allclose(_numpy(got), ref, rtol=1e-12, atol=1e-14, err_msg=what)
 
 
 def _pair(name, ns):
     """Two equal activations, one for the namespace and one for NumPy (same seed if stochastic)."""
     kwargs = {"rng": 0} if gk.activations.get(name).stochastic else {}
-    if name == "gelu" and ns == "array_api_strict":  # the standard has no erf/ndtr
+    if name == "gelu" and ns.startswith("array_api_strict"):  # the standard has no erf/ndtr
         kwargs = {"approximate": "tanh"}
     return gk.activations.get(name, **kwargs), gk.activations.get(name, **kwargs)
 
@@ -174,3 +191,20 @@ def test_estimators_follow_the_input_namespace_with_array_api_dispatch(ns):
     assert gk.get_config()["array_api_dispatch"] is False  # the context restored it
     with pytest.raises(TypeError, match="array_api_dispatch must be a bool"):
         gk.set_config(array_api_dispatch="yes")
+
+
+@pytest.mark.parametrize("name", gk.activations.names())
+def test_gradcheck_takes_a_point_on_another_device(name):
+    """gradcheck copies the point (and a head's target) to the host once and differentiates there."""
+    conv = NAMESPACES["array_api_strict@device1"]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal((3, 4))
+    act, _ = _pair(name, "array_api_strict@device1")
+    assert bool(gk.gradcheck(act, conv(x), allow_kinks=True)) == bool(gk.gradcheck(act, x, allow_kinks=True))
+    for loss in (gk.MSELoss(), gk.CrossEntropyLoss()):
+        try:
+            head = gk.compose(act, loss)
+        except ValueError:
+            continue
+        t = random_target(loss, x.shape, rng, labels=isinstance(loss, gk.CrossEntropyLoss))
+        assert gk.gradcheck(head, conv(x), target=conv(t), allow_kinks=True), (name, loss)

@@ -52,7 +52,7 @@ from .checks import (
 )
 from .differences import DEFAULT_TOLERANCES, _dtype_name, _numpy, _working_eps, default_step, default_tolerances
 from .report import CheckResult, GradcheckReport, _compare
-from .subjects import _check_callable, _draw, _layer_params, _np_dtypes, _point, _resolve, random_target
+from .subjects import _check_callable, _draw, _layer_params, _np_dtypes, _on_host, _point, _resolve, random_target
 
 __all__ = ["DEFAULT_TOLERANCES", "FAST_PROBES", "JACOBIAN_MAX_ENTRIES", "CheckResult", "GradcheckReport", "default_step",
            "default_tolerances", "gradcheck", "random_target"]
@@ -161,6 +161,8 @@ def _check_options(rng: RNGLike, eps: float | None, rtol: float | None, atol: fl
 
 def _gradcheck(f: Any, x: Any, vjp: Any, jvp: Any, target: Any, rng: RNGLike, step: float | None,
                rtol: float | None, atol: float | None, max_points: int, fast: bool, allow_kinks: bool) -> GradcheckReport:
+    if target is not None:
+        target = _on_host(target)  # with x, differentiated in NumPy on the host
     fn, vjp_fn, jvp_fn, jac_fn, axis, name = _resolve(f, vjp, jvp, target)
     x = _point(x)
     rng = as_generator(rng)
