@@ -203,6 +203,27 @@ def _probe(address: str, timeout: float) -> None:
                       f"({type(errors[0]).__name__}: {errors[0]}); {hint}") from errors[0]
 
 
+def _gather(client: Any, futures: list[Any], timeout: float) -> list[Any]:
+    """The futures' results. A step may take as long as it needs, but every ``timeout`` seconds that it is not done
+    the scheduler must answer a ping within ``timeout``: one that went silent (stopped, cut off) raises
+    ``TimeoutError`` naming its address instead of waiting forever."""
+    from distributed import wait
+
+    while True:
+        try:
+            with client.as_current():  # wait() asks the current client; this one need not be the default
+                wait(futures, timeout=timeout)
+            return list(client.gather(futures))
+        except TimeoutError:
+            pass
+        try:
+            client.sync(client.scheduler.identity, callback_timeout=timeout)
+        except (TimeoutError, OSError) as exc:
+            address = getattr(client.scheduler, "address", None)
+            raise TimeoutError(f"the Dask scheduler at client={address!r} stopped answering: no reply within "
+                               f"timeout={timeout:g} s while a training step was running") from exc
+
+
 @contextmanager
 def _client(client: Any, timeout: float = 30.0) -> Iterator[Any]:
     from distributed import Client, LocalCluster
@@ -212,7 +233,12 @@ def _client(client: Any, timeout: float = 30.0) -> Iterator[Any]:
         return
     if isinstance(client, str):
         _probe(client, timeout)
-        with Client(client, timeout=timeout) as c:
+        try:
+            connected = Client(client, timeout=timeout)
+        except (TimeoutError, OSError) as exc:  # answered the probe, then not the client's registration
+            raise TimeoutError(f"the Dask scheduler at client={client!r} accepted the connection but did not "
+                               f"register this client within timeout={timeout:g} s") from exc
+        with connected as c:
             yield c
         return
     if client is not None:
@@ -284,8 +310,10 @@ def fit(model: Sequential, X: Any, y: Any, *, loss: Any, optimizer: Optimizer | 
     callback
         ``callback(epoch, logs)`` after every epoch.
     timeout
-        Seconds to wait for the scheduler at a ``client`` address to answer (connection and Dask's handshake):
-        past it, ``TimeoutError`` naming the address and the timeout.
+        Seconds to wait for the scheduler at a ``client`` address to answer (connection, Dask's handshake, the
+        client's registration): past it, ``TimeoutError`` naming the address and the timeout. During training a
+        step may take as long as it needs, but every ``timeout`` seconds the scheduler must answer a ping within
+        ``timeout`` (any client): one that stops answering raises ``TimeoutError`` naming its address.
 
     Returns
     -------
@@ -299,7 +327,7 @@ def fit(model: Sequential, X: Any, y: Any, *, loss: Any, optimizer: Optimizer | 
     X, y = _row_blocks(X, y)
     seed = root_seed(rng)  # drawn once the input is checked (a Generator is advanced by one draw)
     with _client(client, timeout) as c:
-        steps = _BlockSteps(c, model, head, X, y, batch_size, seed, persist)
+        steps = _BlockSteps(c, model, head, X, y, batch_size, seed, persist, timeout)
         return run_epochs(model, steps, optimizer, epochs, callback=callback)
 
 
@@ -350,7 +378,8 @@ class _BlockSteps(Steps):
     unit = "step"
 
     def __init__(self, client: Any, model: Sequential, head: Composed, X: Any, y: Any, batch_size: int | None,
-                 seed: int, persist: bool | None) -> None:
+                 seed: int, persist: bool | None, timeout: float) -> None:
+        self.timeout = timeout
         if persist is None:
             memory = sum(w.get("memory_limit", 0) or 0 for w in client.scheduler_info()["workers"].values())
             persist = memory > 0 and (X.nbytes + y.nbytes) < 0.5 * memory
@@ -379,7 +408,7 @@ class _BlockSteps(Steps):
         shipped = dask.delayed(copy.deepcopy(self.model), name=f"gradkit-model-{uuid.uuid4().hex}")
         tasks = [dask.delayed(_block_sums)(shipped, self.head, xb, yb, r, b)
                  for b, (xb, yb, r) in enumerate(zip(self.x_blocks, self.y_blocks, rows)) if r is None or len(r)]
-        return self._reduce(self.client.gather(self.client.compute(tasks)))
+        return self._reduce(_gather(self.client, self.client.compute(tasks), self.timeout))
 
     def _reduce(self, results: list[tuple[float, dict[str, np.ndarray], float, int | None, int]]) -> StepResult:
         """The blocks' sums added in block order (deterministic), divided by the total denominator."""

@@ -477,3 +477,91 @@ def test_distributed_scheduler_address_that_never_answers_times_out():
     with pytest.raises(ValueError, match="timeout must be finite and > 0"):
         gd.fit(_model(np.float64), *_data(n=8), loss=SOFTMAX_XENT, client=f"tcp://127.0.0.1:{port}", timeout=0)
 
+
+
+def _silent_after_handshake() -> tuple[str, threading.Event]:
+    """A Dask comm listener that completes the handshake, then never answers a message."""
+    import asyncio
+
+    from distributed.comm import listen
+
+    address: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async def handler(comm) -> None:
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+
+            listener = listen("tcp://127.0.0.1:0", handler)
+            await listener.start()
+            address.append(listener.contact_address)
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            listener.stop()
+
+        asyncio.run(main())
+
+    threading.Thread(target=serve, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not address and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert address, "the listener did not start"
+    return address[0], stop
+
+
+def test_distributed_scheduler_that_answers_the_handshake_then_goes_silent_times_out():
+    pytest.importorskip("distributed")
+    gd = pytest.importorskip("gradkit.distributed")
+    address, stop = _silent_after_handshake()
+    try:
+        with pytest.raises(TimeoutError) as info:
+            gd.fit(_model(np.float64), *_data(n=8), loss=SOFTMAX_XENT, client=address, timeout=2)
+    finally:
+        stop.set()
+    assert address in str(info.value) and "timeout=2 s" in str(info.value)
+    assert "did not register this client" in str(info.value)
+
+
+def test_distributed_scheduler_that_stops_during_training_times_out():
+    """A real scheduler and worker (processes), the scheduler stopped (SIGSTOP) after the first epoch."""
+    pytest.importorskip("distributed")
+    gd = pytest.importorskip("gradkit.distributed")
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    if not hasattr(signal, "SIGSTOP"):
+        pytest.skip("needs POSIX signals")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--dashboard-address", ":0", "--no-show"], **quiet)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                               "--no-dashboard"], **quiet)
+    epochs: list[int] = []
+
+    def stop_the_scheduler(epoch: int, logs: dict) -> None:
+        epochs.append(epoch)
+        os.kill(scheduler.pid, signal.SIGSTOP)
+
+    try:
+        with Client(address, timeout=60) as c:
+            c.wait_for_workers(1, timeout=60)
+        with pytest.raises(TimeoutError) as info:
+            gd.fit(_model(np.float64), *_data(n=8), loss=SOFTMAX_XENT, client=address, timeout=2, epochs=3,
+                   callback=stop_the_scheduler)
+    finally:
+        os.kill(scheduler.pid, signal.SIGCONT)
+        for p in (scheduler, worker):
+            p.kill()
+            p.wait(timeout=30)
+    assert len(epochs) == 1, epochs  # the first epoch trained, the second found the scheduler stopped
+    assert address in str(info.value) and "stopped answering" in str(info.value)
