@@ -295,6 +295,39 @@ def test_forked_workers_run_threaded_size_kernels_after_the_parent_did(layer, hi
         assert used == "tbb"  # the fast extra's wheel is found although numba alone would not find it
 
 
+_TORCH_FORK_SCRIPT = """
+    import multiprocessing as mp
+    import numpy as np, torch, gradkit as gk, gradkit.torch as gt
+    torch.set_num_threads(1)   # the documented remedy for torch's own pool; gradkit's kernels stay threaded
+
+    def work(seed):
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(256, 512, generator=gen, requires_grad=True)   # threaded-size kernels
+        g = torch.randn(256, 512, generator=gen)
+        (dz,) = torch.autograd.grad(gt.wrap(gk.Softmax())(z), z, grad_outputs=g)
+        labels = torch.randint(0, 512, (256,), generator=gen)
+        loss = gt.wrap(gk.compose(gk.LogSoftmax(), gk.NLLLoss()))(z, labels)
+        (dl,) = torch.autograd.grad(loss, z)
+        x = z.detach().numpy()
+        return dz.numpy(), dl.numpy(), gk.Sparsemax().vjp(x, g.numpy())
+
+    if __name__ == "__main__":
+        mine = [work(s) for s in range(3)]
+        with mp.get_context("fork").Pool(2) as pool:
+            theirs = pool.map(work, range(3))
+        assert all(np.array_equal(p, q) for a, b in zip(mine, theirs) for p, q in zip(a, b)), "results differ"
+        print("ok")
+"""
+
+
+def test_forked_children_of_a_torch_wrap_parent_do_not_hang_with_one_torch_thread():
+    """With torch's own pool at one thread (its fork limit, documented), gradkit adds no hang of its own: the
+    parent runs the wrapper and threaded-size kernels, forked children do the same and get the same numbers."""
+    pytest.importorskip("torch")
+    proc = _run(_TORCH_FORK_SCRIPT)
+    assert proc.stdout.split()[-1] == "ok"
+
+
 def test_a_forked_child_of_a_gnu_openmp_parent_uses_the_serial_kernels(monkeypatch):
     from gradkit.kernels import _threads
 
