@@ -18,7 +18,7 @@ PAIRS = [
     and gk.activations.get(a).output_range[1] <= gk.losses.get(name).input_domain[1]
 ]
 
-FUSED_PAIRS = [("softmax", "cross_entropy"), ("log_softmax", "nll"), ("sigmoid", "bce")]
+FUSED_PAIRS = [("softmax", "cross_entropy"), ("softmax", "kl_div"), ("log_softmax", "nll"), ("sigmoid", "bce")]
 
 
 def test_every_activation_meets_at_least_four_losses():

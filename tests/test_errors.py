@@ -54,7 +54,7 @@ ERRORS = [
     ("weight negative", lambda: gk.NLLLoss(weight=np.array([1.0, -1.0])), ValueError, r"weight must be finite and >= 0"),
     ("huber delta", lambda: gk.HuberLoss(delta=0), ValueError, r"delta must be finite and > 0; got 0"),
     ("loss axis", lambda: gk.CrossEntropyLoss(axis=3)(P, np.array([0, 1])), ValueError, r"axis must be in \[-2, 1\]"),
-    ("empty batch", lambda: gk.MSELoss()(np.zeros((0, 3)), np.zeros((0, 3))), ValueError, r"pred must not be empty"),
+    ("empty batch target shape", lambda: gk.MSELoss()(np.zeros((0, 3)), np.zeros((0, 4))), ValueError, r"target"),
     ("loss vjp g shape", lambda: gk.MSELoss().vjp(X, X, np.ones(2)), ValueError, r"g must have the shape of the loss, \(\); got \(2,\)"),
     ("unknown loss", lambda: gk.losses.get("hinge"), ValueError, r"unknown loss 'hinge'; valid names: bce, bce_with_logits, cross_entropy"),
     ("kwargs on instance", lambda: gk.losses.get(gk.MSELoss(), reduction="sum"), TypeError, r"keyword arguments go with a loss name"),

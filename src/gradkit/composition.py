@@ -4,11 +4,11 @@ The generic path is the chain rule, for any pair::
 
     p = act(z);  L, dp = loss.value_and_grad(p, target);  dz = act.vjp(z, dp, y=p)
 
-Five pairs also have a fused path (``head.fused``; ``compose(..., fused=False)`` turns it off):
+Six pairs also have a fused path (``head.fused``; ``compose(..., fused=False)`` turns it off):
 
-* softmax + cross_entropy and log_softmax + nll, computed from the logits, which is
+* softmax + cross_entropy, softmax + kl_div and log_softmax + nll, computed from the logits, which is
   exact where the generic path is clamped (``p`` underflowing to 0) and cheaper:
-  :math:`l = -\\sum_c w_c t_c \\log\\mathrm{softmax}(z)_c`,
+  :math:`l = -\\sum_c w_c t_c \\log\\mathrm{softmax}(z)_c` (kl_div adds :math:`\\sum_c w_c t_c \\log t_c`),
   :math:`\\partial l/\\partial z = (p \\sum_c w_c t_c - w \\odot t)/T`;
 * sigmoid + bce: the :class:`~gradkit.losses.BCEWithLogitsLoss` formula;
 * log_taylor_softmax + nll and log_spherical_softmax + nll: the chain rule itself written out per row in one
@@ -28,6 +28,12 @@ finite (``2(p - t)`` at ``p - t`` near the float maximum, then a softmax or spar
 Jacobian that removes the common part) the VJP is redone on ``dL/dp / 2^k``. For a head
 without a fused path, without a mask or with one in front of an elementwise loss, the JVP is forward mode,
 ``loss.jvp(p, t, act.jvp(z, v))`` (masked entries then add exactly 0).
+
+float32 heads whose value, gradient, VJP or JVP comes out NaN or infinite at finite scores
+(an activation whose output leaves float32, ``selu(max) = 1.05·max``; a row spanning more than
+float32's range, whose ``z - max z`` overflows) are redone in float64 and rounded back: the
+result is finite wherever the float64 answer fits float32 (eager calls; under tracing, where no
+value can be looked at, the float32 answer stands).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from .activations.spherical import LogSphericalSoftmax, LogTaylorSoftmax
 from .base import Activation
 from .losses.base import ElementwiseLoss, Loss
 from .losses.binary import BCELoss, BCEWithLogitsLoss
-from .losses.classification import ClassLoss, CrossEntropyLoss, NLLLoss, xlogy
+from .losses.classification import ClassLoss, CrossEntropyLoss, KLDivLoss, NLLLoss, xlogy
 from .losses.entmax_bisect import EntmaxBisectLoss
 from .losses.fenchel_young import Entmax15Loss, SparsemaxLoss
 
@@ -63,8 +69,9 @@ Fused = Callable[["Composed", Any, Any, Any, int, Any], "tuple[Any, ...] | None"
 
 def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask: Any) -> tuple[Any, Any, Any]:
     act: Any = head.activation  # Softmax or LogSoftmax
-    loss: Any = head.loss  # CrossEntropyLoss or NLLLoss
-    fast = _fused_kernel(xp, loss, z, target, axis, mask, act.temperature)
+    loss: Any = head.loss  # CrossEntropyLoss, KLDivLoss or NLLLoss
+    kl = isinstance(loss, KLDivLoss)
+    fast = None if kl else _fused_kernel(xp, loss, z, target, axis, mask, act.temperature)
     if fast is not None:
         return fast
     tgt = loss.prepare_target(xp, z, target, live=mask)
@@ -72,7 +79,11 @@ def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask:
     e, total = exp_and_sum(xp, s, axis)
     log_p = s - xp.log(total)
     wt = tgt.weighted()
-    items = -xp.sum(xlogy(xp, wt, log_p), axis=axis)
+    if kl:  # KL(t || p) = Σ t log t - Σ t log p: the targets' own term, 0 where t = 0
+        log_t = xp.log(xp.where(tgt.t > 0, tgt.t, 1.0))
+        items = xp.sum(xlogy(xp, wt, log_t - log_p), axis=axis)
+    else:
+        items = -xp.sum(xlogy(xp, wt, log_p), axis=axis)
     # a class at -inf (a -inf or masked logit, or a finite one beside +inf) cannot move: its target
     # mass adds to the loss (inf), not to the gradient. A finite logit whose shift z - max merely
     # overflowed (a row spanning more than the float range) still moves: gradient p·Σt - t, finite.
@@ -164,6 +175,7 @@ _PAIRED: dict[tuple[type, type], Fused] = {
 
 _FUSED: dict[tuple[type, type], Fused] = {
     (Softmax, CrossEntropyLoss): _softmax_xent,
+    (Softmax, KLDivLoss): _softmax_xent,
     (LogSoftmax, NLLLoss): _softmax_xent,
     (Sigmoid, BCELoss): _sigmoid_bce,
     (LogTaylorSoftmax, NLLLoss): _log_phi_nll,
@@ -231,32 +243,43 @@ class Composed:
 
     def jvp(self, z: ArrayLike, target: ArrayLike, v: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """Return the directional derivative of the loss along ``v`` (the shape of the loss)."""
+        out, p = self._jvp(z, target, v, where)
+        xp, zc, _, _, mask = self.activation._prepare(z, where)
+        wide = None if self.activation.stochastic else _in_float64(xp, zc, mask, xp.asarray(out), p)
+        if wide is None:
+            return out
+        v64 = xp.astype(like(v, zc, xp, "v", "z"), xp.float64)  # float32 overflowed on the way: see _run
+        with numpy_errstate(xp, over="ignore"):  # an answer beyond float32 rounds to inf: the first pass warned
+            return cast(xp, self._jvp(wide, target, v64, where)[0], out.dtype)
+
+    def _jvp(self, z: Any, target: Any, v: Any, where: Any) -> tuple[Any, Any]:
+        """The JVP, and the activation's output where this computed it (else None)."""
         act, loss = self.activation, self.loss
         if where is None and self._fused is None:
             # forward mode: J v first, then the loss's JVP. Exact where contracting the gradient is not:
             # that gradient can overflow (SELU's 1.76 times an MSE gradient near the float maximum)
             # while the directional derivative is finite
             p = act(z)
-            return loss.jvp(p, target, act.jvp(z, v, y=p))
+            return loss.jvp(p, target, act.jvp(z, v, y=p)), p
         if isinstance(loss, ElementwiseLoss) and act.supports_mask:
             # each element's loss depends on its whole row: chain the JVPs in forward mode (contracting
             # the gradient can overflow where the directional derivative is finite, as above)
             p = act(z, where=where)
             dp = act.jvp(z, v, y=p, where=where)
             if where is None:
-                return loss.jvp(p, target, dp)
+                return loss.jvp(p, target, dp), p
             xp, _, _, _, live = act._prepare(z, where)  # masked entries take no part (see ElementwiseLoss)
             if loss.reduction == "none":
-                return xp.where(live, loss.jvp(xp.where(live, p, 0.0), target, dp), 0.0)
+                return xp.where(live, loss.jvp(xp.where(live, p, 0.0), target, dp), 0.0), p
             # a masked entry becomes a point inside the loss's domain with a zero tangent, so it adds
             # exactly 0 to the sum; the mean's denominator counts every entry, as in ElementwiseLoss.compute_items
             inside = _inside(loss.input_domain)
             t = like(target, p, xp, "target", "z")
-            return loss.jvp(xp.where(live, p, inside), xp.where(live, t, inside), xp.where(live, dp, 0.0))
+            return loss.jvp(xp.where(live, p, inside), xp.where(live, t, inside), xp.where(live, dp, 0.0)), p
         # otherwise each item depends only on its own slice of z: contract the gradient
         run = self._run(z, target, where)
         vc = like(v, run.z, run.xp, "v", "z")
-        return run.out(self.loss._contract(run.xp, run.grad * vc, vc.ndim))
+        return run.out(self.loss._contract(run.xp, run.grad * vc, vc.ndim)), run.prediction
 
     def partial_sums(
         self, z: ArrayLike, target: ArrayLike, *, where: ArrayLike | None = None
@@ -288,6 +311,22 @@ class Composed:
             loss_axis = normalize_axis(loss.axis, zc.ndim, "loss axis")
             if loss_axis != axis:
                 raise ValueError(f"the activation's axis ({act.axis}) and the loss's class axis ({loss.axis}) differ for x of {zc.ndim} dimensions")
+        run = self._compute(xp, zc, target, axis, mask, g, sums, out_dtype)
+        # (not for a stochastic activation: a second pass would draw another sample)
+        wide = None if act.stochastic else _in_float64(xp, zc, mask, run.value, run.grad, run.prediction)
+        if wide is None:
+            return run
+        # float32 overflowed on the way (selu(max) = 1.05·max, a row spanning more than the range) at
+        # finite scores: float64 holds every intermediate, and its answer rounds back to float32
+        run64 = self._compute(xp, wide, target, axis, mask, g, sums, out_dtype)
+        pred = run64.prediction
+        with numpy_errstate(xp, over="ignore"):  # an answer beyond float32 rounds to inf: the first pass warned
+            return run64._replace(z=zc, value=cast(xp, run64.value, zc.dtype), grad=cast(xp, run64.grad, zc.dtype),
+                                  prediction=None if pred is None else cast(xp, pred, zc.dtype))
+
+    def _compute(self, xp: Any, zc: Any, target: Any, axis: int, mask: Any, g: Any, sums: bool,
+                 out_dtype: Any) -> _Run:
+        act, loss = self.activation, self.loss
         prediction = None
         fused = None if self._fused is None else self._fused(self, xp, zc, target, axis, mask)
         if fused is not None:
@@ -324,6 +363,20 @@ class Composed:
         if sums and loss.reduction == "sum":
             denom = 1
         return _Run(xp, zc, value, gz, out_dtype, denom, prediction)
+
+
+def _in_float64(xp: Any, z: Any, mask: Any, *results: Any) -> Any:
+    """``z`` in float64 where a float32 head's ``results`` (None: not computed) came out NaN or infinite
+    although its live scores are finite (an intermediate overflowed; masked entries of a prediction are not
+    looked at); None otherwise: float64 input (no wider dtype), traced values (none to look at), non-finite
+    scores (their answer is non-finite in any dtype), finite results."""
+    if z.dtype != xp.float32 or is_traced(z):
+        return None
+    if all(bool(xp.all(xp.isfinite(r if mask is None or r.shape != z.shape else xp.where(mask, r, 0.0))))
+           for r in results if r is not None):
+        return None
+    live = xp.isfinite(z) if mask is None else (xp.isfinite(z) | ~mask)
+    return xp.astype(z, xp.float64) if bool(xp.all(live)) else None
 
 
 def _check_same_alpha(activation: Any, loss: Any) -> None:

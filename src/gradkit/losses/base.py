@@ -10,6 +10,11 @@ and reduces them:
   class-weighted labels, the sum of the items' weights, as in PyTorch). When
   ``D = 0`` (every item ignored) the loss and its gradient are 0, not NaN.
 
+Empty batches (no items: ``pred`` with 0 rows) follow PyTorch: ``"mean"`` is NaN
+(0/0: a mean over nothing has no finite answer), ``"sum"`` is 0, ``"none"`` an empty
+array; the gradient, VJP and ``"none"`` JVP are empty arrays of their usual shapes,
+the ``"mean"`` JVP is NaN and the ``"sum"`` JVP 0.
+
 ``grad(pred, target)`` is :math:`\\partial L/\\partial\\,\\mathrm{pred}`; with
 ``reduction="none"`` it is the gradient of :math:`\\sum_i l_i`, i.e. each item's
 own gradient, side by side. ``vjp(pred, target, g)`` weights items by an
@@ -140,6 +145,8 @@ class Loss(Parametrized):
         with numpy_errstate(xp, over="ignore", invalid="ignore"):  # a non-finite result is redone below
             _, gv = self._reduce(xp, items, raw * vc, denom)  # the reduction is linear in the gradient
             out = self._contract(xp, gv, p.ndim)
+        if not math.prod(items.shape):  # an empty batch: nothing to redo (a mean's JVP is 0/0, as in PyTorch)
+            return cast(xp, out, out_dtype)
         if is_traced(out) or not bool(xp.all(xp.isfinite(out))):
             # a term (2·d·v at d ~ max) or the sum of terms of both signs overflowed, where the
             # directional derivative may be finite: redo it on v / F and scale back, where needed
@@ -166,7 +173,7 @@ class Loss(Parametrized):
         NaN is not refused here (it propagates). One or two reductions when ``p`` is inside.
         """
         lo, hi = self.input_domain
-        if lo == -math.inf and hi == math.inf:
+        if (lo == -math.inf and hi == math.inf) or not math.prod(p.shape):  # (an empty p has no min or max)
             return p
         inside = min(max(0.0, lo), hi)  # a stand-in inside the domain
         q = p if live is None else xp.where(live, p, inside)
@@ -206,8 +213,11 @@ class Loss(Parametrized):
         return None
 
     def _contract(self, xp: Any, a: Any, ndim: int) -> Any:
+        """A JVP from the reduced gradient times the tangent: summed over the items' axes (and over
+        nothing, for a mean over no items, NaN as in PyTorch: 0/0)."""
         if self.reduction != "none":
-            return xp.sum(a)
+            out = xp.sum(a)
+            return out if math.prod(a.shape) or self.reduction == "sum" else out * math.nan
         axis = self.item_axis(ndim)
         return a if axis is None else xp.sum(a, axis=axis)
 
@@ -229,6 +239,11 @@ class Loss(Parametrized):
         ``in_place``: the caller uses ``grad`` no further, so a kernel's new gradient may be
         scaled in place (:func:`~gradkit._array.scale_fresh`).
         """
+        if self.reduction != "none" and not math.prod(items.shape):
+            # no items (an empty batch): as PyTorch, the sum is 0 and the mean 0/0 = NaN (no finite answer);
+            # the gradient is empty, and so is the upstream's product with it
+            value = xp.sum(items)
+            return (value * math.nan if self.reduction == "mean" else value)[()], grad
         if self.reduction == "none":
             items = self.true_items(items)
             if g is None:
@@ -293,8 +308,6 @@ class ElementwiseLoss(Loss):
         t = like(target, p, xp, "target", "pred")
         if not is_traced(t) and bool(xp.any(xp.isnan(t))):
             raise ValueError("target contains NaN")
-        if math.prod(p.shape) == 0:
-            raise ValueError(f"pred must not be empty; got shape {tuple(p.shape)}")
         if live is not None:  # masked entries of an activation upstream (e.g. -inf from log_softmax)
             p = xp.where(live, p, 0.0)  # take no part: a stand-in in every domain, then zeroed
         self.check_values(xp, p, t)

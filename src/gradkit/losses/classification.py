@@ -91,8 +91,6 @@ class ClassLoss(Loss):
         n = p.shape[axis]
         if n == 0:
             raise ValueError(f"pred must have at least one class along axis={self.axis}; got shape {tuple(p.shape)}")
-        if math.prod(p.shape) == 0:
-            raise ValueError(f"pred must not be empty; got shape {tuple(p.shape)}")
         target = xp.asarray(to_array(target, "target"), device=device(p))
         item_shape = tuple(p.shape[:axis]) + tuple(p.shape[axis + 1 :])
         w = None
