@@ -8,6 +8,7 @@ mutated in place, and NumPy is only used to turn lists and scalars into arrays.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import numbers
 import sys
@@ -23,6 +24,7 @@ __all__ = [
     "ArrayLike",
     "Prepared",
     "as_float",
+    "branch_free",
     "cast",
     "check_choice",
     "check_int",
@@ -35,6 +37,8 @@ __all__ = [
     "normalize_axis",
     "numpy_errstate",
     "to_array",
+    "values_checked",
+    "values_hidden",
 ]
 
 #: An array of any Array API library: NumPy, PyTorch, CuPy, JAX, array-api-strict... Results come back in the
@@ -225,6 +229,47 @@ def is_traced(*arrays: Any) -> bool:
         if fake is not None and any(isinstance(a, fake) for a in arrays):
             return True
     return False
+
+
+#: set by :func:`values_checked`: value checks are skipped (the caller ran them on these inputs already)
+_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("gradkit_values_checked", default=False)
+
+
+def values_hidden(*arrays: Any) -> bool:
+    """Whether value checks (NaN targets, label ranges, domains) are skipped for these arrays: their
+    values are out of reach (:func:`is_traced`), they are on PyTorch's ``meta`` device (shapes and dtypes
+    only, no data), or the caller checked them already (:func:`values_checked`).
+
+    Only checks that need the values on the host ask this; branches that merely pick a faster
+    formulation ask :func:`branch_free`, so that a ``meta`` tensor runs exactly the device code a CUDA
+    tensor runs, and a host read added there fails the meta-device tests.
+    """
+    if is_traced(*arrays) or _CHECKED.get():
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and any(isinstance(a, torch.Tensor) and a.is_meta for a in arrays)
+
+
+@contextlib.contextmanager
+def values_checked() -> Any:
+    """Within this block :func:`values_hidden` is True: for a second pass over inputs the first pass has
+    validated (the torch wrapper's backward re-runs a head on the tensors its forward checked), so a GPU
+    tensor is read back to the host for its checks once per call, not once per pass."""
+    token = _CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+def branch_free(*arrays: Any) -> bool:
+    """Whether code must not branch on the values of these arrays: True unless all are NumPy arrays.
+
+    A branch on a value of a GPU tensor (``if bool(xp.any(...))``) copies it to the host and waits for
+    the device; a traced array has no value to branch on. Code that would pick a faster formulation by
+    such a test takes the general, branch-free one (``xp.where``) instead, which is exact for every input.
+    """
+    return not all(isinstance(a, (np.ndarray, np.generic)) for a in arrays)
 
 
 def numpy_errstate(xp: Any, **kwargs: Any) -> contextlib.AbstractContextManager[Any]:

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import kernels
-from ._array import Array, ArrayLike, cast, is_traced, like, normalize_axis, numpy_errstate
+from ._array import Array, ArrayLike, branch_free, cast, is_traced, like, normalize_axis, numpy_errstate
 from ._params import param_key
 from .activations.elementwise import Sigmoid
 from .activations.entmax_bisect import EntmaxBisect
@@ -87,7 +87,7 @@ def _softmax_xent(head: Composed, xp: Any, z: Any, target: Any, axis: int, mask:
     # a class at -inf (a -inf or masked logit, or a finite one beside +inf) cannot move: its target
     # mass adds to the loss (inf), not to the gradient. A finite logit whose shift z - max merely
     # overflowed (a row spanning more than the float range) still moves: gradient p·Σt - t, finite.
-    if is_traced(log_p) or bool(xp.any(log_p == -xp.inf)):
+    if branch_free(log_p) or bool(xp.any(log_p == -xp.inf)):
         zl = z if mask is None else xp.where(mask, z, -xp.inf)
         m = xp.max(zl, axis=axis, keepdims=True)
         movable = xp.isfinite(zl) & xp.isfinite(m)
@@ -340,8 +340,9 @@ class Composed:
         else:
             p = prediction = act.compute_forward(xp, zc, axis, mask)
             # the activation's range is inside the domain (compose checked): this clips rounding
-            # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at
-            p = loss.in_domain(xp, p, live=mask)
+            # (a softmax of 1 + 1 ulp) and never refuses; masked entries are not looked at. Off NumPy
+            # it clips without the check (which would read a value back from the device)
+            p = loss.clip_to_domain(xp, p) if branch_free(p) else loss.in_domain(xp, p, live=mask)
             items, grad, denom = loss.compute_items(xp, p, target, live=mask)
             upstream = None if sums or g is None else loss._upstream(xp, g, items)
 
@@ -353,7 +354,7 @@ class Composed:
 
             with numpy_errstate(xp, over="ignore", invalid="ignore"):  # a non-finite result is redone below,
                 value, gz = backward(grad)  # and that pass warns where the answer itself overflows
-            if is_traced(gz) or not bool(xp.all(xp.isfinite(gz))):
+            if branch_free(gz) or not bool(xp.all(xp.isfinite(gz))):
                 # dL/dp may overflow (2·(p - t) at p - t ~ max) where dL/dz is finite (a softmax or sparsemax
                 # Jacobian removes the common part: inf - inf = NaN). The VJP is linear: redo it on dL/dp / F
                 # and scale back; keep the first answer wherever it was finite

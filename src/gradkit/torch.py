@@ -21,13 +21,16 @@ through a ``torch.autograd.Function`` whose backward is gradkit's VJP and whose 
   code on the tensor's device. Both paths give the same values (tested).
 * **torch.compile.** Under tracing gradkit takes its branch-free paths (:func:`gradkit._array.is_traced`),
   so ``torch.compile(wrap(act), fullgraph=True)`` traces forward and backward without a graph break
-  (tested for softmax, log-softmax, sparsemax, entmax-1.5 and heads).
+  (tested for softmax, log-softmax, sparsemax, entmax-1.5 and heads). Each module has a ``forward`` code
+  object of its own, hence its own dynamo cache and recompile limit (:func:`_own_forward`).
+* **No host reads** on a device: gradkit's portable code does not branch on values (``_array.branch_free``);
+  a head's forward checks its target's values once (skipped on ``meta`` and under tracing), its backward not.
 
 Inputs: ``x`` / ``z`` must be a ``torch.Tensor`` of a real dtype (float16/bfloat16 are computed in
-float32 and returned in their dtype, integers are computed in float64 as everywhere in gradkit);
-``where`` a boolean tensor broadcastable to ``x`` (no gradient); ``target`` a tensor of integer
-labels or per-class (per-element) targets, which gets no gradient. Anything else raises
-``TypeError`` naming the argument.
+float32 and returned, with their gradients, in their dtype; integers are computed in float64 as everywhere
+in gradkit); ``where`` a boolean tensor broadcastable to ``x`` (no gradient); ``target`` a tensor of integer
+labels or per-class (per-element) targets of any float dtype (cast to the dtype of the computation), which
+gets no gradient. Anything else raises ``TypeError`` naming the argument.
 
 Examples
 --------
@@ -47,6 +50,7 @@ array([[ 0.     , -1.01028,  1.01028]])
 from __future__ import annotations
 
 import copy
+import types
 from typing import Any
 
 import numpy as np
@@ -59,7 +63,7 @@ require("gradkit.torch", "torch")
 import torch  # after the check: a missing extra is one clear line
 
 from . import kernels
-from ._array import is_traced
+from ._array import is_traced, values_checked
 from .activations.elementwise import ElementwiseActivation
 from .activations.entmax_bisect import EntmaxBisect
 from .activations.gumbel import GumbelSoftmax
@@ -114,9 +118,14 @@ def _host_ok(*tensors: Any) -> bool:
     if first.dtype not in (torch.float32, torch.float64):
         return False
     for t in live:
-        if type(t) is not torch.Tensor or t.device.type != "cpu" or t.is_conj() or t.is_neg() or t.layout != torch.strided:
+        if t.dtype not in _NUMPY_DTYPES or type(t) is not torch.Tensor or t.device.type != "cpu" or t.is_conj() or t.is_neg() or t.layout != torch.strided:
             return False
     return True
+
+
+#: the dtypes ``tensor.numpy()`` takes (not bfloat16, which NumPy lacks): others run the portable code
+_NUMPY_DTYPES = frozenset({torch.float16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
+                           torch.int16, torch.int32, torch.int64})
 
 
 def _np(t: Any) -> Any:
@@ -205,6 +214,16 @@ def _hook(act: Any, kind: str, xp: Any, x: Any, y: Any, g: Any, axis: int, mask:
     return (act.compute_vjp if kind == "vjp" else act.compute_jvp)(xp, x, y, g, axis, mask)
 
 
+def _noise(act: Activation, x: Any) -> Any:
+    """Gumbel-softmax's noise for ``x``, drawn here (or reused inside ``act.frozen()``) and saved with the graph:
+    the backward uses this sample's noise even if it runs in another thread or after other forward passes.
+    None for every other activation."""
+    if not isinstance(act, GumbelSoftmax):
+        return None
+    act._perturbed(_XP, x.detach(), draw=True)
+    return torch.as_tensor(act.noise, dtype=x.dtype, device=x.device)
+
+
 def _check_tensor(value: Any, name: str) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -235,6 +254,28 @@ def _mask(where: Any, x: Any) -> Any:
         raise ValueError(f"where must broadcast to the shape of x, {tuple(x.shape)}; got {tuple(where.shape)}") from exc
 
 
+def _own_forward(module: torch.nn.Module) -> None:
+    """Give ``module`` a ``forward`` with a code object of its own (the class's function, copied).
+
+    ``torch.compile`` keeps its compiled entries, and counts ``torch._dynamo.config.recompile_limit``
+    (8), per code object: with one ``forward`` shared by every wrapped module, each activation type
+    and input rank took one entry of the same cache, and the 9th compiled in a process failed with
+    ``FailOnRecompileLimitHit`` under ``fullgraph=True``. Now each module has its own cache.
+    """
+    f = type(module).forward
+    fresh = types.FunctionType(f.__code__.replace(), f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    fresh.__qualname__, fresh.__doc__, fresh.__annotations__ = f.__qualname__, f.__doc__, f.__annotations__
+    object.__setattr__(module, "forward", types.MethodType(fresh, module))
+
+
+def _without_forward(state: dict[str, Any]) -> dict[str, Any]:
+    """The module's state for pickling, without its own ``forward`` (a function made at run time;
+    ``__setstate__`` makes another)."""
+    state = dict(state)
+    state.pop("forward", None)
+    return state
+
+
 class GradkitActivation(torch.nn.Module):
     """A gradkit activation as a ``torch.nn.Module`` (made by :func:`wrap`): ``module(x, where=None)``.
 
@@ -245,6 +286,14 @@ class GradkitActivation(torch.nn.Module):
     def __init__(self, activation: Activation) -> None:
         super().__init__()
         self.activation = activation
+        _own_forward(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_forward(super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        _own_forward(self)
 
     def forward(self, x: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
         """Return ``activation(x, where=where)``, differentiable w.r.t. ``x`` (to any order)."""
@@ -264,13 +313,7 @@ class GradkitActivation(torch.nn.Module):
             raise ValueError(f"x must have at least one entry along axis={act.axis}; got shape {tuple(x.shape)}")
         mask = _mask(where, x)
         xc = x if x.dtype == dtype else x.to(dtype)
-        noise = None
-        if isinstance(act, GumbelSoftmax):
-            # drawn here (or reused inside act.frozen()), saved with the graph: backward uses this sample's noise
-            # even if it runs in another thread or after other forward passes
-            act._perturbed(_XP, xc.detach(), draw=True)
-            noise = torch.as_tensor(act.noise, dtype=xc.dtype, device=xc.device)
-        y = (_ActFnTraced if torch.compiler.is_compiling() else _ActFn).apply(xc, mask, noise, act, axis)
+        y = (_ActFnTraced if torch.compiler.is_compiling() else _ActFn).apply(xc, mask, _noise(act, xc), act, axis)
         return y if y.dtype == x.dtype or not x.is_floating_point() else y.to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -321,6 +364,13 @@ class _HeadFnTraced(torch.autograd.Function):
 
 
 def _head_derivative(head: Composed, kind: str, z: Any, target: Any, mask: Any, g: Any) -> Any:
+    if torch.compiler.is_compiling():  # traced: no values, so no value checks either
+        return _head_pass(head, kind, z, target, mask, g)
+    with values_checked():  # the forward pass checked target and z (labels in range, domains): not again
+        return _head_pass(head, kind, z, target, mask, g)
+
+
+def _head_pass(head: Composed, kind: str, z: Any, target: Any, mask: Any, g: Any) -> Any:
     g = g.to(z.dtype)
     if _host_ok(z, g, target, mask):
         zn, gn = _np(z), _np(g)
@@ -348,7 +398,7 @@ class _RecordedActivation:
         return getattr(self._act, name)
 
     def compute_forward(self, xp: Any, x: Any, axis: int, mask: Any) -> Any:
-        y = _ActFn.apply(x, mask, None, self._act, axis)
+        y = _ActFn.apply(x, mask, _noise(self._act, x), self._act, axis)
         self._out[id(x)] = (x, y)
         return y
 
@@ -372,6 +422,14 @@ class GradkitHead(torch.nn.Module):
     def __init__(self, head: Composed) -> None:
         super().__init__()
         self.head = head
+        _own_forward(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_forward(super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        _own_forward(self)
 
     def forward(self, z: torch.Tensor, target: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
         """Return ``head(z, target, where=where)``, differentiable w.r.t. ``z`` (to any order)."""
@@ -384,7 +442,10 @@ class GradkitHead(torch.nn.Module):
             raise TypeError(f"target must have a real dtype, got {target.dtype}")
         mask = _mask(where, z)
         zc = z if z.dtype == dtype else z.to(dtype)
-        value = (_HeadFnTraced if torch.compiler.is_compiling() else _HeadFn).apply(zc, target.detach(), mask, self.head)
+        tc = target.detach()
+        if tc.is_floating_point() and tc.dtype != dtype:  # gradkit computes a target in the dtype of the
+            tc = tc.to(dtype)  # computation (float16/bfloat16 in float32), which the NumPy path needs too
+        value = (_HeadFnTraced if torch.compiler.is_compiling() else _HeadFn).apply(zc, tc, mask, self.head)
         return value if value.dtype == z.dtype or not z.is_floating_point() else value.to(z.dtype)
 
     def extra_repr(self) -> str:

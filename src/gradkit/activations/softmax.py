@@ -17,7 +17,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import check_positive, is_traced
+from .._array import branch_free, check_positive
 from ..base import AxisActivation
 
 __all__ = ["LogSoftmax", "Softmax", "shifted_logits"]
@@ -29,18 +29,18 @@ def shifted_logits(xp: Any, z: Any, axis: int, mask: Any, temperature: float) ->
     Rows whose maximum is ``+inf`` get 0 at the ``+inf`` entries and ``-inf``
     elsewhere; rows with no live entry are all ``-inf``.
     """
-    traced = is_traced(z)
+    general = branch_free(z)  # no branch on a device's (or a tracer's) values
     if mask is not None:
         z = xp.where(mask, z, -xp.inf)
     m = xp.max(z, axis=axis, keepdims=True)
-    if not traced and bool(xp.all(xp.isfinite(m))):  # the common case, decided on the row maxima only
+    if not general and bool(xp.all(xp.isfinite(m))):  # the common case, decided on the row maxima only
         s = z - m
     else:
         s = z - xp.where(xp.isfinite(m) | xp.isnan(m), m, 0.0)  # a NaN row stays NaN without exp overflowing
         s = xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), s)
     if temperature == 1.0:
         return s
-    if temperature > 1.0 and (traced or bool(xp.any((s == -xp.inf) & xp.isfinite(z)))):
+    if temperature > 1.0 and (general or bool(xp.any((s == -xp.inf) & xp.isfinite(z)))):
         # z - max overflowed (a row spanning more than the float range) but (z - max)/T may fit:
         # halve first (exact), divide, double; the overflow warning of z - max stays, as without T
         half = (0.5 * z - 0.5 * xp.where(xp.isfinite(m), m, 0.0)) / temperature
@@ -118,7 +118,7 @@ class Softmax(_Tempered):
         return e / total
 
     def _project(self, xp: Any, y: Any, g: Any, axis: int) -> Any:
-        if is_traced(y, g) or not bool(xp.all(xp.isfinite(g))):
+        if branch_free(y, g) or not bool(xp.all(xp.isfinite(g))):
             g = xp.where(y > 0, g, 0.0)  # entries with y == 0 contribute nothing, even if g is inf
         out = y * (g - xp.sum(g * y, axis=axis, keepdims=True))
         return out if self.temperature == 1.0 else out / self.temperature
@@ -171,7 +171,7 @@ class LogSoftmax(_Tempered):
 
     def _project(self, xp: Any, y: Any, g: Any, axis: int, reduce_with_p: bool) -> Any:
         live = ~(y == -xp.inf)  # NaN counts as live, so it propagates
-        all_live = not is_traced(y, g) and bool(xp.all(live))
+        all_live = not branch_free(y, g) and bool(xp.all(live))
         if not all_live:
             g = xp.where(live, g, 0.0)
         p = xp.exp(y)

@@ -39,7 +39,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import check_choice, check_int, is_traced
+from .._array import branch_free, check_choice, check_int, is_traced
 from ..base import AxisActivation
 
 __all__ = ["Entmax15", "Sparsemax"]
@@ -63,10 +63,10 @@ def _prepare_scores(xp: Any, z: Any, axis: int, mask: Any) -> tuple[Any, Any, An
         z = xp.where(mask, z, -xp.inf)
     m = xp.max(z, axis=axis, keepdims=True)
     live = ~(m == -xp.inf)  # NaN rows count as live: NaN spreads through the arithmetic
-    traced = is_traced(z)
-    if traced or not bool(xp.all(live)):
+    general = branch_free(z)  # no branch on a device's (or a tracer's) values
+    if general or not bool(xp.all(live)):
         z = xp.where(live, z, 0.0)  # dead rows: any finite stand-in, zeroed at the end
-    if traced or bool(xp.any(m == xp.inf)):
+    if general or bool(xp.any(m == xp.inf)):
         z = xp.where(m == xp.inf, xp.where(z == xp.inf, 0.0, xp.full_like(z, -xp.inf)), z)
     return z, xp.where(live & ~(m == xp.inf), m, 0.0), live
 

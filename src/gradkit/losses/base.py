@@ -63,14 +63,15 @@ from .._array import (
     Array,
     ArrayLike,
     as_float,
+    branch_free,
     cast,
     check_choice,
     check_constructor_kwargs,
-    is_traced,
     like,
     numpy_errstate,
     scale_fresh,
     to_array,
+    values_hidden,
 )
 from .._params import Parametrized, param_names
 
@@ -147,7 +148,7 @@ class Loss(Parametrized):
             out = self._contract(xp, gv, p.ndim)
         if not math.prod(items.shape):  # an empty batch: nothing to redo (a mean's JVP is 0/0, as in PyTorch)
             return cast(xp, out, out_dtype)
-        if is_traced(out) or not bool(xp.all(xp.isfinite(out))):
+        if branch_free(out) or not bool(xp.all(xp.isfinite(out))):
             # a term (2·d·v at d ~ max) or the sum of terms of both signs overflowed, where the
             # directional derivative may be finite: redo it on v / F and scale back, where needed
             big = 2.0 ** min(math.frexp(float(xp.finfo(p.dtype).max))[1] // 8, 128)  # float32: 2^16, float64: 2^128 (torch.finfo has no maxexp)
@@ -177,10 +178,13 @@ class Loss(Parametrized):
             return p
         inside = min(max(0.0, lo), hi)  # a stand-in inside the domain
         q = p if live is None else xp.where(live, p, inside)
-        if is_traced(q):  # values out of reach (jit, torch.compile): clipped, not checked
-            return xp.clip(p, lo if lo > -math.inf else None, hi if hi < math.inf else None)
-        # two reductions, no temporaries (NaN fails them and takes the slow path, which lets it through)
-        if (lo == -math.inf or bool(xp.min(q) >= lo)) and (hi == math.inf or bool(xp.max(q) <= hi)):
+        if values_hidden(q):  # values out of reach (jit, torch.compile, meta) or checked: clipped, not checked
+            return self.clip_to_domain(xp, p)
+        # two reductions, no temporaries, one value read (NaN fails them and takes the slow path, which lets it through)
+        ok = None if lo == -math.inf else xp.min(q) >= lo
+        if hi < math.inf:
+            ok = xp.max(q) <= hi if ok is None else ok & (xp.max(q) <= hi)
+        if bool(ok):
             return p
         tol = DOMAIN_ULPS * (float(xp.finfo(p.dtype).eps) if eps is None else eps)
         lo_ok, hi_ok = lo - tol * max(1.0, abs(lo)), hi + tol * max(1.0, abs(hi))
@@ -192,6 +196,13 @@ class Loss(Parametrized):
                 f"pred must be {self.domain_name} {bounds} for {self.name}; {shown}"
                 + (f". {self.domain_hint}" if self.domain_hint else "")
             )
+        return self.clip_to_domain(xp, p)
+
+    def clip_to_domain(self, xp: Any, p: Any) -> Any:
+        """``p`` clipped onto ``input_domain`` (NaN stays NaN), without looking at its values."""
+        lo, hi = self.input_domain
+        if lo == -math.inf and hi == math.inf:
+            return p
         return xp.clip(p, lo if lo > -math.inf else None, hi if hi < math.inf else None)
 
     # -- shared machinery ------------------------------------------------
@@ -265,7 +276,7 @@ class Loss(Parametrized):
                 inv = xp.where(ok, 1.0 / xp.where(ok, denom, 1.0), 0.0)
             # item_factor joins 1/D before either touches the sum (half items: 2/D)
             mean = value * (inv if self.item_factor == 1.0 else inv * self.item_factor)
-            if is_traced(mean):  # no value to branch on: both, selected
+            if branch_free(mean):  # no branch on a device's (or a tracer's) value: both, selected
                 mean = xp.where(xp.isinf(mean) & xp.all(xp.isfinite(items)), self.true_items(xp.sum(items * inv)), mean)
             elif (math.isinf(mean) if isinstance(mean, np.generic) else bool(xp.isinf(mean))) and bool(
                     xp.all(xp.isfinite(items))):  # the sum overflowed, the mean need not
@@ -306,7 +317,7 @@ class ElementwiseLoss(Loss):
 
     def compute_items(self, xp: Any, p: Any, target: Any, live: Any = None) -> tuple[Any, Any, Any]:
         t = like(target, p, xp, "target", "pred")
-        if not is_traced(t) and bool(xp.any(xp.isnan(t))):
+        if not values_hidden(t) and bool(xp.any(xp.isnan(t))):
             raise ValueError("target contains NaN")
         if live is not None:  # masked entries of an activation upstream (e.g. -inf from log_softmax)
             p = xp.where(live, p, 0.0)  # take no part: a stand-in in every domain, then zeroed

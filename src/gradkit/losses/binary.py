@@ -6,7 +6,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .._array import ArrayLike, check_weight, is_traced
+from .._array import ArrayLike, check_weight, values_hidden
 from .base import ElementwiseLoss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss"]
@@ -33,7 +33,7 @@ class _Binary(ElementwiseLoss):
 
 
     def _check_target(self, xp: Any, t: Any) -> None:
-        if not is_traced(t) and bool(xp.any((t < 0) | (t > 1))):
+        if not values_hidden(t) and bool(xp.any((t < 0) | (t > 1))):
             raise ValueError(f"target must be in [0, 1] for {self.name}; got values in [{float(xp.min(t))}, {float(xp.max(t))}]")
 
     def _weighted(self, xp: Any, p: Any, value: Any, grad: Any) -> tuple[Any, Any]:

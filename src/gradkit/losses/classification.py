@@ -27,10 +27,10 @@ from .._array import (
     check_int,
     check_positive,
     check_weight,
-    is_traced,
     moveaxis,
     normalize_axis,
     to_array,
+    values_hidden,
 )
 from .base import Loss
 
@@ -113,9 +113,9 @@ class ClassLoss(Loss):
             if xp.isdtype(target.dtype, "bool") or xp.isdtype(target.dtype, "complex floating"):
                 raise TypeError(f"target must be real probabilities or integer labels; got dtype {target.dtype}")
             t = cast(xp, target, p.dtype)
-            if not is_traced(t) and bool(xp.any(xp.isnan(t))):
+            if not values_hidden(t) and bool(xp.any(xp.isnan(t))):
                 raise ValueError("target contains NaN")
-            if not is_traced(t) and bool(xp.any(t < 0)):
+            if not values_hidden(t) and bool(xp.any(t < 0)):
                 raise ValueError(f"target probabilities must be >= 0; got a minimum of {float(xp.min(t))}")
             t = self._smooth(xp, t, axis, live)
             denom = math.prod(item_shape)
@@ -149,7 +149,7 @@ class ClassLoss(Loss):
             raise TypeError(f"target labels must be integers; got dtype {target.dtype} (for probabilities pass shape {tuple(p.shape)})")
         valid = target != self.ignore_index
         bad = valid & ((target < 0) | (target >= n))
-        if not is_traced(bad) and bool(xp.any(bad)):
+        if not values_hidden(bad) and bool(xp.any(bad)):
             raise ValueError(f"target labels must be in [0, {n - 1}] or ignore_index={self.ignore_index}; got {int(xp.min(target))}..{int(xp.max(target))}")
         labels = xp.where(valid, target, 0)
         # JAX keeps the labels' own integer type: int64 exists there only with jax_enable_x64 (else a warning)

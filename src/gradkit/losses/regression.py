@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._array import check_positive, is_traced
+from .._array import branch_free, check_positive
 from .base import ElementwiseLoss
 
 __all__ = ["HuberLoss", "MAELoss", "MSELoss"]
@@ -33,7 +33,7 @@ class MSELoss(ElementwiseLoss):
     def compute_terms(self, xp: Any, p: Any, t: Any) -> tuple[Any, Any]:
         d = p - t
         half = 0.5 * d  # = p/2 - t/2 wherever d is finite (halving commutes with rounding)
-        if is_traced(d) or (math.prod(d.shape) and not (bool(xp.max(d) < xp.inf) and bool(xp.min(d) > -xp.inf))):  # two reductions
+        if branch_free(d) or (math.prod(d.shape) and not (bool(xp.max(d) < xp.inf) and bool(xp.min(d) > -xp.inf))):
             half = 0.5 * p - 0.5 * t  # d overflowed (or NaN): the halves cannot
         return d * d, half
 
