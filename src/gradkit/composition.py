@@ -369,9 +369,10 @@ class Composed:
 def _in_float64(xp: Any, z: Any, mask: Any, *results: Any) -> Any:
     """``z`` in float64 where a float32 head's ``results`` (None: not computed) came out NaN or infinite
     although its live scores are finite (an intermediate overflowed; masked entries of a prediction are not
-    looked at); None otherwise: float64 input (no wider dtype), traced values (none to look at), non-finite
-    scores (their answer is non-finite in any dtype), finite results."""
-    if z.dtype != xp.float32 or is_traced(z):
+    looked at); None otherwise: float64 input (no wider dtype), non-NumPy arrays (looking would read values back
+    from the device on every call, and a traced array has none), non-finite scores (their answer is non-finite
+    in any dtype), finite results."""
+    if z.dtype != xp.float32 or branch_free(z):
         return None
     if all(bool(xp.all(xp.isfinite(r if mask is None or r.shape != z.shape else xp.where(mask, r, 0.0))))
            for r in results if r is not None):
