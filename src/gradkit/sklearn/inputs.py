@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import activations, losses
-from .._array import from_numpy, is_foreign, to_numpy
+from .._array import from_numpy, is_foreign, refuse_array_subclass, to_numpy
 from ..config import get_config
 
 #: scikit-learn's activation names that gradkit spells differently
@@ -66,7 +66,8 @@ _NONFINITE = ("Solver produced non-finite parameter weights. The input data may 
 def _host(a: Any, name: str = "X") -> Any:
     """With ``array_api_dispatch``, arrays of other libraries are copied to host NumPy for training.
     Complex NumPy input is refused here with a short message (scikit-learn's own check prints the
-    whole array)."""
+    whole array), and so are ``numpy.matrix`` and masked arrays (``TypeError`` naming ``name``)."""
+    refuse_array_subclass(a, name)  # scikit-learn refuses np.matrix too (TypeError), but drops a mask
     a = to_numpy(a) if get_config()["array_api_dispatch"] and is_foreign(a) else a
     if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.complexfloating):
         raise ValueError(f"Complex data not supported: {name} has dtype {a.dtype}; pass real numbers")
