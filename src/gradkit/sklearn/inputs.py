@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils.validation import _check_sample_weight
 
 from .. import activations, losses
 from .._array import from_numpy, is_foreign, refuse_array_subclass, to_numpy
@@ -72,6 +73,15 @@ def _host(a: Any, name: str = "X") -> Any:
     if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.complexfloating):
         raise ValueError(f"Complex data not supported: {name} has dtype {a.dtype}; pass real numbers")
     return a
+
+
+def _sample_weight(sample_weight: Any, X: Any) -> np.ndarray | None:
+    """scikit-learn's own check of ``sample_weight`` (``_check_sample_weight``, as its MLPs call it: the same
+    exceptions for the same input); a masked array, whose mask scikit-learn drops, is a ``TypeError`` here."""
+    if sample_weight is None:
+        return None
+    refuse_array_subclass(sample_weight, "sample_weight")
+    return _check_sample_weight(sample_weight, X, dtype=np.float64)
 
 
 def _like_input(result: np.ndarray, X: Any) -> Any:
