@@ -122,7 +122,7 @@ X = np.random.default_rng(1).standard_normal((3, 4))
 
 
 @pytest.mark.parametrize(("forward", "vjp", "call", "exc", "fragment"), [
-    (lambda x: list(x), sp_vjp, "forward", TypeError, "custom activation 'bad': forward returned list, not an array"),
+    (lambda x: {"y": x}, sp_vjp, "forward", TypeError, "custom activation 'bad': forward returned dict, not an array"),
     (lambda x: x[..., :2], sp_vjp, "forward", ValueError, r"forward returned shape \(3, 2\); expected \(3, 4\)"),
     (lambda x: x.astype(np.float32), sp_vjp, "forward", TypeError,
      "forward returned dtype float32 for x of dtype float64; return x's dtype"),

@@ -36,6 +36,7 @@ __all__ = [
     "moveaxis",
     "normalize_axis",
     "numpy_errstate",
+    "refuse_array_subclass",
     "to_array",
     "values_checked",
     "values_hidden",
@@ -52,13 +53,29 @@ Array: TypeAlias = Any
 ArrayLike: TypeAlias = Any
 
 
+def refuse_array_subclass(x: Any, name: str) -> None:
+    """``TypeError`` naming ``name`` for a ``numpy.matrix`` or a masked array, the NumPy types whose values
+    are not what plain-array arithmetic would compute with (a matrix's ``*`` is the matrix product and it is
+    always 2-D; a masked array's mask would be dropped)."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} must be a plain array (numpy.ndarray or another Array API array); got "
+                        f"numpy.ma.MaskedArray, whose mask would be dropped: pass {name}.filled(value), or the "
+                        "unmasked entries alone")
+    if isinstance(x, np.matrix):
+        raise TypeError(f"{name} must be a plain array (numpy.ndarray or another Array API array); got numpy.matrix "
+                        f"(its * is the matrix product and it is always 2-d): pass np.asarray({name})")
+
+
 def to_array(x: Any, name: str) -> Any:
     """Return ``x`` if it is an Array API array, else ``np.asarray(x)``.
 
     NumPy arrays of object, string or other non-numeric dtypes raise ``TypeError``
-    (their arithmetic would run element by element in Python, or fail later).
+    (their arithmetic would run element by element in Python, or fail later), and so do
+    ``numpy.matrix`` and masked arrays (:func:`refuse_array_subclass`).
     """
     if isinstance(x, (np.ndarray, np.generic)):
+        if type(x) is not np.ndarray:
+            refuse_array_subclass(x, name)
         if x.dtype.kind not in "biuf":  # bool, ints, floats: object, str, bytes, void, datetime, complex refused
             if x.dtype.kind == "c":
                 return x  # complex: each caller names what it expects

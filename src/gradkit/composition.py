@@ -46,7 +46,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import kernels
-from ._array import Array, ArrayLike, branch_free, cast, is_traced, like, normalize_axis, numpy_errstate
+from ._array import (
+    Array,
+    ArrayLike,
+    branch_free,
+    cast,
+    is_traced,
+    like,
+    normalize_axis,
+    numpy_errstate,
+    refuse_array_subclass,
+)
 from ._params import param_key
 from .activations.elementwise import Sigmoid
 from .activations.entmax_bisect import EntmaxBisect
@@ -306,6 +316,8 @@ class Composed:
 
     def _run(self, z: Any, target: Any, where: Any, g: Any = None, sums: bool = False) -> _Run:
         act, loss = self.activation, self.loss
+        if type(z) is not np.ndarray:
+            refuse_array_subclass(z, "z")  # named z here, not the activation's x
         xp, zc, out_dtype, axis, mask = act._prepare(z, where)
         if isinstance(loss, ClassLoss) and act.supports_mask:
             loss_axis = normalize_axis(loss.axis, zc.ndim, "loss axis")

@@ -13,7 +13,10 @@ They take and return arrays of the caller's library (NumPy arrays for NumPy inpu
 tensors for torch input; ``array_api_compat.array_namespace(x)`` gives the namespace if
 you want one function for all), in the computation dtype (float16 input arrives as
 float32), and must not modify them. Every result must have the expected shape and
-``x``'s dtype: anything else raises ``TypeError``/``ValueError`` naming the function.
+``x``'s dtype: anything else raises ``TypeError``/``ValueError`` naming the function. Results
+of another type are converted where no number can change (a list or tuple, another ``ndarray``
+subclass, for NumPy ``x``; a Python number where a 0-d result is due) and refused otherwise
+(``numpy.matrix``, masked arrays): the table is in the guide "Write your own activation".
 
 For an activation:
 
@@ -54,10 +57,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
 from ._array import check_int, moveaxis
+from ._results import checked_result as _checked
 from .base import Activation, ElementwiseActivation
 from .losses.base import ElementwiseLoss
 from .registry import check_name
@@ -127,25 +130,6 @@ def _check_interval(value: Any, name: str) -> Interval:
     if math.isnan(lo) or math.isnan(hi) or lo > hi or lo == math.inf or hi == -math.inf:
         raise ValueError(f"{name} must be (low, high) with low <= high, not NaN, low < inf and high > -inf; got {value!r}")
     return lo, hi
-
-
-def _checked(out: Any, xp: Any, ref: Any, shape: tuple[int, ...], who: str, fn: str, what: str) -> Any:
-    """``out`` if it is an array of ``ref``'s library, dtype and the given shape; else a clear error."""
-    if isinstance(out, np.generic) and isinstance(ref, np.ndarray):
-        out = np.asarray(out)  # NumPy turns 0-d results into scalars
-    try:
-        ns = array_namespace(out)
-    except TypeError:
-        raise TypeError(f"{who}: {fn} returned {type(out).__name__}, not an array; it must return {what} as an "
-                        f"array of x's library ({type(ref).__module__}.{type(ref).__name__})") from None
-    if ns is not xp:
-        raise TypeError(f"{who}: {fn} returned a {type(out).__module__}.{type(out).__name__} for x of type "
-                        f"{type(ref).__module__}.{type(ref).__name__}; return an array of x's library")
-    if tuple(out.shape) != shape:
-        raise ValueError(f"{who}: {fn} returned shape {tuple(out.shape)}; expected {shape} ({what})")
-    if out.dtype != ref.dtype:
-        raise TypeError(f"{who}: {fn} returned dtype {out.dtype} for x of dtype {ref.dtype}; return x's dtype")
-    return out
 
 
 def _basis(xp: Any, x: Any, i: int) -> Any:

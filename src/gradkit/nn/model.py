@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._array import refuse_array_subclass
 from .layers import Layer, as_layer
 
 __all__ = ["Sequential"]
@@ -40,6 +41,10 @@ class Sequential:
         self.metadata: dict[str, Any] | None = None
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """The output of the layers applied in order to ``x`` (a ``numpy.matrix`` or masked array is a
+        ``TypeError``: their arithmetic is not the plain array's)."""
+        if type(x) is not np.ndarray:
+            refuse_array_subclass(x, "x")
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x

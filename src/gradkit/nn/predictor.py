@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import activations, losses
+from .._array import refuse_array_subclass
 from ..base import AxisActivation
 from ..composition import Composed, compose
 from .checkpoint import load
@@ -73,6 +74,7 @@ class Predictor:
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The logits for ``X`` (raw features, standardized here), shape ``(n_rows, n_classes)``."""
+        refuse_array_subclass(X, "X")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X must have shape (n_rows, {self.n_features_in_}); got {X.shape}")

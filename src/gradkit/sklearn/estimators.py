@@ -14,13 +14,13 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..base import AxisActivation
 from ..losses.classification import ClassLoss
 from ..losses.poisson import PoissonHead
 from .base import _BaseMLP
-from .inputs import _DTYPES, _REGRESSOR_LOSSES, _SPARSE, _host, _like_input
+from .inputs import _DTYPES, _REGRESSOR_LOSSES, _SPARSE, _host, _like_input, _sample_weight
 
 __all__ = ['MLPClassifier', 'MLPRegressor']
 
@@ -230,7 +230,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             T = (y == self.classes_[-1]).astype(X.dtype).reshape(-1, 1)  # one class: all ones
         else:
             T = np.searchsorted(self.classes_, y).astype(np.int64)
-        w = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        w = _sample_weight(sample_weight, X)
         if self.class_weight is not None:
             cw = compute_sample_weight(self.class_weight, y)
             w = cw if w is None else w * cw
@@ -446,7 +446,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             self._set_head(out, self.loss, 1.0 / k)
         self.out_activation_ = out
         T = np.asarray(y, dtype=np.float64).reshape(-1, k)
-        w = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        w = _sample_weight(sample_weight, X)
         self._y_raw = y
         return X, T, w
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils.validation import _check_sample_weight
 
 from .. import activations, losses
-from .._array import from_numpy, is_foreign, to_numpy
+from .._array import from_numpy, is_foreign, refuse_array_subclass, to_numpy
 from ..config import get_config
 
 #: scikit-learn's activation names that gradkit spells differently
@@ -66,11 +67,21 @@ _NONFINITE = ("Solver produced non-finite parameter weights. The input data may 
 def _host(a: Any, name: str = "X") -> Any:
     """With ``array_api_dispatch``, arrays of other libraries are copied to host NumPy for training.
     Complex NumPy input is refused here with a short message (scikit-learn's own check prints the
-    whole array)."""
+    whole array), and so are ``numpy.matrix`` and masked arrays (``TypeError`` naming ``name``)."""
+    refuse_array_subclass(a, name)  # scikit-learn refuses np.matrix too (TypeError), but drops a mask
     a = to_numpy(a) if get_config()["array_api_dispatch"] and is_foreign(a) else a
     if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.complexfloating):
         raise ValueError(f"Complex data not supported: {name} has dtype {a.dtype}; pass real numbers")
     return a
+
+
+def _sample_weight(sample_weight: Any, X: Any) -> np.ndarray | None:
+    """scikit-learn's own check of ``sample_weight`` (``_check_sample_weight``, as its MLPs call it: the same
+    exceptions for the same input); a masked array, whose mask scikit-learn drops, is a ``TypeError`` here."""
+    if sample_weight is None:
+        return None
+    refuse_array_subclass(sample_weight, "sample_weight")
+    return _check_sample_weight(sample_weight, X, dtype=np.float64)
 
 
 def _like_input(result: np.ndarray, X: Any) -> Any:
