@@ -34,7 +34,7 @@ from typing import IO
 from .._io import open_regular
 from .download import Location, fetch
 from .folder import DataFolder
-from .mnist import FASHION_MNIST_FILES, MNIST_FILES, data_home, read_checked
+from .mnist import FASHION_MNIST_FILES, MNIST_FILES, data_home, find_part, read_checked
 from .simple_index import links
 
 __all__ = ["fetch_fashion_mnist", "fetch_mnist", "index_url"]
@@ -188,13 +188,17 @@ def fetch_fashion_mnist(directory: str | os.PathLike[str] | None = None, *,
     target = Path(directory) if directory is not None else data_home() / "fashion-mnist"
     origin = Path(source)
     read_checked("fashion-mnist", FASHION_MNIST_FILES, origin)  # refuses missing or damaged files
-    found = [next(p for p in (origin / (name + ".gz"), origin / name) if p.exists())
-             for name, _ in FASHION_MNIST_FILES.values()]
+    copies = {}  # the file read_checked found (either spelling, .gz or not) -> its name here, the usual spelling
+    for name, _ in FASHION_MNIST_FILES.values():
+        path = find_part(origin, name)
+        if path is None:  # removed since the check
+            raise FileNotFoundError(f"fashion-mnist: {origin / name}(.gz) is gone since it was checked")
+        copies[path] = name + (".gz" if path.name.endswith(".gz") else "")
     with DataFolder(target) as folder:
-        for path in found:
-            folder.check_target(path.name)
-        for path in found:
-            with open_regular(path, "a Fashion-MNIST file") as (src, _), folder.open_write(path.name) as out:
+        for stored in copies.values():
+            folder.check_target(stored)
+        for path, stored in copies.items():
+            with open_regular(path, "a Fashion-MNIST file") as (src, _), folder.open_write(stored) as out:
                 shutil.copyfileobj(src, out, 1 << 20)
     read_checked("fashion-mnist", FASHION_MNIST_FILES, target)
     print(f"Fashion-MNIST is in {target}: 4 IDX files, md5 sums checked")

@@ -10,7 +10,8 @@ Gzip data are decompressed in bounded steps (never more than the header declares
 compressed file itself may be at most a little larger than ``max_bytes``, so that neither a
 gzip bomb nor gigabytes of padding after the data take more than a moment. Concatenated gzip
 members are read as one stream and zero padding after the last one is skipped, as ``gzip -d``
-does; any other trailing bytes are an error.
+does, up to 1 MiB (a block's padding): more padding is an error found after reading at most
+that much, however long the file; any other trailing bytes are an error.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ _MAX_NDIM = 16
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_READ = 1 << 18  # compressed bytes read at a time
+#: the most zero padding after gzip data that is skipped (a tape or disk block; more is refused, unread)
+_MAX_PADDING = 1 << 20
 
 
 def _gzip_limit(max_bytes: int) -> int:
@@ -63,6 +66,7 @@ class _Gunzip(io.RawIOBase):
         self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""  # compressed bytes read but not yet given to the decompressor
         self._ended = False
+        self._padding = 0  # zero bytes skipped after the last member
 
     def readable(self) -> bool:
         return True
@@ -79,6 +83,10 @@ class _Gunzip(io.RawIOBase):
             if rest.count(0) != len(rest):
                 raise ValueError(f"{self._source}: trailing bytes after the gzip data (not zero padding, "
                                  f"not a gzip member)")
+            self._padding += len(rest)
+            if self._padding > _MAX_PADDING:
+                raise ValueError(f"{self._source}: more than {_MAX_PADDING:,} bytes of zero padding after the gzip "
+                                 "data (a block's padding is less): refused without reading the rest")
             rest = self._raw.read(_GZIP_READ)
         if not rest:
             return False

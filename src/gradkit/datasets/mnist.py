@@ -58,7 +58,7 @@ def data_home() -> Path:
     return base / "gradkit"
 
 
-def _find(directory: Path, name: str) -> Path | None:
+def find_part(directory: Path, name: str) -> Path | None:
     """``name``, the original file names' variants (``train-images.idx3-ubyte``), with or without ``.gz``."""
     stem, _, kind = name.rpartition("-")  # "train-images-idx3", "ubyte"
     base, _, idx = stem.rpartition("-")  # "train-images", "idx3"
@@ -95,7 +95,7 @@ def read_checked(dataset: str, files: dict[str, tuple[str, str]], path: str | os
                  verify: bool = True) -> dict[str, np.ndarray]:
     """The four arrays as stored (uint8), found, read, md5-checked (with ``verify``) and shape-checked."""
     directory = Path(os.fspath(path)).expanduser() if path is not None else data_home() / dataset
-    found = {part: _find(directory, name) for part, (name, _) in files.items()}
+    found = {part: find_part(directory, name) for part, (name, _) in files.items()}
     missing = [files[part][0] for part, p in found.items() if p is None]
     if missing:
         origin = "path=" if path is not None else ("$GRADKIT_DATA" if os.environ.get("GRADKIT_DATA", "").strip()
